@@ -1,0 +1,762 @@
+//! The IR graph: a petgraph `StableDiGraph` of [`Node`]s whose values are addressed as
+//! [`Outlet`] `{node, slot}`; constants live once in a side table ([`ConstId`]), never as graph
+//! nodes, so a scale shared by thousands of Q/DQ nodes costs no edges.
+//!
+//! Every node keeps what ONNX said about it (attributes, doc string, metadata, domain spelling)
+//! and an `order` key: export is a topological sort that prefers the smallest key, so a graph
+//! that no pass touched is written back in exactly its original node order.
+
+use crate::dtype::DType;
+use crate::op::Op;
+use crate::proto::{AttributeProto, NodeProto, SparseTensorProto, ValueInfoProto};
+use crate::tensor::Tensor;
+use petgraph::stable_graph::{NodeIndex, StableDiGraph};
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::fmt;
+
+pub type NodeId = NodeIndex<u32>;
+
+/// A value: output `slot` of `node`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Outlet {
+    pub node: NodeId,
+    pub slot: u32,
+}
+
+impl Outlet {
+    pub fn new(node: NodeId, slot: u32) -> Outlet {
+        Outlet { node, slot }
+    }
+}
+
+/// A constant in the graph's side table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConstId(pub u32);
+
+/// What a node input refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Operand {
+    Value(Outlet),
+    Const(ConstId),
+    /// An omitted optional input (the empty name in ONNX).
+    None,
+}
+
+/// One dimension of a shape.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dim {
+    Known(i64),
+    /// A symbolic dimension such as the batch `N`.
+    Sym(String),
+    Unknown,
+}
+
+impl Dim {
+    pub fn known(&self) -> Option<i64> {
+        match self {
+            Dim::Known(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Dim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dim::Known(v) => write!(f, "{v}"),
+            Dim::Sym(s) => f.write_str(s),
+            Dim::Unknown => f.write_str("?"),
+        }
+    }
+}
+
+/// The type of a tensor value: element type and shape (`None` when even the rank is unknown).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TensorType {
+    pub dtype: DType,
+    pub shape: Option<Vec<Dim>>,
+}
+
+impl TensorType {
+    pub fn new(dtype: DType, shape: Vec<Dim>) -> TensorType {
+        TensorType { dtype, shape: Some(shape) }
+    }
+    pub fn known(dtype: DType, dims: &[i64]) -> TensorType {
+        TensorType::new(dtype, dims.iter().map(|&d| Dim::Known(d)).collect())
+    }
+    pub fn rank(&self) -> Option<usize> {
+        self.shape.as_ref().map(Vec::len)
+    }
+}
+
+/// Quantization parameters of an integer value: the constants of the QuantizeLinear that made it
+/// (or of the DequantizeLinear that reads it).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Quant {
+    pub scale: ConstId,
+    pub zero_point: Option<ConstId>,
+    /// Present for per-axis and blocked quantization.
+    pub axis: Option<i64>,
+    pub block_size: Option<i64>,
+}
+
+/// What is known about a value.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Value {
+    /// The ONNX name; empty for an optional output the node does not produce.
+    pub name: String,
+    pub ty: Option<TensorType>,
+    pub quant: Option<Quant>,
+    /// For a graph input: its `ValueInfoProto`, kept verbatim for export.
+    pub declared: Option<ValueInfoProto>,
+}
+
+impl Value {
+    pub fn named(name: impl Into<String>) -> Value {
+        Value { name: name.into(), ..Default::default() }
+    }
+    pub fn typed(name: impl Into<String>, ty: TensorType) -> Value {
+        Value { name: name.into(), ty: Some(ty), ..Default::default() }
+    }
+}
+
+/// A node: an operator application.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub op: Op,
+    /// Attributes exactly as read (in order, with doc strings and every field).
+    pub attrs: Vec<AttributeProto>,
+    pub outputs: Vec<Value>,
+    /// The rest of the `NodeProto` (name, domain spelling, doc_string, overload, metadata_props,
+    /// device_configurations); its input/output/attribute lists are kept empty.
+    pub proto: NodeProto,
+    /// Export sorts by this key among ready nodes.
+    pub order: u64,
+    inputs: Vec<Operand>,
+    /// Outer-scope values read by subgraph attributes (If/Loop/Scan bodies): dependencies that
+    /// ONNX leaves implicit, kept so that ordering and liveness see them.
+    captures: Vec<Operand>,
+}
+
+impl Node {
+    pub fn inputs(&self) -> &[Operand] {
+        &self.inputs
+    }
+    pub fn captures(&self) -> &[Operand] {
+        &self.captures
+    }
+    pub fn name(&self) -> &str {
+        self.proto.name.as_deref().unwrap_or("")
+    }
+    pub fn input(&self, i: usize) -> Operand {
+        self.inputs.get(i).copied().unwrap_or(Operand::None)
+    }
+    /// The attribute called `name`, if present.
+    pub fn attr(&self, name: &str) -> Option<&AttributeProto> {
+        self.attrs.iter().find(|a| a.name.as_deref() == Some(name))
+    }
+    /// How errors and remarks name this node: its name, or its first output's name.
+    pub fn label(&self) -> String {
+        match (self.name(), self.outputs.first()) {
+            ("", Some(v)) => format!("(producing '{}')", v.name),
+            (name, _) => format!("'{name}'"),
+        }
+    }
+}
+
+/// Where an edge enters its consumer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Port {
+    Input(u32),
+    Capture(u32),
+}
+
+/// An edge producer → consumer: which output slot feeds which port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Edge {
+    pub slot: u32,
+    pub port: Port,
+}
+
+/// Where a constant came from, so export writes it back the same way.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConstOrigin {
+    Initializer,
+    /// An initializer that is also a graph input: only a default the caller may override, so
+    /// nodes read the input, not this constant.
+    InputDefault,
+    SparseInitializer,
+    /// A `Constant` node; the proto keeps its name, attributes and doc string.
+    ConstantNode { node: NodeProto, order: u64 },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConstValue {
+    Dense(Tensor),
+    Sparse(SparseTensorProto),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Const {
+    pub name: String,
+    pub value: ConstValue,
+    pub origin: ConstOrigin,
+}
+
+impl Const {
+    pub fn tensor(&self) -> Option<&Tensor> {
+        match &self.value {
+            ConstValue::Dense(t) => Some(t),
+            ConstValue::Sparse(_) => None,
+        }
+    }
+    pub fn ty(&self) -> Option<TensorType> {
+        let (code, dims) = match &self.value {
+            ConstValue::Dense(t) => (t.proto.data_type, &t.proto.dims),
+            ConstValue::Sparse(s) => (s.values.as_ref().and_then(|v| v.data_type), &s.dims),
+        };
+        Some(TensorType::known(DType::from_onnx(code?)?, dims))
+    }
+}
+
+/// A graph output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GraphOutput {
+    pub operand: Operand,
+    /// The declared `ValueInfoProto` (its name is the output's name).
+    pub declared: ValueInfoProto,
+}
+
+impl GraphOutput {
+    pub fn name(&self) -> &str {
+        self.declared.name.as_deref().unwrap_or("")
+    }
+}
+
+/// A structural problem found by [`Graph::verify`] or while editing.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GraphError {
+    #[error("node {node} ({op}) is part of a cycle")]
+    Cycle { node: String, op: String },
+    #[error("name '{0}' is defined twice")]
+    DuplicateName(String),
+    #[error("node {node} ({op}): {msg}")]
+    Node { node: String, op: String, msg: String },
+    #[error("graph output '{0}' refers to a value that does not exist")]
+    DanglingOutput(String),
+    #[error("{0}")]
+    Invariant(String),
+}
+
+/// The IR graph. See the module documentation.
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    g: StableDiGraph<Node, Edge, u32>,
+    consts: Vec<Option<Const>>,
+    names: HashMap<String, Operand>,
+    /// Graph inputs, in order: each is an [`Op::Input`] node.
+    pub inputs: Vec<NodeId>,
+    pub outputs: Vec<GraphOutput>,
+    /// Opset version per domain (`""` for ai.onnx), from the model's opset_import.
+    pub opsets: BTreeMap<String, i64>,
+    /// The model's `value_info` list, verbatim and in order. Value types read from it live on the
+    /// values; export writes back the entries whose values still exist (regenerated from the
+    /// value's type where a pass changed its element type or rank).
+    pub value_info: Vec<ValueInfoProto>,
+    /// The GraphProto fields the IR does not model (name, doc_string, quantization_annotation,
+    /// metadata_props); its node/tensor/value lists are kept empty.
+    pub meta: crate::proto::GraphProto,
+    next_order: u64,
+}
+
+/// Spacing of the order keys given to nodes as they are added, leaving room between them.
+pub const ORDER_STEP: u64 = 1 << 16;
+
+impl Graph {
+    pub fn new() -> Graph {
+        Graph::default()
+    }
+
+    /// The opset version of ai.onnx (the default domain).
+    pub fn opset(&self) -> i64 {
+        self.opset_of("")
+    }
+
+    pub fn opset_of(&self, domain: &str) -> i64 {
+        let d = if domain == "ai.onnx" { "" } else { domain };
+        self.opsets.get(d).copied().unwrap_or(0)
+    }
+
+    /// Makes later nodes get order keys after `key`.
+    pub fn reserve_order(&mut self, key: u64) {
+        self.next_order = self.next_order.max(key);
+    }
+
+    pub(crate) fn take_order(&mut self) -> u64 {
+        self.next_order += ORDER_STEP;
+        self.next_order
+    }
+
+    // ---- reading -------------------------------------------------------------------------
+
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.g[id]
+    }
+
+    /// Mutable access to a node's op, attributes, outputs' metadata and proto. Inputs are edited
+    /// through [`Graph::set_input`] so that edges stay consistent.
+    pub fn node_mut(&mut self, id: NodeId) -> &mut Node {
+        &mut self.g[id]
+    }
+
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.g.contains_node(id)
+    }
+
+    /// All nodes (graph inputs included) in index order.
+    pub fn node_ids(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.g.node_indices()
+    }
+
+    /// Number of nodes, graph inputs excluded.
+    pub fn op_count(&self) -> usize {
+        self.g.node_count() - self.inputs.len()
+    }
+
+    pub fn value(&self, o: Outlet) -> &Value {
+        &self.g[o.node].outputs[o.slot as usize]
+    }
+
+    pub fn value_mut(&mut self, o: Outlet) -> &mut Value {
+        &mut self.g[o.node].outputs[o.slot as usize]
+    }
+
+    pub fn constant(&self, id: ConstId) -> &Const {
+        self.consts[id.0 as usize].as_ref().expect("constant was removed")
+    }
+
+    pub fn constant_mut(&mut self, id: ConstId) -> &mut Const {
+        self.consts[id.0 as usize].as_mut().expect("constant was removed")
+    }
+
+    /// All live constants, in table order (the original initializer order first).
+    pub fn constants(&self) -> impl Iterator<Item = (ConstId, &Const)> + '_ {
+        self.consts.iter().enumerate().filter_map(|(i, c)| c.as_ref().map(|c| (ConstId(i as u32), c)))
+    }
+
+    /// The tensor of a dense constant operand.
+    pub fn const_tensor(&self, op: Operand) -> Option<&Tensor> {
+        match op {
+            Operand::Const(c) => self.constant(c).tensor(),
+            _ => None,
+        }
+    }
+
+    pub fn lookup(&self, name: &str) -> Option<Operand> {
+        self.names.get(name).copied()
+    }
+
+    pub fn operand_name(&self, op: Operand) -> &str {
+        match op {
+            Operand::Value(o) => &self.value(o).name,
+            Operand::Const(c) => &self.constant(c).name,
+            Operand::None => "",
+        }
+    }
+
+    pub fn operand_type(&self, op: Operand) -> Option<TensorType> {
+        match op {
+            Operand::Value(o) => self.value(o).ty.clone(),
+            Operand::Const(c) => self.constant(c).ty(),
+            Operand::None => None,
+        }
+    }
+
+    /// Consumers of a node's outputs: (consumer, edge), in edge order.
+    pub fn uses(&self, id: NodeId) -> impl Iterator<Item = (NodeId, Edge)> + '_ {
+        self.g.edges_directed(id, Direction::Outgoing).map(|e| (e.target(), *e.weight()))
+    }
+
+    /// Consumers of one value: (consumer, port).
+    pub fn consumers(&self, o: Outlet) -> Vec<(NodeId, Port)> {
+        let mut v: Vec<_> = self.uses(o.node).filter(|(_, e)| e.slot == o.slot).map(|(n, e)| (n, e.port)).collect();
+        v.sort_by_key(|&(n, p)| (n, port_key(p)));
+        v
+    }
+
+    /// Whether a value is a graph output.
+    pub fn is_output(&self, op: Operand) -> bool {
+        self.outputs.iter().any(|o| o.operand == op)
+    }
+
+    /// Nodes (graph inputs excluded) in topological order, preferring the smallest order key
+    /// among ready nodes. Errors on a cycle, naming a node on it.
+    pub fn topo_order(&self) -> Result<Vec<NodeId>, GraphError> {
+        let mut indeg: HashMap<NodeId, usize> = HashMap::with_capacity(self.g.node_count());
+        let mut ready = BinaryHeap::new();
+        for id in self.g.node_indices() {
+            let n = self.g.neighbors_directed(id, Direction::Incoming).count();
+            let n = self.g.edges_directed(id, Direction::Incoming).count().max(n);
+            if n == 0 {
+                ready.push(Reverse((self.g[id].order, id)));
+            } else {
+                indeg.insert(id, n);
+            }
+        }
+        let mut out = Vec::with_capacity(self.g.node_count());
+        while let Some(Reverse((_, id))) = ready.pop() {
+            if self.g[id].op != Op::Input {
+                out.push(id);
+            }
+            for e in self.g.edges_directed(id, Direction::Outgoing) {
+                let d = indeg.get_mut(&e.target()).expect("indegree");
+                *d -= 1;
+                if *d == 0 {
+                    ready.push(Reverse((self.g[e.target()].order, e.target())));
+                }
+            }
+        }
+        if let Some((&id, _)) = indeg.iter().filter(|(_, &d)| d > 0).min_by_key(|(id, _)| self.g[**id].order) {
+            let n = &self.g[id];
+            return Err(GraphError::Cycle { node: n.label(), op: n.op.to_string() });
+        }
+        Ok(out)
+    }
+
+    // ---- editing -------------------------------------------------------------------------
+
+    /// A name not used in the graph, based on `base`.
+    pub fn fresh_name(&self, base: &str) -> String {
+        if !base.is_empty() && !self.names.contains_key(base) {
+            return base.to_string();
+        }
+        (1..).map(|i| format!("{base}_{i}")).find(|n| !self.names.contains_key(n)).unwrap()
+    }
+
+    fn register(&mut self, name: &str, op: Operand) -> Result<(), GraphError> {
+        if name.is_empty() {
+            return Ok(());
+        }
+        match self.names.insert(name.to_string(), op) {
+            Some(prev) if prev != op => {
+                self.names.insert(name.to_string(), prev);
+                Err(GraphError::DuplicateName(name.to_string()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Adds a graph input.
+    pub fn add_input(&mut self, value: Value) -> Result<Outlet, GraphError> {
+        let order = self.take_order();
+        let name = value.name.clone();
+        let node = Node {
+            op: Op::Input,
+            attrs: vec![],
+            outputs: vec![value],
+            proto: NodeProto::default(),
+            order,
+            inputs: vec![],
+            captures: vec![],
+        };
+        let id = self.g.add_node(node);
+        let o = Outlet::new(id, 0);
+        if let Err(e) = self.register(&name, Operand::Value(o)) {
+            self.g.remove_node(id);
+            return Err(e);
+        }
+        self.inputs.push(id);
+        Ok(o)
+    }
+
+    /// Adds a constant to the side table. Its name must be unused (see [`Graph::fresh_name`]).
+    pub fn add_const(&mut self, c: Const) -> Result<ConstId, GraphError> {
+        let id = ConstId(self.consts.len() as u32);
+        if c.origin != ConstOrigin::InputDefault {
+            self.register(&c.name, Operand::Const(id))?;
+        }
+        self.consts.push(Some(c));
+        Ok(id)
+    }
+
+    /// Adds a dense constant with a fresh name based on `base` as an initializer.
+    pub fn add_initializer(&mut self, base: &str, mut tensor: Tensor) -> ConstId {
+        let name = self.fresh_name(base);
+        tensor.proto.name = Some(name.clone());
+        let c = Const { name, value: ConstValue::Dense(tensor), origin: ConstOrigin::Initializer };
+        self.add_const(c).expect("fresh name")
+    }
+
+    /// Removes a constant; it must have no uses left.
+    pub fn remove_const(&mut self, id: ConstId) {
+        if let Some(c) = self.consts[id.0 as usize].take() {
+            if self.names.get(&c.name) == Some(&Operand::Const(id)) {
+                self.names.remove(&c.name);
+            }
+        }
+    }
+
+    /// Adds a node. `proto` carries name/domain/doc fields (see [`Node::proto`]); its
+    /// input/output/attribute lists are ignored. Output names must be unused.
+    pub fn add_node(
+        &mut self,
+        op: Op,
+        proto: NodeProto,
+        attrs: Vec<AttributeProto>,
+        inputs: Vec<Operand>,
+        outputs: Vec<Value>,
+    ) -> Result<NodeId, GraphError> {
+        let order = self.take_order();
+        self.add_node_at(op, proto, attrs, inputs, outputs, order)
+    }
+
+    /// [`Graph::add_node`] with an explicit order key (e.g. the key of the node it replaces).
+    pub fn add_node_at(
+        &mut self,
+        op: Op,
+        mut proto: NodeProto,
+        attrs: Vec<AttributeProto>,
+        inputs: Vec<Operand>,
+        outputs: Vec<Value>,
+        order: u64,
+    ) -> Result<NodeId, GraphError> {
+        proto.input.clear();
+        proto.output.clear();
+        proto.attribute.clear();
+        let names: Vec<String> = outputs.iter().map(|v| v.name.clone()).collect();
+        let node = Node { op, attrs, outputs, proto, order, inputs: vec![], captures: vec![] };
+        let id = self.g.add_node(node);
+        for (slot, name) in names.iter().enumerate() {
+            if let Err(e) = self.register(name, Operand::Value(Outlet::new(id, slot as u32))) {
+                for n in &names[..slot] {
+                    self.names.remove(n);
+                }
+                self.g.remove_node(id);
+                return Err(e);
+            }
+        }
+        self.set_inputs(id, inputs);
+        Ok(id)
+    }
+
+    /// Replaces all inputs of a node.
+    pub fn set_inputs(&mut self, id: NodeId, inputs: Vec<Operand>) {
+        let old: Vec<_> = self
+            .g
+            .edges_directed(id, Direction::Incoming)
+            .filter(|e| matches!(e.weight().port, Port::Input(_)))
+            .map(|e| e.id())
+            .collect();
+        for e in old {
+            self.g.remove_edge(e);
+        }
+        for (i, &op) in inputs.iter().enumerate() {
+            if let Operand::Value(o) = op {
+                self.g.add_edge(o.node, id, Edge { slot: o.slot, port: Port::Input(i as u32) });
+            }
+        }
+        self.g[id].inputs = inputs;
+    }
+
+    /// Replaces input `i` of a node (extending the list with `None` if needed).
+    pub fn set_input(&mut self, id: NodeId, i: usize, op: Operand) {
+        let mut inputs = self.g[id].inputs.clone();
+        if inputs.len() <= i {
+            inputs.resize(i + 1, Operand::None);
+        }
+        inputs[i] = op;
+        // Only the one edge changes; avoid rebuilding all edges for nodes with many inputs.
+        if let Some(e) = self
+            .g
+            .edges_directed(id, Direction::Incoming)
+            .find(|e| e.weight().port == Port::Input(i as u32))
+            .map(|e| e.id())
+        {
+            self.g.remove_edge(e);
+        }
+        if let Operand::Value(o) = op {
+            self.g.add_edge(o.node, id, Edge { slot: o.slot, port: Port::Input(i as u32) });
+        }
+        self.g[id].inputs = inputs;
+    }
+
+    /// Sets the outer-scope values a node's subgraphs read.
+    pub fn set_captures(&mut self, id: NodeId, captures: Vec<Operand>) {
+        let old: Vec<_> = self
+            .g
+            .edges_directed(id, Direction::Incoming)
+            .filter(|e| matches!(e.weight().port, Port::Capture(_)))
+            .map(|e| e.id())
+            .collect();
+        for e in old {
+            self.g.remove_edge(e);
+        }
+        for (i, &op) in captures.iter().enumerate() {
+            if let Operand::Value(o) = op {
+                self.g.add_edge(o.node, id, Edge { slot: o.slot, port: Port::Capture(i as u32) });
+            }
+        }
+        self.g[id].captures = captures;
+    }
+
+    /// Makes every use of `old` (node inputs, captures and graph outputs) use `new`.
+    pub fn replace_uses(&mut self, old: Outlet, new: Operand) {
+        for (n, port) in self.consumers(old) {
+            match port {
+                Port::Input(i) => self.set_input(n, i as usize, new),
+                Port::Capture(i) => {
+                    let mut c = self.g[n].captures.clone();
+                    c[i as usize] = new;
+                    self.set_captures(n, c);
+                }
+            }
+        }
+        for out in &mut self.outputs {
+            if out.operand == Operand::Value(old) {
+                out.operand = new;
+            }
+        }
+    }
+
+    /// Removes a node. Its outputs must be unused (no consumers, not graph outputs).
+    pub fn remove_node(&mut self, id: NodeId) -> Result<Node, GraphError> {
+        let node = &self.g[id];
+        if self.uses(id).next().is_some()
+            || self.outputs.iter().any(|o| matches!(o.operand, Operand::Value(v) if v.node == id))
+        {
+            return Err(GraphError::Node {
+                node: node.label(),
+                op: node.op.to_string(),
+                msg: "cannot remove a node whose outputs are still used".into(),
+            });
+        }
+        let node = self.g.remove_node(id).expect("node exists");
+        for (slot, v) in node.outputs.iter().enumerate() {
+            if self.names.get(&v.name) == Some(&Operand::Value(Outlet::new(id, slot as u32))) {
+                self.names.remove(&v.name);
+            }
+        }
+        self.inputs.retain(|&i| i != id);
+        Ok(node)
+    }
+
+    /// Renames a value (keeps the name index consistent).
+    pub fn rename(&mut self, op: Operand, name: &str) -> Result<(), GraphError> {
+        if self.names.get(name).is_some_and(|&o| o != op) {
+            return Err(GraphError::DuplicateName(name.to_string()));
+        }
+        let old = self.operand_name(op).to_string();
+        if self.names.get(&old) == Some(&op) {
+            self.names.remove(&old);
+        }
+        match op {
+            Operand::Value(o) => self.value_mut(o).name = name.to_string(),
+            Operand::Const(c) => self.constant_mut(c).name = name.to_string(),
+            Operand::None => return Ok(()),
+        }
+        self.register(name, op)
+    }
+
+    // ---- checking ------------------------------------------------------------------------
+
+    /// Checks the structural invariants: acyclic; every operand refers to a live node output or
+    /// constant; edges match operands; names unique and indexed; graph outputs defined; node
+    /// output types agree with what inference derives from the inputs.
+    pub fn verify(&self) -> Result<(), GraphError> {
+        let inv = |m: String| Err(GraphError::Invariant(m));
+        let mut defs: Vec<(&str, Operand)> = Vec::new();
+        for (id, c) in self.constants() {
+            if c.origin != ConstOrigin::InputDefault {
+                defs.push((c.name.as_str(), Operand::Const(id)));
+            }
+        }
+        for id in self.g.node_indices() {
+            for (slot, v) in self.g[id].outputs.iter().enumerate() {
+                defs.push((v.name.as_str(), Operand::Value(Outlet::new(id, slot as u32))));
+            }
+        }
+        let mut seen: HashMap<&str, Operand> = HashMap::with_capacity(defs.len());
+        for (name, op) in defs {
+            if !name.is_empty() && seen.insert(name, op).is_some() {
+                return Err(GraphError::DuplicateName(name.to_string()));
+            }
+        }
+        for (name, op) in &seen {
+            if self.names.get(*name) != Some(op) {
+                return inv(format!("name index is stale for '{name}'"));
+            }
+        }
+        if seen.len() != self.names.len() {
+            return inv("name index holds names of removed values".into());
+        }
+        let check_operand = |n: &Node, op: Operand| -> Result<(), GraphError> {
+            let bad = |msg: String| GraphError::Node { node: n.label(), op: n.op.to_string(), msg };
+            match op {
+                Operand::Value(o) => {
+                    if !self.g.contains_node(o.node) || self.g[o.node].outputs.len() <= o.slot as usize {
+                        return Err(bad(format!("input refers to a removed value ({o:?})")));
+                    }
+                    if self.value(o).name.is_empty() {
+                        return Err(bad("input refers to an output the producer does not produce".into()));
+                    }
+                }
+                Operand::Const(c) => {
+                    if self.consts.get(c.0 as usize).is_none_or(|c| c.is_none()) {
+                        return Err(bad(format!("input refers to a removed constant ({c:?})")));
+                    }
+                }
+                Operand::None => {}
+            }
+            Ok(())
+        };
+        for id in self.g.node_indices() {
+            let n = &self.g[id];
+            let mut expect: Vec<(NodeId, Edge)> = Vec::new();
+            for (i, &op) in n.inputs.iter().enumerate() {
+                check_operand(n, op)?;
+                if let Operand::Value(o) = op {
+                    expect.push((o.node, Edge { slot: o.slot, port: Port::Input(i as u32) }));
+                }
+            }
+            for (i, &op) in n.captures.iter().enumerate() {
+                check_operand(n, op)?;
+                if let Operand::Value(o) = op {
+                    expect.push((o.node, Edge { slot: o.slot, port: Port::Capture(i as u32) }));
+                }
+            }
+            let mut actual: Vec<(NodeId, Edge)> =
+                self.g.edges_directed(id, Direction::Incoming).map(|e| (e.source(), *e.weight())).collect();
+            let key = |x: &(NodeId, Edge)| (x.0, x.1.slot, port_key(x.1.port));
+            expect.sort_by_key(key);
+            actual.sort_by_key(key);
+            if expect != actual {
+                return inv(format!("edges of node {} do not match its inputs", n.label()));
+            }
+            if n.op == Op::Input && !self.inputs.contains(&id) {
+                return inv(format!("input node {} is not listed as a graph input", n.label()));
+            }
+        }
+        for out in &self.outputs {
+            let ok = match out.operand {
+                Operand::Value(o) => self.g.contains_node(o.node) && self.g[o.node].outputs.len() > o.slot as usize,
+                Operand::Const(c) => self.consts.get(c.0 as usize).is_some_and(|c| c.is_some()),
+                Operand::None => false,
+            };
+            if !ok {
+                return Err(GraphError::DanglingOutput(out.name().to_string()));
+            }
+        }
+        let order = self.topo_order()?;
+        crate::infer::check_types(self, &order)
+    }
+}
+
+fn port_key(p: Port) -> (u8, u32) {
+    match p {
+        Port::Input(i) => (0, i),
+        Port::Capture(i) => (1, i),
+    }
+}

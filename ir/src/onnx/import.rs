@@ -1,0 +1,207 @@
+//! `ModelProto` → [`Model`]: graph nodes become IR nodes, initializers and `Constant` nodes become
+//! side-table constants, and everything else is kept verbatim for export.
+
+use super::external::{for_each_tensor, is_external, ExternalStore};
+use super::{Error, Model, MAX_IR_VERSION};
+use crate::dtype::DType;
+use crate::graph::{Const, ConstOrigin, ConstValue, Dim, Graph, Operand, TensorType, Value, ORDER_STEP};
+use crate::op::Op;
+use crate::proto::attribute_proto::AttributeType;
+use crate::proto::{type_proto, GraphProto, ModelProto, NodeProto, TensorProto, TypeProto};
+use crate::tensor::Tensor;
+use std::collections::HashSet;
+
+pub(crate) fn import_model(mut proto: ModelProto, mut store: ExternalStore) -> Result<Model, Error> {
+    let ir = proto.ir_version.unwrap_or(0);
+    if ir > MAX_IR_VERSION {
+        return Err(Error::IrVersion { found: ir });
+    }
+    // Map every external tensor's side file now, so a missing or short file fails the load.
+    for_each_tensor(&mut proto, &mut |t| {
+        if is_external(t) {
+            store.resolve(t)?;
+        }
+        Ok(())
+    })?;
+    let gp = proto.graph.take().ok_or(Error::NoGraph)?;
+    let mut graph = Graph::new();
+    for o in &proto.opset_import {
+        let d = o.domain.as_deref().unwrap_or("");
+        let d = if d == "ai.onnx" { "" } else { d };
+        graph.opsets.insert(d.to_string(), o.version.unwrap_or(0));
+    }
+    import_graph(gp, &mut graph, &store)?;
+    Ok(Model { graph, meta: proto, external: store })
+}
+
+/// Reads a tensor element type from a `TypeProto`; `Ok(None)` for non-tensor or untyped values.
+pub(crate) fn tensor_type(name: &str, t: Option<&TypeProto>) -> Result<Option<TensorType>, Error> {
+    let Some(type_proto::Value::TensorType(tt)) = t.and_then(|t| t.value.as_ref()) else {
+        return Ok(None);
+    };
+    let bad = |msg: String| Error::ValueInfo { name: name.to_string(), msg };
+    let code = tt.elem_type.unwrap_or(0);
+    if code == 0 {
+        return Ok(None);
+    }
+    let dtype = DType::from_onnx(code).ok_or_else(|| bad(format!("unknown data type {code}")))?;
+    let shape = match &tt.shape {
+        None => None,
+        Some(s) => Some(
+            s.dim
+                .iter()
+                .map(|d| match &d.value {
+                    Some(crate::proto::tensor_shape_proto::dimension::Value::DimValue(v)) if *v < 0 => {
+                        Err(bad(format!("negative dimension {v}")))
+                    }
+                    Some(crate::proto::tensor_shape_proto::dimension::Value::DimValue(v)) => Ok(Dim::Known(*v)),
+                    Some(crate::proto::tensor_shape_proto::dimension::Value::DimParam(p)) if !p.is_empty() => {
+                        Ok(Dim::Sym(p.clone()))
+                    }
+                    _ => Ok(Dim::Unknown),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    Ok(Some(TensorType { dtype, shape }))
+}
+
+fn checked_tensor(proto: TensorProto, store: &ExternalStore) -> Result<Tensor, Error> {
+    let external = if is_external(&proto) { Some(store.lookup(&proto)?) } else { None };
+    let t = Tensor { proto, external };
+    t.check().map_err(|source| Error::Tensor { name: t.name().to_string(), source })?;
+    Ok(t)
+}
+
+/// A `Constant` node's value as a tensor, when it has one dense value attribute.
+fn constant_value(n: &NodeProto, store: &ExternalStore) -> Result<Option<Tensor>, Error> {
+    let [a] = n.attribute.as_slice() else { return Ok(None) };
+    if n.output.len() != 1 || !matches!(n.domain.as_deref(), None | Some("") | Some("ai.onnx")) {
+        return Ok(None);
+    }
+    let kind = crate::attr::kind(a);
+    let t = match (a.name.as_deref(), kind) {
+        (Some("value"), AttributeType::Tensor) => match &a.t {
+            Some(t) => checked_tensor(t.clone(), store)?,
+            None => return Ok(None),
+        },
+        (Some("value_float"), AttributeType::Float) => Tensor::from_f32("", &[], &[a.f.unwrap_or(0.0)]),
+        (Some("value_floats"), AttributeType::Floats) => Tensor::from_f32("", &[a.floats.len() as i64], &a.floats),
+        (Some("value_int"), AttributeType::Int) => Tensor::from_i64("", DType::I64, &[], &[a.i.unwrap_or(0)]),
+        (Some("value_ints"), AttributeType::Ints) => Tensor::from_i64("", DType::I64, &[a.ints.len() as i64], &a.ints),
+        _ => return Ok(None),
+    };
+    Ok(Some(t))
+}
+
+/// Names a subgraph reads from enclosing scopes, in first-use order.
+pub(crate) fn free_names(g: &GraphProto, out: &mut Vec<String>) {
+    let mut defined: HashSet<&str> = HashSet::new();
+    defined.extend(g.input.iter().filter_map(|v| v.name.as_deref()));
+    defined.extend(g.initializer.iter().filter_map(|t| t.name.as_deref()));
+    defined.extend(g.sparse_initializer.iter().filter_map(|s| s.values.as_ref().and_then(|v| v.name.as_deref())));
+    defined.extend(g.node.iter().flat_map(|n| n.output.iter().map(String::as_str)));
+    let push = |name: &str, out: &mut Vec<String>| {
+        if !name.is_empty() && !defined.contains(name) && !out.iter().any(|o| o == name) {
+            out.push(name.to_string());
+        }
+    };
+    for n in &g.node {
+        for i in &n.input {
+            push(i, out);
+        }
+        for a in &n.attribute {
+            for sub in a.g.iter().chain(a.graphs.iter()) {
+                let mut inner = Vec::new();
+                free_names(sub, &mut inner);
+                for name in inner {
+                    push(&name, out);
+                }
+            }
+        }
+    }
+}
+
+fn import_graph(mut gp: GraphProto, graph: &mut Graph, store: &ExternalStore) -> Result<(), Error> {
+    let input_names: HashSet<String> = gp.input.iter().filter_map(|v| v.name.clone()).collect();
+    for t in std::mem::take(&mut gp.initializer) {
+        let tensor = checked_tensor(t, store)?;
+        let name = tensor.name().to_string();
+        let origin = if input_names.contains(&name) { ConstOrigin::InputDefault } else { ConstOrigin::Initializer };
+        graph.add_const(Const { name, value: ConstValue::Dense(tensor), origin })?;
+    }
+    for s in std::mem::take(&mut gp.sparse_initializer) {
+        let name = s.values.as_ref().and_then(|v| v.name.clone()).unwrap_or_default();
+        graph.add_const(Const { name, value: ConstValue::Sparse(s), origin: ConstOrigin::SparseInitializer })?;
+    }
+    for vi in std::mem::take(&mut gp.input) {
+        let name = vi.name.clone().unwrap_or_default();
+        let ty = tensor_type(&name, vi.r#type.as_ref())?;
+        graph.add_input(Value { name, ty, quant: None, declared: Some(vi) })?;
+    }
+    // Nodes first (so every output name is known), inputs resolved after: a model whose nodes are
+    // not topologically sorted still loads, and a real cycle is reported by verify.
+    let mut pending = Vec::new();
+    for (i, mut n) in std::mem::take(&mut gp.node).into_iter().enumerate() {
+        let order = (i as u64 + 1) * ORDER_STEP;
+        if Op::from_onnx(n.domain.as_deref().unwrap_or(""), n.op_type.as_deref().unwrap_or("")) == Op::Constant {
+            if let Some(mut tensor) = constant_value(&n, store)? {
+                let name = n.output[0].clone();
+                tensor.proto.name.get_or_insert_with(|| name.clone());
+                let origin = ConstOrigin::ConstantNode { node: n, order };
+                graph.add_const(Const { name, value: ConstValue::Dense(tensor), origin })?;
+                continue;
+            }
+        }
+        let op = Op::from_onnx(n.domain.as_deref().unwrap_or(""), n.op_type.as_deref().unwrap_or(""));
+        let inputs = std::mem::take(&mut n.input);
+        let outputs = std::mem::take(&mut n.output).into_iter().map(Value::named).collect();
+        let attrs = std::mem::take(&mut n.attribute);
+        let mut captured = Vec::new();
+        for a in &attrs {
+            for sub in a.g.iter().chain(a.graphs.iter()) {
+                free_names(sub, &mut captured);
+            }
+        }
+        let id = graph.add_node_at(op, n, attrs, vec![], outputs, order)?;
+        pending.push((id, inputs, captured));
+    }
+    graph.reserve_order((pending.len() as u64 + 1) * ORDER_STEP);
+    for (id, inputs, captured) in pending {
+        let resolve = |graph: &Graph, name: &str| -> Result<Operand, Error> {
+            if name.is_empty() {
+                return Ok(Operand::None);
+            }
+            graph.lookup(name).ok_or_else(|| {
+                let n = graph.node(id);
+                Error::UndefinedInput { node: n.label(), op: n.op.to_string(), input: name.to_string() }
+            })
+        };
+        let ops = inputs.iter().map(|i| resolve(graph, i)).collect::<Result<Vec<_>, _>>()?;
+        graph.set_inputs(id, ops);
+        if !captured.is_empty() {
+            let caps = captured.iter().map(|i| resolve(graph, i)).collect::<Result<Vec<_>, _>>()?;
+            graph.set_captures(id, caps);
+        }
+    }
+    for vi in std::mem::take(&mut gp.output) {
+        let name = vi.name.clone().unwrap_or_default();
+        let operand = graph.lookup(&name).ok_or_else(|| crate::graph::GraphError::DanglingOutput(name.clone()))?;
+        if let (Operand::Value(o), Some(ty)) = (operand, tensor_type(&name, vi.r#type.as_ref())?) {
+            graph.value_mut(o).ty.get_or_insert(ty);
+        }
+        graph.outputs.push(crate::graph::GraphOutput { operand, declared: vi });
+    }
+    for vi in &gp.value_info {
+        let name = vi.name.as_deref().unwrap_or("");
+        if let (Some(Operand::Value(o)), Some(ty)) = (graph.lookup(name), tensor_type(name, vi.r#type.as_ref())?) {
+            if graph.value(o).ty.is_none() {
+                graph.value_mut(o).ty = Some(ty);
+            }
+        }
+    }
+    graph.value_info = std::mem::take(&mut gp.value_info);
+    graph.meta = gp;
+    crate::infer::infer_graph(graph)?;
+    Ok(())
+}

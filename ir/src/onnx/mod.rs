@@ -1,0 +1,114 @@
+//! ONNX I/O: `.onnx` files ⇄ [`Model`].
+//!
+//! Loading memory-maps the file and decodes it with prost into `bytes::Bytes`, so tensor payloads
+//! (`raw_data`, external data) are slices of the mapping, never copies. Saving encodes straight
+//! into a buffered temporary file next to the output and renames it into place, so a failed save
+//! never leaves a half-written output. Everything the IR does not model travels in [`Model::meta`]
+//! and the graph's `meta`, verbatim.
+
+mod export;
+mod external;
+mod import;
+mod sink;
+
+pub use external::{ExternalData, ExternalStore};
+
+use crate::graph::{Graph, GraphError};
+use crate::proto::ModelProto;
+use crate::tensor::TensorError;
+use std::path::{Path, PathBuf};
+
+/// The newest ONNX IR version whose schema this build compiles (onnx 1.23, `proto/onnx.proto`).
+/// Newer files may carry fields prost would silently drop, so they are refused.
+pub const MAX_IR_VERSION: i64 = 14;
+
+/// An ONNX model: the graph as IR plus every other `ModelProto` field, verbatim.
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub graph: Graph,
+    /// The `ModelProto` without its graph: ir_version, opset_import, producer, doc_string,
+    /// metadata_props, functions, training_info, configuration — written back unchanged.
+    pub meta: ModelProto,
+    /// The external-data files this model was read with.
+    pub external: ExternalStore,
+}
+
+/// What can be wrong with an ONNX model.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a valid ONNX protobuf: {0}")]
+    Decode(#[from] prost::DecodeError),
+    #[error("IR version {found} is newer than qdqc reads (up to {MAX_IR_VERSION}); refusing to drop fields it does not know")]
+    IrVersion { found: i64 },
+    #[error("the model has no graph")]
+    NoGraph,
+    #[error("tensor '{name}': {source}")]
+    Tensor { name: String, source: TensorError },
+    #[error("tensor '{name}': external data {msg}")]
+    External { name: String, msg: String },
+    #[error("node {node} ({op}): input '{input}' is not defined")]
+    UndefinedInput { node: String, op: String, input: String },
+    #[error("value '{name}': {msg}")]
+    ValueInfo { name: String, msg: String },
+    #[error("{0}")]
+    Graph(#[from] GraphError),
+    #[error("the model would be {size} bytes, over protobuf's 2 GiB limit: write its tensors as external data")]
+    TooLarge { size: usize },
+}
+
+/// An [`Error`] with the file it concerns. Displays as `PATH: message`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {error}", path.display())]
+pub struct FileError {
+    pub path: PathBuf,
+    #[source]
+    pub error: Error,
+}
+
+fn in_file<T>(path: &Path, r: Result<T, Error>) -> Result<T, FileError> {
+    r.map_err(|error| FileError { path: path.to_path_buf(), error })
+}
+
+/// How [`save`] writes the model.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SaveOptions {
+    pub external: ExternalData,
+}
+
+impl Model {
+    /// Decodes an in-memory model (external data, if any, is looked up relative to `base_dir`).
+    pub fn decode(bytes: bytes::Bytes, base_dir: &Path) -> Result<Model, Error> {
+        let proto = <ModelProto as prost::Message>::decode(bytes)?;
+        import::import_model(proto, ExternalStore::new(base_dir))
+    }
+
+    /// The full `ModelProto` (tensors referencing external data stay external).
+    pub fn to_proto(&self) -> Result<ModelProto, Error> {
+        export::export_model(self)
+    }
+}
+
+/// Reads an `.onnx` file (memory-mapped; external data mapped from its side files).
+pub fn load(path: &Path) -> Result<Model, FileError> {
+    in_file(path, load_inner(path))
+}
+
+fn load_inner(path: &Path) -> Result<Model, Error> {
+    let bytes = external::map_file(path)?;
+    let base = path.parent().unwrap_or(Path::new(""));
+    Model::decode(bytes, base)
+}
+
+/// Writes a model to `path` (and its external data beside it), atomically per file: all files are
+/// written to temporaries first and renamed into place only once everything succeeded.
+pub fn save(model: &Model, path: &Path, opts: &SaveOptions) -> Result<(), FileError> {
+    in_file(path, export::save(model, path, opts))
+}
+
+/// Decodes an `.onnx` file into the raw prost `ModelProto` (no IR), e.g. for comparisons.
+pub fn read_proto(path: &Path) -> Result<ModelProto, FileError> {
+    let r = external::map_file(path).and_then(|b| Ok(<ModelProto as prost::Message>::decode(b)?));
+    in_file(path, r)
+}

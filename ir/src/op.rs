@@ -1,0 +1,144 @@
+//! The closed set of operators qdqc reasons about, plus [`Op::Other`] for anything else.
+//!
+//! An `Op` names the operator only; its attributes stay on the [`crate::Node`] as the original
+//! `AttributeProto`s, so every node (known or not) is written back exactly as it was read.
+//! Adding a variant makes the compiler list every `match` that must learn about it.
+
+use std::fmt;
+
+/// ONNX's default domain as written by most exporters.
+pub const ONNX_DOMAIN: &str = "";
+/// onnxruntime's contrib-op domain.
+pub const MS_DOMAIN: &str = "com.microsoft";
+
+macro_rules! ops {
+    (onnx: [$($s:ident),* $(,)?], microsoft: [$($m:ident),* $(,)?]) => {
+        /// An operator. Variants are the ops with inference (and later rules and kernels);
+        /// `Other` keeps any other operator of any domain.
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Op {
+            /// A graph input (not an ONNX node).
+            Input,
+            $($s,)*
+            $($m,)*
+            Other { domain: String, op_type: String },
+        }
+
+        impl Op {
+            /// The op for a node's `domain` and `op_type`.
+            pub fn from_onnx(domain: &str, op_type: &str) -> Op {
+                match domain {
+                    "" | "ai.onnx" => match op_type {
+                        $(stringify!($s) => return Op::$s,)*
+                        _ => {}
+                    },
+                    // onnxruntime also registers QuantizeLinear/DequantizeLinear in its domain.
+                    MS_DOMAIN => match op_type {
+                        $(stringify!($m) => return Op::$m,)*
+                        "QuantizeLinear" => return Op::QuantizeLinear,
+                        "DequantizeLinear" => return Op::DequantizeLinear,
+                        _ => {}
+                    },
+                    _ => {}
+                }
+                Op::Other { domain: domain.to_string(), op_type: op_type.to_string() }
+            }
+
+            /// The ONNX `op_type`.
+            pub fn name(&self) -> &str {
+                match self {
+                    Op::Input => "Input",
+                    $(Op::$s => stringify!($s),)*
+                    $(Op::$m => stringify!($m),)*
+                    Op::Other { op_type, .. } => op_type,
+                }
+            }
+
+            /// The domain a new node of this op is written in.
+            pub fn default_domain(&self) -> &str {
+                match self {
+                    $(Op::$m => MS_DOMAIN,)*
+                    Op::Other { domain, .. } => domain,
+                    _ => ONNX_DOMAIN,
+                }
+            }
+
+            /// Every known op (not `Input`, not `Other`).
+            pub const KNOWN: &'static [Op] = &[$(Op::$s,)* $(Op::$m,)*];
+        }
+    };
+}
+
+ops! {
+    onnx: [
+        QuantizeLinear, DequantizeLinear,
+        Conv, ConvTranspose, BatchNormalization, MatMul, Gemm,
+        Relu, Clip, LeakyRelu, Sigmoid, HardSigmoid, HardSwish, Tanh, Softmax, LayerNormalization,
+        Gelu, Erf,
+        Add, Sub, Mul, Div, Pow, Sqrt, Max, Min,
+        MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, ReduceMean, ReduceMax, ReduceMin,
+        Reshape, Flatten, Transpose, Squeeze, Unsqueeze, Concat, Slice, Gather, Split, Pad, Resize,
+        DepthToSpace, SpaceToDepth, Identity, Cast, Shape, Constant,
+        QLinearConv, QLinearMatMul, ConvInteger, MatMulInteger,
+    ],
+    microsoft: [
+        QLinearAdd, QLinearMul, QLinearGlobalAveragePool, QLinearAveragePool, QLinearConcat,
+        QGemm, QLinearSigmoid, QLinearLeakyRelu, QLinearSoftmax,
+    ]
+}
+
+impl Op {
+    /// Ops that compute on floats and that quantization aims to replace (MAC-heavy ops).
+    pub fn is_float_compute(&self) -> bool {
+        matches!(self, Op::Conv | Op::ConvTranspose | Op::MatMul | Op::Gemm)
+    }
+
+    /// Ops that compute on integers (the targets of fusion).
+    pub fn is_integer_compute(&self) -> bool {
+        matches!(
+            self,
+            Op::QLinearConv
+                | Op::QLinearMatMul
+                | Op::ConvInteger
+                | Op::MatMulInteger
+                | Op::QLinearAdd
+                | Op::QLinearMul
+                | Op::QLinearGlobalAveragePool
+                | Op::QLinearAveragePool
+                | Op::QLinearConcat
+                | Op::QGemm
+                | Op::QLinearSigmoid
+                | Op::QLinearLeakyRelu
+                | Op::QLinearSoftmax
+        )
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::Other { domain, op_type } if !domain.is_empty() && domain != "ai.onnx" => {
+                write!(f, "{domain}.{op_type}")
+            }
+            _ => f.write_str(self.name()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for op in Op::KNOWN {
+            assert_eq!(&Op::from_onnx(op.default_domain(), op.name()), op);
+        }
+        assert_eq!(Op::from_onnx("ai.onnx", "Conv"), Op::Conv);
+        assert_eq!(Op::from_onnx(MS_DOMAIN, "DequantizeLinear"), Op::DequantizeLinear);
+        let other = Op::from_onnx("com.example", "MyOp");
+        assert_eq!(other.to_string(), "com.example.MyOp");
+        assert_eq!(Op::from_onnx("", "QLinearAdd").name(), "QLinearAdd");
+        assert!(matches!(Op::from_onnx("", "QLinearAdd"), Op::Other { .. }));
+    }
+}
