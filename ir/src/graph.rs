@@ -14,7 +14,7 @@ use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::fmt;
 
 pub type NodeId = NodeIndex<u32>;
@@ -197,6 +197,9 @@ pub enum ConstOrigin {
 pub enum ConstValue {
     Dense(Tensor),
     Sparse(SparseTensorProto),
+    /// Parsed from the text form, where the data was elided ([`crate::text::Elided`]): dtype,
+    /// dims, fingerprint and first values, but no data. Typed, yet never a usable tensor.
+    Elided(crate::text::Elided),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -210,13 +213,14 @@ impl Const {
     pub fn tensor(&self) -> Option<&Tensor> {
         match &self.value {
             ConstValue::Dense(t) => Some(t),
-            ConstValue::Sparse(_) => None,
+            ConstValue::Sparse(_) | ConstValue::Elided(_) => None,
         }
     }
     pub fn ty(&self) -> Option<TensorType> {
         let (code, dims) = match &self.value {
             ConstValue::Dense(t) => (t.proto.data_type, &t.proto.dims),
             ConstValue::Sparse(s) => (s.values.as_ref().and_then(|v| v.data_type), &s.dims),
+            ConstValue::Elided(e) => (Some(e.dtype.to_onnx()), &e.dims),
         };
         Some(TensorType::known(DType::from_onnx(code?)?, dims))
     }
@@ -266,6 +270,10 @@ pub struct Graph {
     /// values; export writes back the entries whose values still exist (regenerated from the
     /// value's type where a pass changed its element type or rank).
     pub value_info: Vec<ValueInfoProto>,
+    /// Names of `value_info` entries that named no value already in the input model (onnxruntime's
+    /// quantizer leaves such entries). They are written back verbatim, and no new value takes
+    /// their names.
+    pub value_info_orphans: HashSet<String>,
     /// The GraphProto fields the IR does not model (name, doc_string, quantization_annotation,
     /// metadata_props); its node/tensor/value lists are kept empty.
     pub meta: crate::proto::GraphProto,
@@ -398,8 +406,7 @@ impl Graph {
         let mut indeg: HashMap<NodeId, usize> = HashMap::with_capacity(self.g.node_count());
         let mut ready = BinaryHeap::new();
         for id in self.g.node_indices() {
-            let n = self.g.neighbors_directed(id, Direction::Incoming).count();
-            let n = self.g.edges_directed(id, Direction::Incoming).count().max(n);
+            let n = self.g.edges_directed(id, Direction::Incoming).count();
             if n == 0 {
                 ready.push(Reverse((self.g[id].order, id)));
             } else {
@@ -430,10 +437,11 @@ impl Graph {
 
     /// A name not used in the graph, based on `base`.
     pub fn fresh_name(&self, base: &str) -> String {
-        if !base.is_empty() && !self.names.contains_key(base) {
+        let free = |n: &str| !self.names.contains_key(n) && !self.value_info_orphans.contains(n);
+        if !base.is_empty() && free(base) {
             return base.to_string();
         }
-        (1..).map(|i| format!("{base}_{i}")).find(|n| !self.names.contains_key(n)).unwrap()
+        (1..).map(|i| format!("{base}_{i}")).find(|n| free(n)).unwrap()
     }
 
     fn register(&mut self, name: &str, op: Operand) -> Result<(), GraphError> {

@@ -127,6 +127,12 @@ pub(crate) fn export_graph(graph: &Graph) -> Result<GraphProto, Error> {
                 gp.initializer.push(p);
             }
             (ConstOrigin::SparseInitializer, ConstValue::Sparse(s)) => gp.sparse_initializer.push(s.clone()),
+            (_, ConstValue::Elided(_)) => {
+                return Err(Error::ValueInfo {
+                    name: c.name.clone(),
+                    msg: "its data was elided in the text form, so there is no data to write".into(),
+                })
+            }
             (ConstOrigin::ConstantNode { .. }, _) => {}
             (origin, _) => {
                 return Err(Error::Tensor {
@@ -152,6 +158,7 @@ pub(crate) fn export_graph(graph: &Graph) -> Result<GraphProto, Error> {
         match graph.lookup(name) {
             Some(Operand::Value(o)) => gp.value_info.push(value_info(name, Some(vi), graph.value(o).ty.as_ref())),
             Some(_) => gp.value_info.push(vi.clone()),
+            None if graph.value_info_orphans.contains(name) => gp.value_info.push(vi.clone()),
             None => {}
         }
     }

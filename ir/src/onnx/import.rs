@@ -194,10 +194,12 @@ fn import_graph(mut gp: GraphProto, graph: &mut Graph, store: &ExternalStore) ->
     }
     for vi in &gp.value_info {
         let name = vi.name.as_deref().unwrap_or("");
-        if let (Some(Operand::Value(o)), Some(ty)) = (graph.lookup(name), tensor_type(name, vi.r#type.as_ref())?) {
-            if graph.value(o).ty.is_none() {
-                graph.value_mut(o).ty = Some(ty);
+        match (graph.lookup(name), tensor_type(name, vi.r#type.as_ref())?) {
+            (None, _) => {
+                graph.value_info_orphans.insert(name.to_string());
             }
+            (Some(Operand::Value(o)), Some(ty)) if graph.value(o).ty.is_none() => graph.value_mut(o).ty = Some(ty),
+            _ => {}
         }
     }
     graph.value_info = std::mem::take(&mut gp.value_info);

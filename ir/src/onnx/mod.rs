@@ -11,6 +11,7 @@ mod external;
 mod import;
 mod sink;
 
+pub use export::type_proto;
 pub use external::{ExternalData, ExternalStore};
 
 use crate::graph::{Graph, GraphError};

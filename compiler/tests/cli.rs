@@ -1,0 +1,222 @@
+//! The `qdqc` binary as users run it: exit codes, one-line errors naming file and node/value, no
+//! output file left behind on failure.
+
+use prost::Message;
+use qdqc::ir::proto::{self, tensor_proto::DataLocation, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn qdqc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qdqc")).args(args).output().expect("qdqc runs")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn f32_input(name: &str) -> ValueInfoProto {
+    let ty = qdqc::ir::TensorType::known(qdqc::ir::DType::F32, &[1, 4]);
+    ValueInfoProto { name: Some(name.into()), r#type: Some(qdqc::ir::onnx::type_proto(&ty)), ..Default::default() }
+}
+
+fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
+    NodeProto {
+        op_type: Some(op.into()),
+        name: Some(name.into()),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn model(nodes: Vec<NodeProto>, initializers: Vec<TensorProto>, output: &str) -> ModelProto {
+    ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![proto::OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
+        graph: Some(GraphProto {
+            name: Some("g".into()),
+            node: nodes,
+            initializer: initializers,
+            input: vec![f32_input("x")],
+            output: vec![f32_input(output)],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Writes `bytes` as `name` in a temp dir, runs `qdqc compile` on it and checks: exit 2, one line on
+/// stderr starting with `qdqc: error: PATH:` and containing every `needle`, and no output file.
+fn rejects(name: &str, bytes: &[u8], needles: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join(name);
+    std::fs::write(&input, bytes).unwrap();
+    let out = dir.path().join("out.onnx");
+    let o = qdqc(&["compile", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--passes", "none"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+    assert_eq!(err.lines().count(), 1, "{name}: one line expected: {err}");
+    assert!(err.starts_with(&format!("qdqc: error: {}: ", input.display())), "{name}: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{name}: expected '{n}' in: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!out.exists(), "{name}: no output may be written");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 1, "{name}: temporary files left behind: {leftovers:?}");
+    // `show` and `stats` reject it the same way.
+    for cmd in ["show", "stats"] {
+        let o = qdqc(&[cmd, input.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{cmd} {name}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn truncated_file() {
+    let bytes = std::fs::read(fixture("resnet_block.u8.pc.onnx")).unwrap();
+    rejects("truncated.onnx", &bytes[..bytes.len() / 2], &["not a valid ONNX protobuf"]);
+}
+
+#[test]
+fn wrong_wire_type() {
+    // Field 1 (ir_version, a varint) written as length-delimited.
+    rejects("wiretype.onnx", &[0x0a, 0x02, 0x08, 0x01], &["not a valid ONNX protobuf", "wire type"]);
+}
+
+#[test]
+fn garbage_and_empty_files() {
+    rejects("garbage.onnx", b"this is not a model at all \xff\xff\xff", &["not a valid ONNX protobuf"]);
+    rejects("empty.onnx", b"", &["has no graph"]);
+}
+
+#[test]
+fn dangling_input_name() {
+    let m = model(vec![node("Relu", "relu1", &["nope"], &["y"])], vec![], "y");
+    rejects("dangling.onnx", &m.encode_to_vec(), &["node 'relu1' (Relu)", "input 'nope' is not defined"]);
+}
+
+#[test]
+fn cycle() {
+    let m = model(
+        vec![node("Add", "a", &["x", "c"], &["b"]), node("Relu", "r", &["b"], &["c"]), node("Relu", "o", &["b"], &["y"])],
+        vec![],
+        "y",
+    );
+    rejects("cycle.onnx", &m.encode_to_vec(), &["cycle", "node 'a' (Add)"]);
+}
+
+#[test]
+fn absurd_dims() {
+    let t = TensorProto {
+        name: Some("w".into()),
+        dims: vec![1 << 40, 1 << 40],
+        data_type: Some(1),
+        raw_data: Some(vec![0u8; 4].into()),
+        ..Default::default()
+    };
+    let m = model(vec![node("Add", "add", &["x", "w"], &["y"])], vec![t.clone()], "y");
+    rejects("absurd.onnx", &m.encode_to_vec(), &["tensor 'w'", "dims"]);
+    let neg = TensorProto { dims: vec![-3], ..t };
+    let m = model(vec![node("Add", "add", &["x", "w"], &["y"])], vec![neg], "y");
+    rejects("negative.onnx", &m.encode_to_vec(), &["tensor 'w'", "negative dimension"]);
+}
+
+#[test]
+fn unknown_data_type() {
+    let t = TensorProto { name: Some("w".into()), dims: vec![4], data_type: Some(99), ..Default::default() };
+    let m = model(vec![node("Add", "add", &["x", "w"], &["y"])], vec![t], "y");
+    rejects("dtype.onnx", &m.encode_to_vec(), &["tensor 'w'", "unknown data type 99"]);
+    let mut m = model(vec![node("Relu", "r", &["x"], &["y"])], vec![], "y");
+    let vi = &mut m.graph.as_mut().unwrap().input[0];
+    if let Some(proto::type_proto::Value::TensorType(t)) = vi.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+        t.elem_type = Some(77);
+    }
+    rejects("dtype_vi.onnx", &m.encode_to_vec(), &["value 'x'", "unknown data type 77"]);
+}
+
+#[test]
+fn missing_external_file() {
+    let kv = |k: &str, v: &str| proto::StringStringEntryProto { key: Some(k.into()), value: Some(v.into()) };
+    let t = TensorProto {
+        name: Some("w".into()),
+        dims: vec![4],
+        data_type: Some(1),
+        external_data: vec![kv("location", "weights.bin"), kv("offset", "0"), kv("length", "16")],
+        data_location: Some(DataLocation::External as i32),
+        ..Default::default()
+    };
+    let m = model(vec![node("Add", "add", &["x", "w"], &["y"])], vec![t.clone()], "y");
+    rejects("external.onnx", &m.encode_to_vec(), &["tensor 'w'", "weights.bin"]);
+    let mut escape = t;
+    escape.external_data[0] = kv("location", "../../etc/passwd");
+    let m = model(vec![node("Add", "add", &["x", "w"], &["y"])], vec![escape], "y");
+    rejects("escape.onnx", &m.encode_to_vec(), &["tensor 'w'", "relative path inside the model's folder"]);
+}
+
+#[test]
+fn newer_ir_version_is_refused() {
+    let mut m = model(vec![node("Relu", "r", &["x"], &["y"])], vec![], "y");
+    m.ir_version = Some(99);
+    rejects("ir.onnx", &m.encode_to_vec(), &["IR version 99"]);
+}
+
+#[test]
+fn missing_input_file_and_bad_usage() {
+    let o = qdqc(&["compile", "/nonexistent/model.onnx", "-o", "/tmp/x.onnx", "--passes", "none"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("/nonexistent/model.onnx"), "{}", stderr(&o));
+    let o = qdqc(&["compile"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = qdqc(&["frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+    let fx = fixture("resnet_block.u8.pc.onnx");
+    let o = qdqc(&["compile", fx.to_str().unwrap(), "-o", "/tmp/never.onnx", "--passes", "dce,nosuchpass"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown pass 'nosuchpass'"), "{}", stderr(&o));
+    let o = qdqc(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("compile"));
+}
+
+#[test]
+fn failed_compile_keeps_an_existing_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.onnx");
+    std::fs::write(&out, b"previous").unwrap();
+    let bad = dir.path().join("bad.onnx");
+    std::fs::write(&bad, b"\x0a\x02\x08\x01").unwrap();
+    let o = qdqc(&["compile", bad.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(std::fs::read(&out).unwrap(), b"previous");
+}
+
+#[test]
+fn round_trip_is_byte_identical_and_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["resnet_block.u8.pc.onnx", "kitchen_sink.onnx", "transformer_block.i8.pt.onnx"] {
+        let input = fixture(name);
+        let (a, b) = (dir.path().join("a.onnx"), dir.path().join("b.onnx"));
+        for out in [&a, &b] {
+            let o = qdqc(&["compile", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--passes", "none"]);
+            assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+        }
+        let (orig, a, b) = (std::fs::read(&input).unwrap(), std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        assert_eq!(a, b, "{name}: two runs differ");
+        assert!(a == orig, "{name}: --passes none changed the bytes");
+    }
+}
+
+#[test]
+fn stats_json_counts_qdq() {
+    let o = qdqc(&["stats", fixture("resnet_block.u8.pc.onnx").to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["quantize_linear"], 12);
+    assert_eq!(v["dequantize_linear"], 24);
+    assert_eq!(v["ops"]["Conv"], 3);
+    assert_eq!(v["float_compute"], 4);
+}
