@@ -190,7 +190,10 @@ pub enum ConstOrigin {
     InputDefault,
     SparseInitializer,
     /// A `Constant` node; the proto keeps its name, attributes and doc string.
-    ConstantNode { node: NodeProto, order: u64 },
+    ConstantNode {
+        node: NodeProto,
+        order: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -8,12 +8,14 @@
 //! - [`text`]: the text form (printer and parser).
 
 pub mod attr;
+pub mod builder;
 pub mod dtype;
 pub mod graph;
 pub mod infer;
 pub mod onnx;
 pub mod op;
 pub mod tensor;
+pub mod text;
 
 pub mod proto {
     //! prost message types generated from `proto/onnx.proto` (onnx 1.23.2, IR version 14).
@@ -22,7 +24,11 @@ pub mod proto {
 }
 
 pub use dtype::DType;
-pub use graph::{Const, ConstId, ConstOrigin, ConstValue, Dim, Edge, Graph, GraphError, GraphOutput, Node, NodeId, Operand, Outlet, Port, Quant, TensorType, Value};
+pub use graph::{
+    Const, ConstId, ConstOrigin, ConstValue, Dim, Edge, Graph, GraphError, GraphOutput, Node, NodeId, Operand, Outlet,
+    Port, Quant, TensorType, Value,
+};
 pub use onnx::{load, save, Model, SaveOptions};
 pub use op::Op;
 pub use tensor::{Tensor, TensorError};
+pub use text::{ParseError, PrintOptions};

@@ -59,3 +59,55 @@ impl Pass for DeadCodeElimination {
         Ok(changes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qdqc_ir::text::{parse, print};
+
+    fn run(text: &str) -> (String, usize) {
+        let mut g = parse(text).unwrap();
+        let changes = DeadCodeElimination.run(&mut g).unwrap();
+        g.verify().unwrap();
+        (print(&g), changes)
+    }
+
+    #[test]
+    fn removes_unused_nodes_and_constants() {
+        let (out, changes) = run(r#"graph "g" opset(ai.onnx=17) {
+  input %x: f32[N,4]
+  const %one: f32[] 1.0
+  const %unused: f32[] 2.0
+  %a = Add(%x, %one)
+  %dead = Relu(%a)
+  %deader = Sigmoid(%dead)
+  %y = Relu(%a)
+  output %y
+}
+"#);
+        assert_eq!(changes, 3);
+        insta::assert_snapshot!(out, @r#"
+        graph "g" opset(ai.onnx=17) {
+          input %x: f32[N,4]
+          const %one: f32[] 1.0
+          %a: f32[N,4] = Add(%x, %one)
+          %y: f32[N,4] = Relu(%a)
+          output %y
+        }
+        "#);
+    }
+
+    #[test]
+    fn keeps_inputs_and_everything_live() {
+        let text = r#"graph "g" opset(ai.onnx=17) {
+  input %x: f32[N,4]
+  input %unused_input: f32[2]
+  %y: f32[N,4] = Relu(%x)
+  output %y
+}
+"#;
+        let (out, changes) = run(text);
+        assert_eq!(changes, 0);
+        assert_eq!(out, text);
+    }
+}

@@ -6,7 +6,9 @@ use super::sink::FileSink;
 use super::{Error, Model, SaveOptions};
 use crate::graph::{ConstOrigin, ConstValue, Dim, Graph, Operand, TensorType};
 use crate::op::Op;
-use crate::proto::{tensor_shape_proto, type_proto, GraphProto, ModelProto, NodeProto, TensorShapeProto, TypeProto, ValueInfoProto};
+use crate::proto::{
+    tensor_shape_proto, type_proto, GraphProto, ModelProto, NodeProto, TensorShapeProto, TypeProto, ValueInfoProto,
+};
 use prost::Message;
 use std::collections::HashSet;
 use std::io::{Seek, SeekFrom, Write};
@@ -40,7 +42,9 @@ fn value_info(name: &str, declared: Option<&ValueInfoProto>, ty: Option<&TensorT
     if let Some(d) = declared {
         let old = super::import::tensor_type(name, d.r#type.as_ref()).ok().flatten();
         let agrees = match (&old, ty) {
-            (Some(o), Some(t)) => o.dtype == t.dtype && (o.rank().is_none() || t.rank().is_none() || o.rank() == t.rank()),
+            (Some(o), Some(t)) => {
+                o.dtype == t.dtype && (o.rank().is_none() || t.rank().is_none() || o.rank() == t.rank())
+            }
             _ => true,
         };
         if agrees {
@@ -137,10 +141,13 @@ pub(crate) fn export_graph(graph: &Graph) -> Result<GraphProto, Error> {
             (origin, _) => {
                 return Err(Error::Tensor {
                     name: c.name.clone(),
-                    source: crate::tensor::TensorError::Unsupported(crate::dtype::DType::Bool, match origin {
-                        ConstOrigin::SparseInitializer => "a dense sparse initializer",
-                        _ => "a sparse initializer",
-                    }),
+                    source: crate::tensor::TensorError::Unsupported(
+                        crate::dtype::DType::Bool,
+                        match origin {
+                            ConstOrigin::SparseInitializer => "a dense sparse initializer",
+                            _ => "a sparse initializer",
+                        },
+                    ),
                 })
             }
         }

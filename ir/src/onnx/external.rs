@@ -99,7 +99,13 @@ impl ExternalStore {
             Some(end) if r.offset <= end && end <= file.len() => Ok(file.slice(r.offset..end)),
             _ => Err(ext_err(
                 t,
-                format!("offset {} + length {:?} is past the end of '{}' ({} bytes)", r.offset, r.length, r.location, file.len()),
+                format!(
+                    "offset {} + length {:?} is past the end of '{}' ({} bytes)",
+                    r.offset,
+                    r.length,
+                    r.location,
+                    file.len()
+                ),
             )),
         }
     }
@@ -116,7 +122,10 @@ impl ExternalStore {
 
 /// Calls `f` on every TensorProto of a model: graph initializers and sparse initializers, tensor
 /// attributes of every node (subgraphs included), function bodies and training info.
-pub(crate) fn for_each_tensor(m: &mut ModelProto, f: &mut dyn FnMut(&mut TensorProto) -> Result<(), Error>) -> Result<(), Error> {
+pub(crate) fn for_each_tensor(
+    m: &mut ModelProto,
+    f: &mut dyn FnMut(&mut TensorProto) -> Result<(), Error>,
+) -> Result<(), Error> {
     if let Some(g) = m.graph.as_mut() {
         graph_tensors(g, f)?;
     }
@@ -131,7 +140,10 @@ pub(crate) fn for_each_tensor(m: &mut ModelProto, f: &mut dyn FnMut(&mut TensorP
     Ok(())
 }
 
-pub(crate) fn graph_tensors(g: &mut GraphProto, f: &mut dyn FnMut(&mut TensorProto) -> Result<(), Error>) -> Result<(), Error> {
+pub(crate) fn graph_tensors(
+    g: &mut GraphProto,
+    f: &mut dyn FnMut(&mut TensorProto) -> Result<(), Error>,
+) -> Result<(), Error> {
     for t in &mut g.initializer {
         f(t)?;
     }
@@ -143,7 +155,10 @@ pub(crate) fn graph_tensors(g: &mut GraphProto, f: &mut dyn FnMut(&mut TensorPro
     nodes_tensors(&mut g.node, f)
 }
 
-pub(crate) fn nodes_tensors(nodes: &mut [NodeProto], f: &mut dyn FnMut(&mut TensorProto) -> Result<(), Error>) -> Result<(), Error> {
+pub(crate) fn nodes_tensors(
+    nodes: &mut [NodeProto],
+    f: &mut dyn FnMut(&mut TensorProto) -> Result<(), Error>,
+) -> Result<(), Error> {
     for n in nodes {
         for a in &mut n.attribute {
             for t in a.t.iter_mut().chain(a.tensors.iter_mut()) {
@@ -186,7 +201,8 @@ impl Regions {
 fn set_external(t: &mut TensorProto, location: &str, offset: usize, len: usize) {
     let kv = |k: &str, v: String| StringStringEntryProto { key: Some(k.into()), value: Some(v) };
     t.raw_data = None;
-    t.external_data = vec![kv("location", location.into()), kv("offset", offset.to_string()), kv("length", len.to_string())];
+    t.external_data =
+        vec![kv("location", location.into()), kv("offset", offset.to_string()), kv("length", len.to_string())];
     t.data_location = Some(DataLocation::External as i32);
 }
 

@@ -105,7 +105,8 @@ mod tests {
             name: Some("w".into()),
             ..Default::default()
         };
-        let m = crate::proto::GraphProto { initializer: vec![t.clone(), t], name: Some("g".into()), ..Default::default() };
+        let m =
+            crate::proto::GraphProto { initializer: vec![t.clone(), t], name: Some("g".into()), ..Default::default() };
         let mut sink = FileSink::new(Vec::new());
         m.encode(&mut sink).unwrap();
         let (out, n) = sink.finish().unwrap();
