@@ -6,8 +6,5 @@
 fn main() {
     println!("cargo:rerun-if-changed=proto/onnx.proto");
     let fds = protox::compile(["onnx.proto"], ["proto"]).expect("proto/onnx.proto must parse");
-    prost_build::Config::new()
-        .bytes(["."])
-        .compile_fds(fds)
-        .expect("prost code generation for onnx.proto");
+    prost_build::Config::new().bytes(["."]).compile_fds(fds).expect("prost code generation for onnx.proto");
 }

@@ -110,8 +110,9 @@ pub struct Value {
     pub name: String,
     pub ty: Option<TensorType>,
     pub quant: Option<Quant>,
-    /// For a graph input: its `ValueInfoProto`, kept verbatim for export.
-    pub declared: Option<ValueInfoProto>,
+    /// For a graph input: its `ValueInfoProto`, kept verbatim for export (boxed: most values
+    /// have none, and a small `Value` keeps million-node graphs compact).
+    pub declared: Option<Box<ValueInfoProto>>,
 }
 
 impl Value {
@@ -131,8 +132,9 @@ pub struct Node {
     pub attrs: Vec<AttributeProto>,
     pub outputs: Vec<Value>,
     /// The rest of the `NodeProto` (name, domain spelling, doc_string, overload, metadata_props,
-    /// device_configurations); its input/output/attribute lists are kept empty.
-    pub proto: NodeProto,
+    /// device_configurations); its input/output/attribute lists are kept empty. Boxed to keep
+    /// nodes small.
+    pub proto: Box<NodeProto>,
     /// Export sorts by this key among ready nodes.
     pub order: u64,
     inputs: Vec<Operand>,
@@ -468,7 +470,7 @@ impl Graph {
             op: Op::Input,
             attrs: vec![],
             outputs: vec![value],
-            proto: NodeProto::default(),
+            proto: Box::default(),
             order,
             inputs: vec![],
             captures: vec![],
@@ -538,7 +540,7 @@ impl Graph {
         proto.output.clear();
         proto.attribute.clear();
         let names: Vec<String> = outputs.iter().map(|v| v.name.clone()).collect();
-        let node = Node { op, attrs, outputs, proto, order, inputs: vec![], captures: vec![] };
+        let node = Node { op, attrs, outputs, proto: Box::new(proto), order, inputs: vec![], captures: vec![] };
         let id = self.g.add_node(node);
         for (slot, name) in names.iter().enumerate() {
             if let Err(e) = self.register(name, Operand::Value(Outlet::new(id, slot as u32))) {

@@ -63,7 +63,7 @@ fn value_info(name: &str, declared: Option<&ValueInfoProto>, ty: Option<&TensorT
 
 fn node_proto(graph: &Graph, id: crate::graph::NodeId) -> NodeProto {
     let n = graph.node(id);
-    let mut p = n.proto.clone();
+    let mut p = (*n.proto).clone();
     let domain = p.domain.as_deref().unwrap_or("");
     if Op::from_onnx(domain, n.op.name()) != n.op {
         let d = n.op.default_domain();
@@ -154,7 +154,7 @@ pub(crate) fn export_graph(graph: &Graph) -> Result<GraphProto, Error> {
     }
     for &id in &graph.inputs {
         let v = &graph.node(id).outputs[0];
-        gp.input.push(value_info(&v.name, v.declared.as_ref(), v.ty.as_ref()));
+        gp.input.push(value_info(&v.name, v.declared.as_deref(), v.ty.as_ref()));
     }
     for out in &graph.outputs {
         let name = graph.operand_name(out.operand);

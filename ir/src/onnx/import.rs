@@ -137,7 +137,7 @@ fn import_graph(mut gp: GraphProto, graph: &mut Graph, store: &ExternalStore) ->
     for vi in std::mem::take(&mut gp.input) {
         let name = vi.name.clone().unwrap_or_default();
         let ty = tensor_type(&name, vi.r#type.as_ref())?;
-        graph.add_input(Value { name, ty, quant: None, declared: Some(vi) })?;
+        graph.add_input(Value { name, ty, quant: None, declared: Some(Box::new(vi)) })?;
     }
     // Nodes first (so every output name is known), inputs resolved after: a model whose nodes are
     // not topologically sorted still loads, and a real cycle is reported by verify.

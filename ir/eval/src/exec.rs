@@ -1,0 +1,274 @@
+//! The executor: runs nodes in topological order, looking each op up in the kernel table, and
+//! frees every value after its last consumer ran (unless intermediates are kept).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use qdqc_ir::{ConstId, Dim, Graph, Node, NodeId, Operand, Outlet};
+
+use crate::error::EvalError;
+use crate::kernels::{Ctx, REGISTRY};
+use crate::value::Value;
+
+/// Progress of a run, reported after each node.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress<'a> {
+    /// Nodes done so far (1-based) and in total.
+    pub done: usize,
+    pub total: usize,
+    pub node: &'a Node,
+}
+
+/// A progress callback.
+pub type ProgressFn = Arc<dyn Fn(Progress<'_>) + Send + Sync>;
+
+/// How to run a graph.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// Keep every intermediate value (graph inputs and node outputs) in [`RunResult::values`],
+    /// keyed by name. Otherwise each value is freed once its last consumer ran.
+    pub keep_intermediates: bool,
+    /// Called after every node (e.g. to drive a progress bar).
+    pub progress: Option<ProgressFn>,
+}
+
+impl RunOptions {
+    /// Options that keep every intermediate value.
+    pub fn keep_all() -> RunOptions {
+        RunOptions { keep_intermediates: true, ..Default::default() }
+    }
+}
+
+impl fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("keep_intermediates", &self.keep_intermediates)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+/// What a run produced.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunResult {
+    /// The graph outputs, in the graph's order, by name.
+    pub outputs: Vec<(String, Value)>,
+    /// With [`RunOptions::keep_intermediates`]: every graph input and node output by name
+    /// (graph outputs included); otherwise empty.
+    pub values: HashMap<String, Value>,
+}
+
+impl RunResult {
+    /// A graph output by name.
+    pub fn output(&self, name: &str) -> Option<&Value> {
+        self.outputs.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+}
+
+/// A graph prepared for running: topological order, liveness and decoded constants are computed
+/// once, so running many samples costs only the kernels.
+pub struct Interpreter<'g> {
+    graph: &'g Graph,
+    order: Vec<NodeId>,
+    consts: HashMap<ConstId, Result<Value, EvalError>>,
+    /// Defaults of graph inputs that have an initializer of the same name.
+    input_defaults: HashMap<String, Value>,
+    /// Index in `order` of each value's last consumer (`usize::MAX` for graph outputs).
+    last_use: HashMap<Outlet, usize>,
+}
+
+impl<'g> Interpreter<'g> {
+    /// Prepares `graph`. Fails on a cycle; constants that cannot be decoded fail the run that
+    /// reads them.
+    pub fn new(graph: &'g Graph) -> Result<Interpreter<'g>, EvalError> {
+        let order = graph.topo_order()?;
+        let mut consts = HashMap::new();
+        let mut decode = |id: ConstId| {
+            consts.entry(id).or_insert_with(|| {
+                let c = graph.constant(id);
+                let name = c.name.clone();
+                match c.tensor() {
+                    Some(t) => Value::from_tensor(t).map_err(|source| EvalError::Constant { name, source }),
+                    None => Err(EvalError::Constant {
+                        name,
+                        source: crate::value::DataError::Npy("sparse constants are not supported".into()),
+                    }),
+                }
+            });
+        };
+        let mut last_use = HashMap::new();
+        for (i, &id) in order.iter().enumerate() {
+            let n = graph.node(id);
+            for op in n.inputs().iter().chain(n.captures()) {
+                match *op {
+                    Operand::Value(o) => {
+                        last_use.insert(o, i);
+                    }
+                    Operand::Const(c) => decode(c),
+                    Operand::None => {}
+                }
+            }
+        }
+        for out in &graph.outputs {
+            match out.operand {
+                Operand::Value(o) => {
+                    last_use.insert(o, usize::MAX);
+                }
+                Operand::Const(c) => decode(c),
+                Operand::None => {}
+            }
+        }
+        let mut input_defaults = HashMap::new();
+        for (_, c) in graph.constants() {
+            if c.origin == qdqc_ir::ConstOrigin::InputDefault {
+                if let Some(Ok(v)) = c.tensor().map(Value::from_tensor) {
+                    input_defaults.insert(c.name.clone(), v);
+                }
+            }
+        }
+        Ok(Interpreter { graph, order, consts, input_defaults, last_use })
+    }
+
+    pub fn graph(&self) -> &'g Graph {
+        self.graph
+    }
+
+    /// Runs the graph on `inputs` (by graph input name).
+    pub fn run(&self, inputs: &[(String, Value)], opts: &RunOptions) -> Result<RunResult, EvalError> {
+        let g = self.graph;
+        let mut given: HashMap<&str, &Value> = HashMap::new();
+        for (name, v) in inputs {
+            given.insert(name.as_str(), v);
+        }
+        let mut env: HashMap<Outlet, Value> = HashMap::new();
+        for &id in &g.inputs {
+            let decl = &g.node(id).outputs[0];
+            let name = decl.name.as_str();
+            let v = match given.remove(name) {
+                Some(v) => {
+                    check_input(name, decl.ty.as_ref(), v)?;
+                    v.clone()
+                }
+                None => self.input_defaults.get(name).cloned().ok_or_else(|| EvalError::MissingInput(name.into()))?,
+            };
+            env.insert(Outlet::new(id, 0), v);
+        }
+        if let Some(name) = given.keys().next() {
+            return Err(EvalError::UnknownInput(name.to_string()));
+        }
+        let mut kept: HashMap<Outlet, Value> = HashMap::new();
+        let total = self.order.len();
+        let registry = &*REGISTRY;
+        for (i, &id) in self.order.iter().enumerate() {
+            let node = g.node(id);
+            let unsupported = || EvalError::Unsupported { node: node.label(), op: node.op.to_string() };
+            if !node.captures().is_empty() {
+                return Err(unsupported());
+            }
+            let kernel = registry.get(&node.op).ok_or_else(unsupported)?;
+            let outs = {
+                let mut args: Vec<Option<&Value>> = Vec::with_capacity(node.inputs().len());
+                for op in node.inputs() {
+                    args.push(match *op {
+                        Operand::Value(o) => Some(env.get(&o).ok_or_else(|| EvalError::Kernel {
+                            node: node.label(),
+                            op: node.op.to_string(),
+                            msg: format!("input '{}' was not computed", g.value(o).name),
+                        })?),
+                        Operand::Const(c) => Some(self.constant(c)?),
+                        Operand::None => None,
+                    });
+                }
+                let domain = node.proto.domain.as_deref().unwrap_or("");
+                let ctx = Ctx { node, inputs: &args, opset: g.opset_of(domain) };
+                kernel(&ctx).map_err(|e| EvalError::Kernel { node: node.label(), op: node.op.to_string(), msg: e.0 })?
+            };
+            let mut outs = outs.into_iter();
+            for (slot, decl) in node.outputs.iter().enumerate() {
+                let v = outs.next();
+                if decl.name.is_empty() {
+                    continue;
+                }
+                let o = Outlet::new(id, slot as u32);
+                let Some(v) = v else {
+                    return Err(EvalError::Kernel {
+                        node: node.label(),
+                        op: node.op.to_string(),
+                        msg: format!("output {slot} ('{}') is not produced by the interpreter", decl.name),
+                    });
+                };
+                if self.last_use.contains_key(&o) {
+                    env.insert(o, v);
+                } else if opts.keep_intermediates {
+                    kept.insert(o, v);
+                }
+            }
+            // Free the values whose last consumer this was.
+            for op in node.inputs() {
+                if let Operand::Value(o) = *op {
+                    if self.last_use.get(&o) == Some(&i) {
+                        if let Some(v) = env.remove(&o) {
+                            if opts.keep_intermediates {
+                                kept.insert(o, v);
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(p) = &opts.progress {
+                p(Progress { done: i + 1, total, node });
+            }
+        }
+        let mut outputs = Vec::with_capacity(g.outputs.len());
+        for out in &g.outputs {
+            let v = match out.operand {
+                Operand::Value(o) => env.get(&o).cloned().ok_or_else(|| EvalError::Kernel {
+                    node: g.node(o.node).label(),
+                    op: g.node(o.node).op.to_string(),
+                    msg: format!("graph output '{}' was not computed", out.name()),
+                })?,
+                Operand::Const(c) => self.constant(c)?.clone(),
+                Operand::None => continue,
+            };
+            outputs.push((out.name().to_string(), v));
+        }
+        let mut values = HashMap::new();
+        if opts.keep_intermediates {
+            for (o, v) in kept.into_iter().chain(env) {
+                values.insert(g.value(o).name.clone(), v);
+            }
+        }
+        Ok(RunResult { outputs, values })
+    }
+
+    fn constant(&self, c: ConstId) -> Result<&Value, EvalError> {
+        match self.consts.get(&c) {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(e)) => Err(e.clone()),
+            None => unreachable!("constants are decoded in Interpreter::new"),
+        }
+    }
+}
+
+/// Checks a given input against the declared element type and known dimensions.
+fn check_input(name: &str, ty: Option<&qdqc_ir::TensorType>, v: &Value) -> Result<(), EvalError> {
+    let Some(ty) = ty else { return Ok(()) };
+    let mismatch = |expected: String| EvalError::InputMismatch {
+        name: name.to_string(),
+        expected,
+        actual: format!("{}{:?}", v.dtype(), v.shape()),
+    };
+    if ty.dtype != v.dtype() {
+        return Err(mismatch(format!("element type {}", ty.dtype)));
+    }
+    if let Some(shape) = &ty.shape {
+        let ok = shape.len() == v.rank()
+            && shape.iter().zip(v.shape()).all(|(d, &n)| !matches!(d, Dim::Known(k) if *k as usize != n));
+        if !ok {
+            let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+            return Err(mismatch(format!("shape [{}]", dims.join(","))));
+        }
+    }
+    Ok(())
+}
