@@ -11,7 +11,8 @@ pub fn unified(old: &str, new: &str, old_name: &str, new_name: &str, color: bool
     if diff.ratio() == 1.0 && old == new {
         return out;
     }
-    let (red, green, cyan, reset) = if color { ("\x1b[31m", "\x1b[32m", "\x1b[36m", "\x1b[0m") } else { ("", "", "", "") };
+    let (red, green, cyan, reset) =
+        if color { ("\x1b[31m", "\x1b[32m", "\x1b[36m", "\x1b[0m") } else { ("", "", "", "") };
     let _ = writeln!(out, "--- {old_name}\n+++ {new_name}");
     for group in diff.grouped_ops(3) {
         let (first, last) = (&group[0], &group[group.len() - 1]);

@@ -55,7 +55,11 @@ impl Stats {
 
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "nodes {}  constants {}  inputs {}  outputs {}", self.nodes, self.constants, self.inputs, self.outputs)?;
+        writeln!(
+            f,
+            "nodes {}  constants {}  inputs {}  outputs {}",
+            self.nodes, self.constants, self.inputs, self.outputs
+        )?;
         writeln!(f, "QuantizeLinear {}  DequantizeLinear {}", self.quantize_linear, self.dequantize_linear)?;
         writeln!(f, "float compute ops {}  integer compute ops {}", self.float_compute, self.integer_compute)?;
         writeln!(f)?;

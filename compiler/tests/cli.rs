@@ -2,7 +2,9 @@
 //! output file left behind on failure.
 
 use prost::Message;
-use qdqc::ir::proto::{self, tensor_proto::DataLocation, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
+use qdqc::ir::proto::{
+    self, tensor_proto::DataLocation, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -102,7 +104,11 @@ fn dangling_input_name() {
 #[test]
 fn cycle() {
     let m = model(
-        vec![node("Add", "a", &["x", "c"], &["b"]), node("Relu", "r", &["b"], &["c"]), node("Relu", "o", &["b"], &["y"])],
+        vec![
+            node("Add", "a", &["x", "c"], &["b"]),
+            node("Relu", "r", &["b"], &["c"]),
+            node("Relu", "o", &["b"], &["y"]),
+        ],
         vec![],
         "y",
     );
