@@ -67,11 +67,15 @@ impl RunResult {
 }
 
 /// A graph prepared for running: topological order, liveness and decoded constants are computed
-/// once, so running many samples costs only the kernels.
+/// once, and nodes whose inputs are all constants (weight DequantizeLinear, shape arithmetic) are
+/// evaluated once, so running many samples costs only the remaining kernels.
 pub struct Interpreter<'g> {
     graph: &'g Graph,
+    /// The nodes left to run, in topological order.
     order: Vec<NodeId>,
     consts: HashMap<ConstId, Result<Value, EvalError>>,
+    /// Outputs of the nodes evaluated at preparation.
+    folded: HashMap<Outlet, Value>,
     /// Defaults of graph inputs that have an initializer of the same name.
     input_defaults: HashMap<String, Value>,
     /// Index in `order` of each value's last consumer (`usize::MAX` for graph outputs).
@@ -97,6 +101,54 @@ impl<'g> Interpreter<'g> {
                 }
             });
         };
+        for &id in &order {
+            let n = graph.node(id);
+            for op in n.inputs().iter().chain(n.captures()) {
+                if let Operand::Const(c) = *op {
+                    decode(c);
+                }
+            }
+        }
+        for out in &graph.outputs {
+            if let Operand::Const(c) = out.operand {
+                decode(c);
+            }
+        }
+        // Evaluate the nodes that depend on constants only.
+        let mut folded: HashMap<Outlet, Value> = HashMap::new();
+        let mut remaining = Vec::with_capacity(order.len());
+        for &id in &order {
+            let n = graph.node(id);
+            let constant = n.captures().is_empty()
+                && n.inputs().iter().all(|op| match *op {
+                    Operand::Value(o) => folded.contains_key(&o),
+                    Operand::Const(c) => matches!(consts.get(&c), Some(Ok(_))),
+                    Operand::None => true,
+                });
+            let outs = if constant {
+                exec_node(graph, n, |op| match op {
+                    Operand::Value(o) => folded.get(&o),
+                    Operand::Const(c) => consts.get(&c).and_then(|r| r.as_ref().ok()),
+                    Operand::None => None,
+                })
+                .ok()
+                .filter(|outs| outs.iter().map(Value::len).sum::<usize>() <= FOLD_LIMIT)
+            } else {
+                None
+            };
+            match outs {
+                Some(outs) => {
+                    for (slot, v) in outs.into_iter().enumerate() {
+                        if n.outputs.get(slot).is_some_and(|d| !d.name.is_empty()) {
+                            folded.insert(Outlet::new(id, slot as u32), v);
+                        }
+                    }
+                }
+                // Not foldable, or failed: run it (and report any error) at run time.
+                None => remaining.push(id),
+            }
+        }
+        let order = remaining;
         let mut last_use = HashMap::new();
         for (i, &id) in order.iter().enumerate() {
             let n = graph.node(id);
@@ -105,18 +157,13 @@ impl<'g> Interpreter<'g> {
                     Operand::Value(o) => {
                         last_use.insert(o, i);
                     }
-                    Operand::Const(c) => decode(c),
-                    Operand::None => {}
+                    Operand::Const(_) | Operand::None => {}
                 }
             }
         }
         for out in &graph.outputs {
-            match out.operand {
-                Operand::Value(o) => {
-                    last_use.insert(o, usize::MAX);
-                }
-                Operand::Const(c) => decode(c),
-                Operand::None => {}
+            if let Operand::Value(o) = out.operand {
+                last_use.insert(o, usize::MAX);
             }
         }
         let mut input_defaults = HashMap::new();
@@ -127,7 +174,12 @@ impl<'g> Interpreter<'g> {
                 }
             }
         }
-        Ok(Interpreter { graph, order, consts, input_defaults, last_use })
+        Ok(Interpreter { graph, order, consts, folded, input_defaults, last_use })
+    }
+
+    /// How many nodes were evaluated at preparation (their inputs are all constants).
+    pub fn folded_nodes(&self) -> usize {
+        self.graph.op_count() - self.order.len()
     }
 
     pub fn graph(&self) -> &'g Graph {
@@ -159,31 +211,21 @@ impl<'g> Interpreter<'g> {
         }
         let mut kept: HashMap<Outlet, Value> = HashMap::new();
         let total = self.order.len();
-        let registry = &*REGISTRY;
         for (i, &id) in self.order.iter().enumerate() {
             let node = g.node(id);
-            let unsupported = || EvalError::Unsupported { node: node.label(), op: node.op.to_string() };
-            if !node.captures().is_empty() {
-                return Err(unsupported());
-            }
-            let kernel = registry.get(&node.op).ok_or_else(unsupported)?;
-            let outs = {
-                let mut args: Vec<Option<&Value>> = Vec::with_capacity(node.inputs().len());
-                for op in node.inputs() {
-                    args.push(match *op {
-                        Operand::Value(o) => Some(env.get(&o).ok_or_else(|| EvalError::Kernel {
-                            node: node.label(),
-                            op: node.op.to_string(),
-                            msg: format!("input '{}' was not computed", g.value(o).name),
-                        })?),
-                        Operand::Const(c) => Some(self.constant(c)?),
-                        Operand::None => None,
-                    });
+            let outs = exec_node(g, node, |op| match op {
+                Operand::Value(o) => env.get(&o).or_else(|| self.folded.get(&o)),
+                Operand::Const(c) => self.consts.get(&c).and_then(|r| r.as_ref().ok()),
+                Operand::None => None,
+            })
+            .map_err(|e| match e {
+                // A constant that failed to decode: report its own error.
+                EvalError::Kernel { ref msg, .. } if msg.starts_with(CONST_MISSING) => {
+                    let name = &msg[CONST_MISSING.len()..];
+                    g.constants().find(|(_, c)| c.name == name).and_then(|(id, _)| self.constant(id).err()).unwrap_or(e)
                 }
-                let domain = node.proto.domain.as_deref().unwrap_or("");
-                let ctx = Ctx { node, inputs: &args, opset: g.opset_of(domain) };
-                kernel(&ctx).map_err(|e| EvalError::Kernel { node: node.label(), op: node.op.to_string(), msg: e.0 })?
-            };
+                e => e,
+            })?;
             let mut outs = outs.into_iter();
             for (slot, decl) in node.outputs.iter().enumerate() {
                 let v = outs.next();
@@ -223,11 +265,13 @@ impl<'g> Interpreter<'g> {
         let mut outputs = Vec::with_capacity(g.outputs.len());
         for out in &g.outputs {
             let v = match out.operand {
-                Operand::Value(o) => env.get(&o).cloned().ok_or_else(|| EvalError::Kernel {
-                    node: g.node(o.node).label(),
-                    op: g.node(o.node).op.to_string(),
-                    msg: format!("graph output '{}' was not computed", out.name()),
-                })?,
+                Operand::Value(o) => {
+                    env.get(&o).or_else(|| self.folded.get(&o)).cloned().ok_or_else(|| EvalError::Kernel {
+                        node: g.node(o.node).label(),
+                        op: g.node(o.node).op.to_string(),
+                        msg: format!("graph output '{}' was not computed", out.name()),
+                    })?
+                }
                 Operand::Const(c) => self.constant(c)?.clone(),
                 Operand::None => continue,
             };
@@ -237,6 +281,9 @@ impl<'g> Interpreter<'g> {
         if opts.keep_intermediates {
             for (o, v) in kept.into_iter().chain(env) {
                 values.insert(g.value(o).name.clone(), v);
+            }
+            for (o, v) in &self.folded {
+                values.insert(g.value(*o).name.clone(), v.clone());
             }
         }
         Ok(RunResult { outputs, values })
@@ -249,6 +296,40 @@ impl<'g> Interpreter<'g> {
             None => unreachable!("constants are decoded in Interpreter::new"),
         }
     }
+}
+
+/// Outputs larger than this (elements) are not precomputed at preparation.
+const FOLD_LIMIT: usize = 1 << 28;
+
+const CONST_MISSING: &str = "constant input unavailable: ";
+
+/// Runs one node: looks its op up in the kernel table and calls the kernel on its inputs.
+fn exec_node<'a>(
+    g: &Graph,
+    node: &Node,
+    lookup: impl Fn(Operand) -> Option<&'a Value>,
+) -> Result<Vec<Value>, EvalError> {
+    let unsupported = || EvalError::Unsupported { node: node.label(), op: node.op.to_string() };
+    if !node.captures().is_empty() {
+        return Err(unsupported());
+    }
+    let kernel = REGISTRY.get(&node.op).ok_or_else(unsupported)?;
+    let kernel_err = |msg: String| EvalError::Kernel { node: node.label(), op: node.op.to_string(), msg };
+    let mut args: Vec<Option<&Value>> = Vec::with_capacity(node.inputs().len());
+    for &op in node.inputs() {
+        args.push(match op {
+            Operand::None => None,
+            Operand::Value(o) => {
+                Some(lookup(op).ok_or_else(|| kernel_err(format!("input '{}' was not computed", g.value(o).name)))?)
+            }
+            Operand::Const(c) => {
+                Some(lookup(op).ok_or_else(|| kernel_err(format!("{CONST_MISSING}{}", g.constant(c).name)))?)
+            }
+        });
+    }
+    let domain = node.proto.domain.as_deref().unwrap_or("");
+    let ctx = Ctx { node, inputs: &args, opset: g.opset_of(domain) };
+    kernel(&ctx).map_err(|e| kernel_err(e.0))
 }
 
 /// Checks a given input against the declared element type and known dimensions.

@@ -129,9 +129,43 @@ impl Scalar for bool {
 }
 
 /// Round half to even (IEEE `roundTiesToEven`, C's `nearbyint` in the default rounding mode).
-#[inline]
+///
+/// Same result as `f32::round_ties_even`, which on baseline x86-64 (no SSE4.1) is a libm call;
+/// this is two additions: for |x| < 2²³, |x| + 2²³ lands where the spacing of f32 is exactly 1,
+/// so the addition itself rounds |x| to the nearest integer, ties to even.
+#[inline(always)]
 pub fn round_half_even(x: f32) -> f32 {
-    x.round_ties_even()
+    const TWO23: f32 = 8_388_608.0;
+    let a = x.abs();
+    if a < TWO23 {
+        ((a + TWO23) - TWO23).copysign(x)
+    } else {
+        x
+    }
+}
+
+/// [`round_half_even`] for |x| < 2²³ (e.g. a value already clamped to a quantized range):
+/// branch-free, so loops over it vectorise.
+#[inline(always)]
+pub(crate) fn round_half_even_small(x: f32) -> f32 {
+    const TWO23: f32 = 8_388_608.0;
+    ((x.abs() + TWO23) - TWO23).copysign(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_half_even_matches_std() {
+        let specials =
+            [0.0f32, -0.0, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 0.49999997, 8_388_607.5, 8_388_608.0, -8_388_609.0];
+        for x in specials.into_iter().chain((0..100_000).map(|i| (i as f32 - 50_000.0) * 0.013_7)) {
+            assert_eq!(round_half_even(x).to_bits(), x.round_ties_even().to_bits(), "{x}");
+        }
+        assert!(round_half_even(f32::NAN).is_nan());
+        assert_eq!(round_half_even(f32::INFINITY), f32::INFINITY);
+    }
 }
 
 /// Whether the CPU has fused multiply-add instructions (x86-64 FMA3). Kernels that call

@@ -66,11 +66,34 @@ pub(crate) fn parse_ref(t: &TensorProto) -> Result<ExtRef, Error> {
     let num = |k: &str| -> Result<Option<usize>, Error> {
         get(k).map(|v| v.parse::<usize>().map_err(|_| ext_err(t, format!("'{k}' is not a number: '{v}'")))).transpose()
     };
-    let p = Path::new(&location);
-    if p.is_absolute() || p.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+    if !is_inside(&location) {
         return Err(ext_err(t, format!("location '{location}' must be a relative path inside the model's folder")));
     }
     Ok(ExtRef { location, offset: num("offset")?.unwrap_or(0), length: num("length")? })
+}
+
+/// A side-file location must be a non-empty relative path that stays inside the model's folder.
+pub(crate) fn is_inside(location: &str) -> bool {
+    let p = Path::new(location);
+    !location.is_empty()
+        && !p.is_absolute()
+        && p.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+/// The packed bytes of a tensor held in typed fields (float_data, int32_data, ...), if it has at
+/// least `threshold` of them; the typed fields are then cleared. Strings have no packed form.
+fn take_typed(t: &mut TensorProto, threshold: usize) -> Option<Bytes> {
+    let typed = crate::tensor::Tensor { proto: std::mem::take(t), external: None };
+    let raw = typed.raw().ok().filter(|r| !r.is_empty() && r.len() >= threshold).map(|r| Bytes::from(r.into_owned()));
+    *t = typed.proto;
+    if raw.is_some() {
+        t.float_data.clear();
+        t.int32_data.clear();
+        t.int64_data.clear();
+        t.double_data.clear();
+        t.uint64_data.clear();
+    }
+    raw
 }
 
 impl ExternalStore {
@@ -208,6 +231,11 @@ fn set_external(t: &mut TensorProto, location: &str, offset: usize, len: usize) 
 
 /// Applies the external-data mode to every tensor of `m`, collecting the side-file regions to write.
 pub(crate) fn place_tensors(m: &mut ModelProto, store: &ExternalStore, mode: &ExternalData) -> Result<Regions, Error> {
+    if let ExternalData::File { location, .. } = mode {
+        if !is_inside(location) {
+            return Err(Error::OutputLocation { location: location.clone() });
+        }
+    }
     let mut regions = Regions::default();
     for_each_tensor(m, &mut |t| {
         match mode {
@@ -225,7 +253,11 @@ pub(crate) fn place_tensors(m: &mut ModelProto, store: &ExternalStore, mode: &Ex
                 }
             }
             ExternalData::File { location, threshold } => {
-                let bytes = if is_external(t) { Some(store.lookup(t)?) } else { t.raw_data.clone() };
+                let bytes = match (is_external(t), &t.raw_data) {
+                    (true, _) => Some(store.lookup(t)?),
+                    (false, Some(raw)) => Some(raw.clone()),
+                    (false, None) => take_typed(t, *threshold),
+                };
                 match bytes {
                     Some(b) if b.len() >= *threshold => {
                         let offset = regions.end_of(location).next_multiple_of(4096);

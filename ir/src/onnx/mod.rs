@@ -47,6 +47,8 @@ pub enum Error {
     NoGraph,
     #[error("tensor '{name}': {source}")]
     Tensor { name: String, source: TensorError },
+    #[error("external data location '{location}' must be a relative path inside the output's folder")]
+    OutputLocation { location: String },
     #[error("tensor '{name}': external data {msg}")]
     External { name: String, msg: String },
     #[error("node {node} ({op}): input '{input}' is not defined")]

@@ -52,7 +52,7 @@ fn rne_sat(v: f32, lo: i32, hi: i32) -> i32 {
     if v.is_nan() {
         return lo;
     }
-    let r = v.round_ties_even();
+    let r = crate::num::round_half_even(v);
     if r <= lo as f32 {
         lo
     } else if r >= hi as f32 {
@@ -223,7 +223,7 @@ pub(crate) fn qlinear_add(c: &Ctx) -> KResult<Vec<Value>> {
         broadcast_map(&q.a, &q.a_shape, &q.b, &q.b_shape, &q.out_shape, move |a, b| {
             let v = (sa * (a - za) as f32 + sb * (b - zb) as f32) / sc;
             let v = v.clamp((lo - zc) as f32, (hi - zc) as f32);
-            (v + zc as f32).round_ties_even() as i32
+            crate::num::round_half_even(v + zc as f32) as i32
         })
     };
     Ok(vec![pack(q.dtype, &q.out_shape, out)?])
@@ -543,7 +543,7 @@ fn qlinear_softmax(c: &Ctx) -> KResult<Vec<Value>> {
             return;
         }
         for (o, &v) in y.iter_mut().zip(row) {
-            let q = ((table[index(v)] * y_scale) / sum).round_ties_even() as i32 + yz;
+            let q = crate::num::round_half_even((table[index(v)] * y_scale) / sum) as i32 + yz;
             // onnxruntime 1.32 saturates (older versions wrapped int8 results above 127).
             *o = q.clamp(lo, hi);
         }

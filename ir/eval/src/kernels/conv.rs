@@ -146,29 +146,40 @@ impl Geom {
     }
 }
 
-/// Gathers receptive fields: `out[o][c·K + t] = x[c][tap_t(o)]` (or `pad` in the padding) for the
-/// `channels` channels of `x` (each `g.in_len()` long). `out` is `[g.out_len(), channels·K]`.
-pub(crate) fn im2row<T: Copy + Send + Sync>(x: &[T], channels: usize, g: &Geom, pad: T, out: &mut [T]) {
+/// Gathers receptive fields: `out[o·stride + c·K + t] = x[c][tap_t(o)]` (or `pad` in the padding)
+/// for the `channels` channels of `x` (each `g.in_len()` long). `out` is `[g.out_len(), stride]`
+/// with `stride ≥ channels·K`; elements past `channels·K` in a row are left untouched.
+pub(crate) fn im2row<T: Copy + Send + Sync>(x: &[T], channels: usize, g: &Geom, pad: T, out: &mut [T], stride: usize) {
     let kl = g.kernel_len();
     let row = channels * kl;
     let in_len = g.in_len();
-    assert!(out.len() >= g.out_len() * row && x.len() >= channels * in_len);
+    assert!(stride >= row && out.len() >= g.out_len() * stride && x.len() >= channels * in_len);
+    assert!(in_len < u32::MAX as usize, "input planes of 2^32 elements are not supported");
     if row == 0 {
         return;
     }
-    let chunk = (4096 / row).max(1);
-    out[..g.out_len() * row].par_chunks_mut(chunk * row).enumerate().for_each(|(ci, rows)| {
-        let mut offs = Vec::with_capacity(kl);
-        for (j, dst) in rows.chunks_mut(row).enumerate() {
-            g.taps(ci * chunk + j, &mut offs);
-            for c in 0..channels {
-                let xc = &x[c * in_len..(c + 1) * in_len];
-                let d = &mut dst[c * kl..(c + 1) * kl];
-                for (t, o) in offs.iter().enumerate() {
-                    d[t] = match o {
-                        Some(i) => xc[*i],
-                        None => pad,
-                    };
+    // Every output pixel's taps (u32::MAX in the padding), computed once.
+    const PAD: u32 = u32::MAX;
+    let ol = g.out_len();
+    let mut taps = Vec::with_capacity(ol * kl);
+    let mut offs = Vec::with_capacity(kl);
+    for o in 0..ol {
+        g.taps(o, &mut offs);
+        taps.extend(offs.iter().map(|t| t.map_or(PAD, |i| i as u32)));
+    }
+    // Blocks of output rows; within a block, channel by channel, so that reads stay within one
+    // input plane and writes within a block that fits in L1.
+    let block = (16 * 1024 / (stride * std::mem::size_of::<T>()).max(1)).clamp(1, 256);
+    out[..ol * stride].par_chunks_mut(block * stride).enumerate().for_each(|(bi, rows)| {
+        let o0 = bi * block;
+        let n = rows.len() / stride;
+        for c in 0..channels {
+            let xc = &x[c * in_len..(c + 1) * in_len];
+            for j in 0..n {
+                let tp = &taps[(o0 + j) * kl..(o0 + j + 1) * kl];
+                let d = &mut rows[j * stride + c * kl..j * stride + (c + 1) * kl];
+                for (dv, &t) in d.iter_mut().zip(tp) {
+                    *dv = if t == PAD { pad } else { xc[t as usize] };
                 }
             }
         }
@@ -239,7 +250,7 @@ fn conv(c: &Ctx) -> KResult<Vec<Value>> {
                 // rowsᵀ is x itself: [cg, pixels].
                 sgemm(mg, kk, ol, 1.0, wg, kk, 1, xg, ol, 1, 0.0, yg);
             } else {
-                im2row(xg, cg, &g, 0.0, &mut rows);
+                im2row(xg, cg, &g, 0.0, &mut rows, kk);
                 sgemm(mg, kk, ol, 1.0, wg, kk, 1, &rows, 1, kk, 0.0, yg);
             }
         }

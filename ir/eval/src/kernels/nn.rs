@@ -7,7 +7,7 @@ use qdqc_ir::Op;
 use rayon::prelude::*;
 
 use super::{broadcast_shapes, norm_axis, Ctx, Registry};
-use crate::error::{bail, ensure, KResult};
+use crate::error::{ensure, KResult};
 use crate::value::Value;
 
 pub(crate) fn register(r: &mut Registry) {
@@ -87,19 +87,35 @@ fn channel_param(v: &Value, ch: usize, what: &str) -> KResult<Vec<f64>> {
 
 /// Inference-mode BatchNormalization: `y = (x − mean) / sqrt(var + ε) · scale + B`.
 fn batch_norm(c: &Ctx) -> KResult<Vec<Value>> {
-    if c.int("training_mode", 0) != 0 {
-        bail!("training_mode=1 is not supported (inference only)");
-    }
     let x = c.input(0)?;
     ensure!(x.rank() >= 2, "expects rank ≥ 2, got {:?}", x.shape());
     let ch = x.shape()[1];
     let scale = channel_param(c.input(1)?, ch, "scale")?;
     let bias = channel_param(c.input(2)?, ch, "B")?;
-    let mean = channel_param(c.input(3)?, ch, "mean")?;
-    let var = channel_param(c.input(4)?, ch, "var")?;
+    let input_mean = channel_param(c.input(3)?, ch, "mean")?;
+    let input_var = channel_param(c.input(4)?, ch, "var")?;
     let eps = c.float("epsilon", 1e-5) as f64;
     let inner: usize = x.shape()[2..].iter().product();
     let mut data = f64_data(x, "X")?;
+    let training = c.int("training_mode", 0) != 0;
+    let (mean, var) = if training {
+        // Normalise with the batch statistics (population variance over N and spatial dims).
+        let mut sum = vec![0f64; ch];
+        let mut sq = vec![0f64; ch];
+        for (p, plane) in data.chunks(inner.max(1)).enumerate() {
+            sum[p % ch] += plane.iter().sum::<f64>();
+        }
+        let count = (data.len() / ch.max(1)) as f64;
+        let mean: Vec<f64> = sum.iter().map(|s| s / count).collect();
+        for (p, plane) in data.chunks(inner.max(1)).enumerate() {
+            let k = p % ch;
+            sq[k] += plane.iter().map(|v| (v - mean[k]) * (v - mean[k])).sum::<f64>();
+        }
+        let var: Vec<f64> = sq.iter().map(|s| s / count).collect();
+        (mean, var)
+    } else {
+        (input_mean.clone(), input_var.clone())
+    };
     data.par_chunks_mut(inner.max(1)).enumerate().for_each(|(p, plane)| {
         let k = p % ch;
         let a = scale[k] / (var[k] + eps).sqrt();
@@ -107,7 +123,17 @@ fn batch_norm(c: &Ctx) -> KResult<Vec<Value>> {
             *v = (*v - mean[k]) * a + bias[k];
         }
     });
-    Ok(vec![from_f64(data, x.shape(), x)?])
+    let y = from_f64(data, x.shape(), x)?;
+    if !training {
+        return Ok(vec![y]);
+    }
+    // Training mode also outputs the updated running statistics.
+    let momentum = c.float("momentum", 0.9) as f64;
+    let running = |input: &[f64], batch: &[f64]| -> Vec<f64> {
+        input.iter().zip(batch).map(|(i, b)| i * momentum + b * (1.0 - momentum)).collect()
+    };
+    let like = c.input(3)?;
+    Ok(vec![y, from_f64(running(&input_mean, &mean), &[ch], like)?, from_f64(running(&input_var, &var), &[ch], like)?])
 }
 
 /// LayerNormalization over the dims from `axis` on; outputs Y and optionally Mean, InvStdDev

@@ -19,7 +19,7 @@ use qdqc_ir::{DType, Op};
 use rayon::prelude::*;
 
 use super::conv::{conv_dims, im2row, kernel_shape, Geom};
-use super::gemm::igemm_nt;
+use super::gemm::{igemm_nt, padded_k};
 use super::linalg::MatMulShape;
 use super::{Ctx, Registry};
 use crate::error::{bail, ensure, KResult};
@@ -36,16 +36,22 @@ pub(crate) fn register(r: &mut Registry) {
 /// onnxruntime's requantization of one accumulator (see the module documentation).
 #[inline]
 pub fn requantize_one(acc: i32, scale: f32, zp: i32, lo: i32, hi: i32) -> i32 {
-    let v = acc as f32 * scale;
-    let v = if v.is_nan() { (lo - zp) as f32 } else { v.clamp((lo - zp) as f32, (hi - zp) as f32) };
-    v.round_ties_even() as i32 + zp
+    // `f32::max` returns the other operand for NaN, so NaN lands on the lower bound.
+    let v = (acc as f32 * scale).max((lo - zp) as f32).min((hi - zp) as f32);
+    crate::num::round_half_even_small(v) as i32 + zp
 }
 
 /// The values of an 8-bit integer tensor as i32.
 pub(crate) fn int8_data(v: &Value, what: &str) -> KResult<Vec<i32>> {
+    fn widen<T: Copy + Into<i32>>(a: &ndarray::ArrayD<T>) -> Vec<i32> {
+        match a.as_slice() {
+            Some(s) => s.iter().map(|&x| x.into()).collect(),
+            None => a.iter().map(|&x| x.into()).collect(),
+        }
+    }
     match v {
-        Value::U8(a) => Ok(a.iter().map(|&x| x as i32).collect()),
-        Value::I8(a) => Ok(a.iter().map(|&x| x as i32).collect()),
+        Value::U8(a) => Ok(widen(a)),
+        Value::I8(a) => Ok(widen(a)),
         _ => bail!("{what} must be uint8 or int8, got {}", v.dtype()),
     }
 }
@@ -83,9 +89,23 @@ pub(crate) fn scalar_param(v: &Value, what: &str) -> KResult<f32> {
     Ok(v.to_f32_vec()?[0])
 }
 
-/// Packs requantized i32 values into a tensor of `dtype`.
+/// Packs i32 values (already within the type's range) into a tensor of integer `dtype`.
 pub(crate) fn pack(dtype: DType, shape: &[usize], vals: Vec<i32>) -> KResult<Value> {
-    Ok(Value::I32(ArrayD::from_shape_vec(IxDyn(shape), vals)?).cast(dtype)?)
+    fn narrow<T>(shape: &[usize], vals: &[i32], f: impl Fn(i32) -> T) -> KResult<ArrayD<T>> {
+        Ok(ArrayD::from_shape_vec(IxDyn(shape), vals.iter().map(|&v| f(v)).collect())?)
+    }
+    Ok(match dtype {
+        DType::U8 => Value::U8(narrow(shape, &vals, |v| v as u8)?),
+        DType::I8 => Value::I8(narrow(shape, &vals, |v| v as i8)?),
+        DType::U16 => Value::U16(narrow(shape, &vals, |v| v as u16)?),
+        DType::I16 => Value::I16(narrow(shape, &vals, |v| v as i16)?),
+        DType::U4 => Value::U4(narrow(shape, &vals, |v| v as u8)?),
+        DType::I4 => Value::I4(narrow(shape, &vals, |v| v as i8)?),
+        DType::U2 => Value::U2(narrow(shape, &vals, |v| v as u8)?),
+        DType::I2 => Value::I2(narrow(shape, &vals, |v| v as i8)?),
+        DType::I32 => Value::I32(ArrayD::from_shape_vec(IxDyn(shape), vals)?),
+        d => Value::I32(ArrayD::from_shape_vec(IxDyn(shape), vals)?).cast(d)?,
+    })
 }
 
 /// The exact i32 accumulators of a grouped convolution of `x − x_zp` with `w − w_zp[m]`:
@@ -99,20 +119,23 @@ pub(crate) fn int_conv(c: &Ctx, x: &Value, x_zp: i32, w: &Value, w_zp: &[i32]) -
     let (cg, mg) = (ch / group, m / group);
     let (kl, ol, il) = (g.kernel_len(), g.out_len(), g.in_len());
     let kk = cg * kl;
-    let wq: Vec<i16> = wd
-        .par_chunks(kk.max(1))
-        .enumerate()
-        .flat_map_iter(|(mi, row)| row.iter().map(move |&v| (v - w_zp[mi]) as i16))
-        .collect();
+    // Both operands are packed with rows padded to a multiple of 16 (zeros), as igemm_nt needs.
+    let kp = padded_k(kk);
+    let mut wq = vec![0i16; m * kp];
+    for (mi, (dst, src)) in wq.chunks_mut(kp).zip(wd.chunks(kk.max(1))).enumerate() {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = (v - w_zp[mi]) as i16;
+        }
+    }
     let mut acc = vec![0i32; n * m * ol];
-    let mut rows = vec![0i16; ol * kk];
+    let mut rows = vec![0i16; ol * kp];
     for b in 0..n {
         for gi in 0..group {
             let xg = &xd[(b * ch + gi * cg) * il..(b * ch + (gi + 1) * cg) * il];
-            let wg = &wq[gi * mg * kk..(gi + 1) * mg * kk];
-            im2row(xg, cg, &g, 0i16, &mut rows);
+            let wg = &wq[gi * mg * kp..(gi + 1) * mg * kp];
+            im2row(xg, cg, &g, 0i16, &mut rows, kp);
             let yg = &mut acc[(b * m + gi * mg) * ol..(b * m + (gi + 1) * mg) * ol];
-            igemm_nt(mg, ol, kk, wg, &rows, yg);
+            igemm_nt(mg, ol, kk, wg, kp, &rows, kp, yg);
         }
     }
     let mut shape = vec![n, m];
@@ -173,20 +196,24 @@ pub(crate) fn int_matmul(a: &Value, a_zp: &[i32], b: &Value, b_zp: &[i32]) -> KR
     let (m, k, n) = (sh.m, sh.k, sh.n);
     let ad = int8_data(a, "A")?;
     let bd = int8_data(b, "B")?;
+    // Rows padded to a multiple of 16 with zeros, as igemm_nt needs.
+    let kp = padded_k(k);
     let a_rows = |off: usize, rows: usize| -> Vec<i16> {
-        let mut v = Vec::with_capacity(rows * k);
+        let mut v = vec![0i16; rows * kp];
         for r in 0..rows {
             let z = a_zp[if a_zp.len() == 1 { 0 } else { r % m }];
-            v.extend(ad[off + r * k..off + (r + 1) * k].iter().map(|&x| (x - z) as i16));
+            for (d, &x) in v[r * kp..r * kp + k].iter_mut().zip(&ad[off + r * k..off + (r + 1) * k]) {
+                *d = (x - z) as i16;
+            }
         }
         v
     };
     let b_t = |off: usize| -> Vec<i16> {
-        let mut v = vec![0i16; n * k];
+        let mut v = vec![0i16; n * kp];
         for kk in 0..k {
             for col in 0..n {
                 let z = b_zp[if b_zp.len() == 1 { 0 } else { col }];
-                v[col * k + kk] = (bd[off + kk * n + col] - z) as i16;
+                v[col * kp + kk] = (bd[off + kk * n + col] - z) as i16;
             }
         }
         v
@@ -194,7 +221,8 @@ pub(crate) fn int_matmul(a: &Value, a_zp: &[i32], b: &Value, b_zp: &[i32]) -> KR
     let mut out = vec![0i32; sh.batches() * m * n];
     if sh.foldable() {
         let rows = sh.batches() * m;
-        igemm_nt(rows, n, k, &a_rows(0, rows), &b_t(sh.b_offsets.first().copied().unwrap_or(0)), &mut out);
+        let bt = b_t(sh.b_offsets.first().copied().unwrap_or(0));
+        igemm_nt(rows, n, k, &a_rows(0, rows), kp, &bt, kp, &mut out);
     } else {
         let mut cached: Option<(usize, Vec<i16>)> = None;
         for (i, (&ao, &bo)) in sh.a_offsets.iter().zip(&sh.b_offsets).enumerate() {
@@ -202,7 +230,7 @@ pub(crate) fn int_matmul(a: &Value, a_zp: &[i32], b: &Value, b_zp: &[i32]) -> KR
                 cached = Some((bo, b_t(bo)));
             }
             let bt = &cached.as_ref().expect("cached").1;
-            igemm_nt(m, n, k, &a_rows(ao, m), bt, &mut out[i * m * n..(i + 1) * m * n]);
+            igemm_nt(m, n, k, &a_rows(ao, m), kp, bt, kp, &mut out[i * m * n..(i + 1) * m * n]);
         }
     }
     Ok((sh, out))

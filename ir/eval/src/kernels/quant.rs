@@ -30,9 +30,9 @@ pub(crate) fn register(r: &mut Registry) {
 /// Quantizes one value (see the module documentation).
 #[inline]
 pub fn quantize_one(x: f32, scale: f32, zp: i32, lo: i32, hi: i32) -> i32 {
-    let v = x / scale;
-    let v = if v.is_nan() { (lo - zp) as f32 } else { v.clamp((lo - zp) as f32, (hi - zp) as f32) };
-    v.round_ties_even() as i32 + zp
+    // `f32::max` returns the other operand for NaN, so NaN lands on the lower bound.
+    let v = (x / scale).max((lo - zp) as f32).min((hi - zp) as f32);
+    crate::num::round_half_even_small(v) as i32 + zp
 }
 
 /// Dequantizes one value (see the module documentation).
@@ -198,10 +198,8 @@ pub(crate) fn quantize(x: &Value, scale: &Value, zp: Option<&Value>, dtype: DTyp
             quant_run(run, &mut out[r]);
         }
     }
-    let shape = IxDyn(x.shape());
-    let i32s = ArrayD::from_shape_vec(shape, out)?;
-    // Values are in range, so the conversion is exact.
-    Ok(Value::I32(i32s).cast(dtype)?)
+    // Values are in range, so narrowing is exact.
+    super::qlinear::pack(dtype, x.shape(), out)
 }
 
 /// Dequantizes `x` (any integer type) to f32.
@@ -209,7 +207,10 @@ pub(crate) fn dequantize(x: &Value, scale: &Value, zp: Option<&Value>, g: Granul
     ensure!(x.dtype().is_int(), "DequantizeLinear input must be an integer tensor, got {}", x.dtype());
     let scales = scale.to_f32_vec()?;
     let zps = zero_points(zp, scales.len())?;
-    let q: Vec<i32> = match_numeric!(x, a => a.iter().map(|v| v.to_i128() as i32).collect(), _ => unreachable!());
+    let q: Vec<i32> = match x {
+        Value::U8(_) | Value::I8(_) => super::qlinear::int8_data(x, "x")?,
+        _ => match_numeric!(x, a => a.iter().map(|v| v.to_i128() as i32).collect(), _ => unreachable!()),
+    };
     let mut out = vec![0f32; q.len()];
     let runs = g.runs(x.shape());
     if runs.len() == 1 && out.len() >= super::elementwise::PAR_LEN {

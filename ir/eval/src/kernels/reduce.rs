@@ -86,7 +86,16 @@ fn reduce(c: &Ctx, op: Red) -> KResult<Vec<Value>> {
         Red::Max | Red::Min => {
             fn go<T: Scalar>(a: &ArrayD<T>, axes: &[usize], max: bool, shape: &[usize]) -> KResult<Value> {
                 let (keep, red, data) = regroup(a, axes);
-                ensure!(red > 0, "cannot take the max/min of an empty set");
+                if red == 0 {
+                    // The max of nothing is the lowest value (−inf), the min the highest.
+                    let is_bool = std::any::TypeId::of::<T>() == std::any::TypeId::of::<bool>();
+                    let v = match (is_bool, max) {
+                        (true, m) => T::from_f64(if m { 0.0 } else { 1.0 }),
+                        (false, true) => T::from_f64(f64::NEG_INFINITY),
+                        (false, false) => T::from_f64(f64::INFINITY),
+                    };
+                    return Ok(Scalar::wrap(ArrayD::from_elem(IxDyn(shape), v)));
+                }
                 let out: Vec<T> = (0..keep)
                     .into_par_iter()
                     .map(|k| {
@@ -104,7 +113,11 @@ fn reduce(c: &Ctx, op: Red) -> KResult<Vec<Value>> {
                     .collect();
                 Ok(Scalar::wrap(ArrayD::from_shape_vec(IxDyn(shape), out)?))
             }
-            match_num!(x, a => go(a, &axes, op == Red::Max, &shape)?, bail!("{op:?} of {} is not supported", x.dtype()))
+            match x {
+                Value::Bool(a) => go(a, &axes, op == Red::Max, &shape)?,
+                _ => match_num!(x, a => go(a, &axes, op == Red::Max, &shape)?,
+                    bail!("{op:?} of {} is not supported", x.dtype())),
+            }
         }
         _ => {
             let a = x.cast_array_to::<f64>();

@@ -50,6 +50,8 @@ enum Mode {
 struct Plan {
     out_shape: Vec<usize>,
     scales: Vec<f32>,
+    /// The scales came from the `scales` input (not derived from `sizes`).
+    scales_given: bool,
     roi: Vec<f32>,
     coord: Coord,
     nearest: Nearest,
@@ -58,7 +60,17 @@ struct Plan {
 }
 
 /// Maps an output coordinate to the input coordinate (onnxruntime's float arithmetic).
-fn original(coord: Coord, x: f32, scale: f32, len_out: f32, len_in: f32, roi_start: f32, roi_end: f32) -> f32 {
+#[allow(clippy::too_many_arguments)]
+fn original(
+    coord: Coord,
+    x: f32,
+    scale: f32,
+    scale_given: bool,
+    len_out: f32,
+    len_in: f32,
+    roi_start: f32,
+    roi_end: f32,
+) -> f32 {
     match coord {
         Coord::HalfPixel => (x + 0.5) / scale - 0.5,
         Coord::HalfPixelSymmetric => {
@@ -76,10 +88,14 @@ fn original(coord: Coord, x: f32, scale: f32, len_out: f32, len_in: f32, roi_sta
             }
         }
         Coord::AlignCorners => {
-            if len_out == 1.0 {
+            // The ONNX spec's length_resized is `scale · length_original` when scales are given
+            // (onnx's reference and backend tests use it); onnxruntime uses the integer output
+            // size instead, which differs when `scale · length` is not an integer.
+            let len_resized = if scale_given { scale * len_in } else { len_out };
+            if len_resized == 1.0 {
                 0.0
             } else {
-                x * (len_in - 1.0) / (len_out - 1.0)
+                x * (len_in - 1.0) / (len_resized - 1.0)
             }
         }
         Coord::Asymmetric => x / scale,
@@ -153,6 +169,7 @@ fn plan(c: &Ctx, x: &Value) -> KResult<Plan> {
         return Ok(Plan {
             out_shape,
             scales,
+            scales_given: true,
             roi: vec![],
             coord: Coord::Asymmetric,
             nearest: Nearest::Simple,
@@ -177,6 +194,7 @@ fn plan(c: &Ctx, x: &Value) -> KResult<Plan> {
     let sizes_in = c.opt(3).filter(|v| !v.is_empty());
     let mut scales = vec![1.0f32; rank];
     let mut out_shape = in_shape.to_vec();
+    let scales_given = scales_in.is_some();
     match (scales_in, sizes_in) {
         (Some(s), None) => {
             let s = floats(s)?;
@@ -223,7 +241,16 @@ fn plan(c: &Ctx, x: &Value) -> KResult<Plan> {
             roi[rank + a] = r[axes.len() + i];
         }
     }
-    Ok(Plan { out_shape, scales, roi, coord, nearest, mode, extrapolation: c.float("extrapolation_value", 0.0) })
+    Ok(Plan {
+        out_shape,
+        scales,
+        scales_given,
+        roi,
+        coord,
+        nearest,
+        mode,
+        extrapolation: c.float("extrapolation_value", 0.0),
+    })
 }
 
 /// Per axis and output index: the input coordinate.
@@ -233,7 +260,18 @@ fn coords(p: &Plan, in_shape: &[usize]) -> Vec<Vec<f32>> {
         .map(|a| {
             let (rs, re) = if p.roi.is_empty() { (0.0, 1.0) } else { (p.roi[a], p.roi[rank + a]) };
             (0..p.out_shape[a])
-                .map(|o| original(p.coord, o as f32, p.scales[a], p.out_shape[a] as f32, in_shape[a] as f32, rs, re))
+                .map(|o| {
+                    original(
+                        p.coord,
+                        o as f32,
+                        p.scales[a],
+                        p.scales_given,
+                        p.out_shape[a] as f32,
+                        in_shape[a] as f32,
+                        rs,
+                        re,
+                    )
+                })
                 .collect()
         })
         .collect()
@@ -357,6 +395,7 @@ fn upsample(c: &Ctx) -> KResult<Vec<Value>> {
     let p = Plan {
         out_shape,
         scales,
+        scales_given: true,
         roi: vec![],
         coord: Coord::Asymmetric,
         nearest: Nearest::Simple,

@@ -12,6 +12,7 @@ use crate::value::{map_all, map_list, match_numeric, Value};
 
 pub(crate) fn register(r: &mut Registry) {
     r.add(Op::Identity, |c| Ok(vec![c.input(0)?.clone()]));
+    r.add_onnx("Dropout", dropout);
     r.add(Op::Reshape, reshape);
     r.add(Op::Flatten, flatten);
     r.add(Op::Transpose, transpose);
@@ -72,6 +73,22 @@ fn to_usize_shape(v: &[i64], what: &str) -> KResult<Vec<usize>> {
 }
 
 // ---- kernels ----------------------------------------------------------------------------------------
+
+/// Dropout in inference: the identity (and an all-true mask). Training mode with a non-zero
+/// ratio is random, so it is refused.
+fn dropout(c: &Ctx) -> KResult<Vec<Value>> {
+    let x = c.input(0)?;
+    let training = c.opt(2).map(|t| t.to_i64_vec()).transpose()?.is_some_and(|v| v.first() == Some(&1));
+    if training {
+        let ratio = match c.opt(1) {
+            Some(r) => r.to_f64_vec()?.first().copied().unwrap_or(0.5),
+            None => 0.5,
+        };
+        ensure!(ratio == 0.0, "training-mode Dropout (ratio {ratio}) is random; not supported");
+    }
+    let mask = Value::Bool(ArrayD::from_elem(IxDyn(x.shape()), true));
+    Ok(vec![x.clone(), mask])
+}
 
 fn reshape(c: &Ctx) -> KResult<Vec<Value>> {
     let x = c.input(0)?;
@@ -402,7 +419,12 @@ fn space_to_depth(c: &Ctx) -> KResult<Vec<Value>> {
     let b = c.int("blocksize", 0) as usize;
     let [n, ch, h, w] = [x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]];
     ensure!(b > 0 && h % b == 0 && w % b == 0, "spatial size {h}x{w} is not divisible by blocksize {b}");
-    let t = transpose_value(&reshape_value(x, &[n, ch, h / b, b, w / b, b])?, &[0, 3, 5, 1, 2, 4])?;
+    let r = reshape_value(x, &[n, ch, h / b, b, w / b, b])?;
+    let t = match c.string("mode", "DCR").as_str() {
+        "DCR" => transpose_value(&r, &[0, 3, 5, 1, 2, 4])?,
+        "CRD" => transpose_value(&r, &[0, 1, 3, 5, 2, 4])?,
+        m => bail!("unknown mode '{m}'"),
+    };
     Ok(vec![reshape_value(&t, &[n, ch * b * b, h / b, w / b])?])
 }
 

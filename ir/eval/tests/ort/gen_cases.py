@@ -250,6 +250,10 @@ def main():
     for coord in coords:
         for nm in ["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"]:
             for use_sizes, target in [(False, (1.0, 1.0, 1.7, 2.5)), (False, (1.0, 1.0, 0.6, 0.75)), (True, (2, 3, 11, 4))]:
+                if coord == "align_corners" and not use_sizes:
+                    # Known difference: with scales, ONNX's align_corners uses length_resized =
+                    # scale · length (as onnx's backend tests do); onnxruntime the integer size.
+                    continue
                 if coord == "half_pixel_symmetric" and target[2] < 1:
                     # Known difference: onnxruntime lands exactly on .5 ties here where f32 arithmetic
                     # of its documented formula does not (see resize.rs).
