@@ -3,11 +3,13 @@
 
 pub mod diff;
 pub mod stats;
+pub mod verify;
 
 use qdqc_ir::onnx::{self, FileError, Model, SaveOptions};
 use qdqc_passes::{PassError, PassManager, PassRun};
 use std::path::{Path, PathBuf};
 
+pub use qdqc_eval as eval;
 pub use qdqc_ir as ir;
 pub use qdqc_passes as passes;
 
@@ -34,13 +36,23 @@ pub enum Error {
     /// A pass failed or left an invalid graph: a qdqc bug, reported with the pass name (exit 1).
     #[error("{}: {error}", path.display())]
     Pass { path: PathBuf, error: PassError },
+    /// The models could not be run or compared (an op the interpreter lacks, bad inputs: exit 2).
+    #[error("{}: {error}", path.display())]
+    Run { path: PathBuf, error: verify::VerifyError },
+    /// An input or output file (`.npy`, report) could not be read or written (exit 2).
+    #[error("{}: {msg}", path.display())]
+    File { path: PathBuf, msg: String },
+    /// The compiled model does not compute what the original computed (exit 1).
+    #[error("{}: verification failed: tensor '{tensor}' moved beyond tolerance ({steps})", path.display())]
+    VerificationFailed { path: PathBuf, tensor: String, steps: String },
 }
 
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Model(_) | Error::InvalidGraph { .. } | Error::UnknownPass(_) => 2,
-            Error::Pass { .. } => 1,
+            Error::Pass { .. } | Error::VerificationFailed { .. } => 1,
+            Error::Run { .. } | Error::File { .. } => 2,
         }
     }
 }
@@ -58,6 +70,8 @@ pub struct Compiled {
     pub model: Model,
     /// Node count of the input graph (graph inputs excluded).
     pub input_nodes: usize,
+    /// The verification report, when compiling with verification.
+    pub verify: Option<verify::VerifyReport>,
     pub passes: Vec<PassRun>,
 }
 
@@ -73,13 +87,126 @@ pub fn compile(mut model: Model, path: &Path, opts: &Options) -> Result<Compiled
     let pm = pipeline(opts)?;
     let input_nodes = model.graph.op_count();
     let passes = pm.run(&mut model.graph).map_err(|error| Error::Pass { path: path.to_path_buf(), error })?;
-    Ok(Compiled { model, input_nodes, passes })
+    Ok(Compiled { model, input_nodes, passes, verify: None })
 }
 
-/// Loads `input`, compiles it and writes `output` (atomically: a failed run leaves no file).
-pub fn compile_file(input: &Path, output: &Path, opts: &Options) -> Result<Compiled, Error> {
+/// Loads `input`, compiles it, verifies it when `verify` asks to, and writes `output` (atomically:
+/// a failed run leaves no file). A failed verification writes nothing unless `force` is set.
+pub fn compile_file(
+    input: &Path,
+    output: &Path,
+    opts: &Options,
+    check: Option<&VerifyOptions>,
+) -> Result<Compiled, Error> {
     pipeline(opts)?; // reject bad pass names before reading anything
-    let compiled = compile(load(input)?, input, opts)?;
+    let model = load(input)?;
+    let original = check.map(|_| model.graph.clone());
+    let mut compiled = compile(model, input, opts)?;
+    if let (Some(v), Some(orig)) = (check, original) {
+        let report = verify_graphs(&orig, &compiled.model.graph, v)
+            .map_err(|error| Error::Run { path: input.to_path_buf(), error })?;
+        let failure = failure(&report, output);
+        compiled.verify = Some(report);
+        if let (Some(e), false) = (failure, v.force) {
+            return Err(e);
+        }
+    }
     onnx::save(&compiled.model, output, &opts.save)?;
     Ok(compiled)
+}
+
+/// How `verify` runs the models.
+#[derive(Clone, Debug)]
+pub struct VerifyOptions {
+    pub samples: usize,
+    pub seed: u64,
+    /// Value for symbolic and unknown input dims.
+    pub dim: usize,
+    /// Given inputs (one entry per sample) instead of seeded random ones.
+    pub inputs: Option<Vec<verify::Inputs>>,
+    /// Write the output even when verification fails.
+    pub force: bool,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions { samples: 4, seed: 0, dim: 1, inputs: None, force: false }
+    }
+}
+
+fn verify_graphs(
+    orig: &qdqc_ir::Graph,
+    compiled: &qdqc_ir::Graph,
+    v: &VerifyOptions,
+) -> Result<verify::VerifyReport, verify::VerifyError> {
+    let samples = match &v.inputs {
+        Some(given) => given.clone(),
+        None => (0..v.samples)
+            .map(|k| verify::random_inputs(orig, v.seed.wrapping_add(k as u64), v.dim))
+            .collect::<Result<_, _>>()?,
+    };
+    verify::verify(orig, compiled, &samples, v.seed, &|_| {})
+}
+
+fn failure(report: &verify::VerifyReport, path: &Path) -> Option<Error> {
+    let tensor = report.first_failure.clone()?;
+    let t = report.tensors.iter().find(|t| t.name == tensor)?;
+    let steps = match (&t.mismatch, t.max_steps) {
+        (Some(m), _) => m.clone(),
+        (None, Some(s)) => format!("{s:.2} steps, max |diff| {:e}", t.max_abs_diff),
+        (None, None) => format!("max |diff| {:e}", t.max_abs_diff),
+    };
+    Some(Error::VerificationFailed { path: path.to_path_buf(), tensor, steps })
+}
+
+/// Runs `orig` and `compiled` (files) on the same inputs and compares them. Returns the report and,
+/// when a tensor moved beyond tolerance, the error to exit with.
+pub fn verify_files(
+    orig: &Path,
+    compiled: &Path,
+    v: &VerifyOptions,
+) -> Result<(verify::VerifyReport, Option<Error>), Error> {
+    let (a, b) = (load(orig)?, load(compiled)?);
+    let report =
+        verify_graphs(&a.graph, &b.graph, v).map_err(|error| Error::Run { path: compiled.to_path_buf(), error })?;
+    let fail = failure(&report, compiled);
+    Ok((report, fail))
+}
+
+/// Runs a model on the given inputs (or seeded random ones when `inputs` is `None`).
+pub fn run_file(
+    path: &Path,
+    inputs: Option<verify::Inputs>,
+    seed: u64,
+    dim: usize,
+) -> Result<Vec<(String, qdqc_eval::Value)>, Error> {
+    let model = load(path)?;
+    let err = |error| Error::Run { path: path.to_path_buf(), error };
+    let inputs = match inputs {
+        Some(i) => i,
+        None => verify::random_inputs(&model.graph, seed, dim).map_err(err)?,
+    };
+    let r = qdqc_eval::run(&model.graph, &inputs, &qdqc_eval::RunOptions::default())
+        .map_err(|e| err(verify::VerifyError::Eval(e)))?;
+    Ok(r.outputs)
+}
+
+/// Reads a `.npy` file.
+pub fn read_npy(path: &Path) -> Result<qdqc_eval::Value, Error> {
+    let file_err = |msg: String| Error::File { path: path.to_path_buf(), msg };
+    let bytes = std::fs::read(path).map_err(|e| file_err(e.to_string()))?;
+    qdqc_eval::Value::from_npy(&bytes).map_err(|e| file_err(e.to_string()))
+}
+
+/// Writes a file atomically (temporary beside it, then rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let file_err = |msg: String| Error::File { path: path.to_path_buf(), msg };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| file_err(e.to_string()))?;
+    std::io::Write::write_all(&mut tmp, bytes).map_err(|e| file_err(e.to_string()))?;
+    tmp.persist(path).map_err(|e| file_err(e.error.to_string()))?;
+    Ok(())
 }

@@ -226,3 +226,106 @@ fn stats_json_counts_qdq() {
     assert_eq!(v["ops"]["Conv"], 3);
     assert_eq!(v["float_compute"], 4);
 }
+
+fn runnable_fixtures() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(fixture(""))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx") && !p.ends_with("kitchen_sink.onnx"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn verify_a_model_against_itself_passes_for_every_fixture() {
+    let all = runnable_fixtures();
+    assert!(all.len() >= 17);
+    for f in all {
+        let p = f.to_str().unwrap();
+        let o = qdqc(&["verify", p, p, "--samples", "2", "--seed", "7"]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(0), "{p}: {}{out}", stderr(&o));
+        assert!(out.contains(" 0 beyond"), "{p}: {out}");
+        assert!(!out.contains("FAIL"), "{p}: {out}");
+    }
+}
+
+#[test]
+fn verify_names_the_first_tensor_a_corrupted_weight_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let orig = fixture("resnet_block.u8.pc.onnx");
+    let mut m = qdqc::ir::onnx::read_proto(&orig).unwrap();
+    let w = m
+        .graph
+        .as_mut()
+        .unwrap()
+        .initializer
+        .iter_mut()
+        .find(|t| t.name.as_deref() == Some("conv_2.weight_quantized"))
+        .unwrap();
+    let mut raw = w.raw_data.as_ref().unwrap().to_vec();
+    let before = raw[5] as i8;
+    raw[5] = raw[5].wrapping_add(100); // one int8 weight moves (by 100, or 156 if it wraps)
+    let moved = (raw[5] as i8 as f64 - before as f64).abs();
+    w.raw_data = Some(raw.into());
+    let bad = dir.path().join("corrupt.onnx");
+    std::fs::write(&bad, m.encode_to_vec()).unwrap();
+    let json = dir.path().join("report.json");
+    let o = qdqc(&["verify", orig.to_str().unwrap(), bad.to_str().unwrap(), "--json", json.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("verification failed: tensor 'conv_2.weight_DequantizeLinear_Output'"), "{err}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["passed"], false);
+    assert_eq!(report["first_failure"], "conv_2.weight_DequantizeLinear_Output");
+    let w = report["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "conv_2.weight_DequantizeLinear_Output")
+        .unwrap();
+    assert!((w["max_steps"].as_f64().unwrap() - moved).abs() < 1e-3, "{moved} steps expected: {w}");
+    assert_eq!(w["ok"], false);
+    // The input tensor did not move.
+    let x = report["tensors"].as_array().unwrap().iter().find(|t| t["name"] == "input_QuantizeLinear_Output").unwrap();
+    assert_eq!(x["exact"], 1.0);
+}
+
+#[test]
+fn verify_refuses_what_it_cannot_run() {
+    let k = fixture("kitchen_sink.onnx");
+    let o = qdqc(&["verify", k.to_str().unwrap(), k.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("does not implement com.example.MyOp"), "{}", stderr(&o));
+}
+
+#[test]
+fn run_writes_one_npy_per_output_and_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = fixture("mobilenet_block.u8.pt.onnx");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for out in [&a, &b] {
+        let o = qdqc(&["run", m.to_str().unwrap(), "--random", "--seed", "3", "--out", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    let files: Vec<_> = std::fs::read_dir(&a).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = &files[0];
+    assert_eq!(std::fs::read(a.join(name)).unwrap(), std::fs::read(b.join(name)).unwrap());
+    // The written output fed back as an input file round-trips through --input.
+    let o = qdqc(&["run", m.to_str().unwrap(), "--out", a.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "missing inputs without --random must be refused");
+    assert!(stderr(&o).contains("input"), "{}", stderr(&o));
+}
+
+#[test]
+fn compile_with_verify_reports_and_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.onnx");
+    let m = fixture("resnet_block.i8.pc.onnx");
+    let o = qdqc(&["compile", m.to_str().unwrap(), "-o", out.to_str().unwrap(), "--verify", "2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("0 beyond"));
+    assert!(out.exists());
+}

@@ -2,8 +2,9 @@
 //! Exit status: 0 success, 1 verification failure (or a pass failing), 2 bad input or usage.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use qdqc::eval::Value;
 use qdqc::ir::onnx::{ExternalData, SaveOptions};
-use qdqc::{Error, Options};
+use qdqc::{Error, Options, VerifyOptions};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +45,52 @@ enum Command {
         /// With `--external-data file`: tensors of at least this many bytes go to the side file.
         #[arg(long, default_value_t = 1024)]
         external_threshold: usize,
+        /// Verify the result on N seeded random samples; on failure write nothing (exit 1).
+        #[arg(long, value_name = "N")]
+        verify: Option<usize>,
+        /// With --verify: write the output even when verification fails.
+        #[arg(long)]
+        force: bool,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Run a model with the reference interpreter and write one .npy per output.
+    Run {
+        model: PathBuf,
+        /// An input as NAME=FILE.npy (repeatable). Inputs not given are an error unless --random.
+        #[arg(long = "input", value_name = "NAME=FILE.npy")]
+        inputs: Vec<String>,
+        /// Seeded random inputs (floats standard normal, integers uniform).
+        #[arg(long)]
+        random: bool,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Size of symbolic dims (such as the batch N) in random inputs.
+        #[arg(long, default_value_t = 1)]
+        dim: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Run two models on the same inputs and compare every output and every shared tensor.
+    Verify {
+        orig: PathBuf,
+        compiled: PathBuf,
+        #[arg(long, default_value_t = 4)]
+        samples: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Size of symbolic dims (such as the batch N) in random inputs.
+        #[arg(long, default_value_t = 1)]
+        dim: usize,
+        /// A folder of NAME.npy inputs (one sample), or of subfolders, one sample each.
+        #[arg(long)]
+        inputs: Option<PathBuf>,
+        /// Also write the report as JSON.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// List every compared tensor, not only outputs and failures.
+        #[arg(long)]
+        all: bool,
     },
     /// Unified diff of the text IR of two models.
     Diff {
@@ -85,7 +132,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             let s = qdqc::stats::stats(&qdqc::load(&model)?.graph);
             emit(&if json { s.to_json() + "\n" } else { s.to_string() });
         }
-        Command::Compile { input, output, passes, external_data, external_threshold } => {
+        Command::Compile { input, output, passes, external_data, external_threshold, verify, force, seed } => {
             let external = match external_data {
                 ExternalMode::Keep => ExternalData::Keep,
                 ExternalMode::Inline => ExternalData::Inline,
@@ -95,7 +142,11 @@ fn run(cli: Cli) -> Result<(), Error> {
                 }
             };
             let opts = Options { passes, save: SaveOptions { external } };
-            let c = qdqc::compile_file(&input, &output, &opts)?;
+            let check = verify.map(|samples| VerifyOptions { samples, seed, force, ..Default::default() });
+            let c = qdqc::compile_file(&input, &output, &opts, check.as_ref())?;
+            if let Some(report) = &c.verify {
+                emit(&report.table(false));
+            }
             let runs: Vec<String> = c.passes.iter().map(|r| format!("{} ({} changes)", r.pass, r.changes)).collect();
             let runs = if runs.is_empty() { "none".to_string() } else { runs.join(", ") };
             emit(&format!(
@@ -105,6 +156,30 @@ fn run(cli: Cli) -> Result<(), Error> {
                 c.input_nodes,
                 runs
             ));
+        }
+        Command::Run { model, inputs, random, seed, dim, out } => {
+            let given = if inputs.is_empty() && random { None } else { Some(parse_inputs(&inputs)?) };
+            let outputs = qdqc::run_file(&model, given, seed, dim)?;
+            std::fs::create_dir_all(&out).map_err(|e| Error::File { path: out.clone(), msg: e.to_string() })?;
+            for (name, value) in outputs {
+                let path = out.join(format!("{}.npy", file_stem(&name)));
+                let bytes = value.to_npy().map_err(|e| Error::File { path: path.clone(), msg: e.to_string() })?;
+                qdqc::write_atomic(&path, &bytes)?;
+                emit(&format!("{name}: {} {:?} -> {}\n", value.dtype(), value.shape(), path.display()));
+            }
+        }
+        Command::Verify { orig, compiled, samples, seed, dim, inputs, json, all } => {
+            let inputs = inputs.map(|dir| read_input_dir(&dir)).transpose()?;
+            let opts = VerifyOptions { samples, seed, dim, inputs, force: false };
+            let (report, failure) = qdqc::verify_files(&orig, &compiled, &opts)?;
+            emit(&report.table(all));
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&report).expect("report serializes") + "\n";
+                qdqc::write_atomic(&path, text.as_bytes())?;
+            }
+            if let Some(e) = failure {
+                return Err(e);
+            }
         }
         Command::Diff { a, b, color } => {
             let (ga, gb) = (qdqc::load(&a)?, qdqc::load(&b)?);
@@ -118,6 +193,47 @@ fn run(cli: Cli) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// `NAME=FILE.npy` arguments.
+fn parse_inputs(args: &[String]) -> Result<Vec<(String, Value)>, Error> {
+    args.iter()
+        .map(|a| {
+            let (name, file) = a
+                .split_once('=')
+                .ok_or_else(|| Error::File { path: PathBuf::from(a), msg: "expected NAME=FILE.npy".into() })?;
+            Ok((name.to_string(), qdqc::read_npy(std::path::Path::new(file))?))
+        })
+        .collect()
+}
+
+/// A folder of `NAME.npy` files is one sample; a folder of such folders is one sample each.
+fn read_input_dir(dir: &std::path::Path) -> Result<Vec<Vec<(String, Value)>>, Error> {
+    let err = |e: std::io::Error| Error::File { path: dir.to_path_buf(), msg: e.to_string() };
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(dir).map_err(err)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>().map_err(err)?;
+    entries.sort();
+    let read_sample = |d: &std::path::Path| -> Result<Vec<(String, Value)>, Error> {
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(d).map_err(err)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>().map_err(err)?;
+        files.sort();
+        files
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "npy"))
+            .map(|p| Ok((p.file_stem().unwrap().to_string_lossy().into_owned(), qdqc::read_npy(p)?)))
+            .collect()
+    };
+    let subdirs: Vec<&PathBuf> = entries.iter().filter(|p| p.is_dir()).collect();
+    if subdirs.is_empty() {
+        Ok(vec![read_sample(dir)?])
+    } else {
+        subdirs.into_iter().map(|d| read_sample(d)).collect()
+    }
+}
+
+/// A file name for a tensor name (ONNX names may hold `/` or `:`).
+fn file_stem(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect()
 }
 
 fn main() -> ExitCode {

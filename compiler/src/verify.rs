@@ -1,0 +1,323 @@
+//! `qdqc verify`: runs two models on the same seeded inputs with the reference interpreter and
+//! compares every output and every tensor the two graphs share by name.
+//!
+//! A tensor's *step* is its quantization step: the scale of the DequantizeLinear that produces it
+//! or of the QuantizeLinear it feeds (per channel for per-axis scales), and 1 for integer tensors.
+//! A tensor passes when its largest difference is at most [`MAX_STEPS`] steps. A float tensor with
+//! no step (a float op's output that no Q reads) passes within a relative tolerance
+//! [`FLOAT_RTOL`] of its largest magnitude (plus [`FLOAT_ATOL`]).
+
+use qdqc_eval::{Interpreter, RunOptions, Value};
+use qdqc_ir::{DType, Dim, Graph, Op, Operand};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// Largest allowed difference of a quantized tensor, in quantization steps.
+pub const MAX_STEPS: f64 = 1.0;
+/// Tolerance for float tensors without a quantization step: relative to the largest |value|.
+pub const FLOAT_RTOL: f64 = 1e-4;
+pub const FLOAT_ATOL: f64 = 1e-6;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("{0}")]
+    Eval(#[from] qdqc_eval::EvalError),
+    #[error("input '{name}': {msg}")]
+    Input { name: String, msg: String },
+    #[error("the models' inputs differ: {0}")]
+    Interface(String),
+}
+
+/// How a tensor compared over all samples.
+#[derive(Clone, Debug, Serialize)]
+pub struct TensorReport {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<usize>,
+    pub is_output: bool,
+    pub max_abs_diff: f64,
+    /// Largest difference in quantization steps (`None` for float tensors without a step).
+    pub max_steps: Option<f64>,
+    /// Share of elements that are bit-exact.
+    pub exact: f64,
+    pub ok: bool,
+    /// Why it could not be compared (dtype or shape differ), if so.
+    pub mismatch: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifyReport {
+    pub samples: usize,
+    pub seed: u64,
+    /// Outputs first, then shared tensors in the original graph's topological order.
+    pub tensors: Vec<TensorReport>,
+    pub passed: bool,
+    /// The first tensor (in topological order) beyond tolerance.
+    pub first_failure: Option<String>,
+}
+
+/// Inputs for one sample, by graph input name.
+pub type Inputs = Vec<(String, Value)>;
+
+/// Deterministic random inputs for every graph input: floats standard normal, integers uniform over
+/// their type's range; symbolic and unknown dims take `dim`.
+pub fn random_inputs(graph: &Graph, seed: u64, dim: usize) -> Result<Inputs, VerifyError> {
+    let mut rng = SplitMix64(seed);
+    let mut out = Vec::new();
+    for &id in &graph.inputs {
+        let v = &graph.node(id).outputs[0];
+        let err = |msg: &str| VerifyError::Input { name: v.name.clone(), msg: msg.to_string() };
+        let ty = v.ty.as_ref().ok_or_else(|| err("has no tensor type"))?;
+        let shape: Vec<usize> = ty
+            .shape
+            .as_ref()
+            .ok_or_else(|| err("has unknown rank"))?
+            .iter()
+            .map(|d| match d {
+                Dim::Known(k) => *k as usize,
+                _ => dim,
+            })
+            .collect();
+        let n: usize = shape.iter().product();
+        let value = if ty.dtype.is_float() {
+            let data: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+            Value::from_f64(ty.dtype, &shape, &data)
+        } else if let Some((lo, hi)) = ty.dtype.int_range().or((ty.dtype == DType::Bool).then_some((0, 1))) {
+            let span = (hi - lo + 1) as u64;
+            let data: Vec<i64> = (0..n).map(|_| lo + (rng.next() % span) as i64).collect();
+            Value::from_i64(ty.dtype, &shape, &data)
+        } else {
+            return Err(err(&format!("random {} inputs are not supported", ty.dtype)));
+        };
+        out.push((v.name.clone(), value.map_err(|e| err(&e.to_string()))?));
+    }
+    Ok(out)
+}
+
+/// The quantization step of each float value that a DQ produces or a Q reads, by name, as one
+/// scale per channel along `axis` (a single scale for per-tensor).
+fn steps(graph: &Graph) -> HashMap<String, (Vec<f64>, Option<usize>)> {
+    let mut steps = HashMap::new();
+    let scale_of = |id| {
+        let n = graph.node(id);
+        let scale = graph.const_tensor(n.input(1))?.to_f32().ok()?;
+        let axis = (scale.len() > 1).then(|| qdqc_ir::attr::int(&n.attrs, "axis").unwrap_or(1));
+        Some((scale.into_iter().map(f64::from).collect::<Vec<_>>(), axis))
+    };
+    for id in graph.node_ids() {
+        let node = graph.node(id);
+        let (value, found) = match node.op {
+            Op::DequantizeLinear => (graph.operand_name(Operand::Value(qdqc_ir::Outlet::new(id, 0))), scale_of(id)),
+            Op::QuantizeLinear => (graph.operand_name(node.input(0)), scale_of(id)),
+            _ => continue,
+        };
+        if let Some((scale, axis)) = found {
+            let rank = graph.operand_type(node.input(0)).and_then(|t| t.rank()).unwrap_or(0) as i64;
+            let axis = axis.map(|a| if a < 0 { a + rank } else { a } as usize);
+            steps.entry(value.to_string()).or_insert((scale, axis));
+        }
+    }
+    steps
+}
+
+struct Acc {
+    report: TensorReport,
+    step: Option<(Vec<f64>, Option<usize>)>,
+    max_ref: f64,
+    exact: usize,
+    total: usize,
+}
+
+impl Acc {
+    fn add(&mut self, a: &Value, b: &Value) {
+        if a.dtype() != b.dtype() || a.shape() != b.shape() {
+            self.report.mismatch = Some(format!(
+                "{}{:?} in the first model, {}{:?} in the second",
+                a.dtype(),
+                a.shape(),
+                b.dtype(),
+                b.shape()
+            ));
+            return;
+        }
+        let (Ok(x), Ok(y)) = (a.to_f64_vec(), b.to_f64_vec()) else {
+            self.report.mismatch = Some(format!("{} values cannot be compared", a.dtype()));
+            return;
+        };
+        let shape = a.shape();
+        let integer = a.dtype().is_int() || a.dtype() == DType::Bool;
+        for (i, (&p, &q)) in x.iter().zip(&y).enumerate() {
+            let same = p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan());
+            self.exact += same as usize;
+            let d = if same { 0.0 } else { (p - q).abs() };
+            let d = if d.is_nan() { f64::INFINITY } else { d };
+            self.report.max_abs_diff = self.report.max_abs_diff.max(d);
+            self.max_ref = self.max_ref.max(p.abs());
+            let step = if integer {
+                Some(1.0)
+            } else {
+                self.step.as_ref().map(|(scales, axis)| match axis {
+                    Some(ax) if *ax < shape.len() => {
+                        let inner: usize = shape[ax + 1..].iter().product();
+                        scales[(i / inner.max(1)) % shape[*ax].max(1)]
+                    }
+                    _ => scales[0],
+                })
+            };
+            if let Some(s) = step {
+                let steps = if d == 0.0 { 0.0 } else { d / s };
+                self.report.max_steps = Some(self.report.max_steps.unwrap_or(0.0).max(steps));
+            }
+        }
+        self.total += x.len();
+    }
+
+    fn finish(mut self) -> TensorReport {
+        self.report.exact = if self.total == 0 { 1.0 } else { self.exact as f64 / self.total as f64 };
+        self.report.ok = self.report.mismatch.is_none()
+            && match self.report.max_steps {
+                // Tiny float noise below a step's rounding is not a step.
+                Some(s) => s <= MAX_STEPS + 1e-6,
+                None => self.report.max_abs_diff <= FLOAT_ATOL + FLOAT_RTOL * self.max_ref,
+            };
+        self.report
+    }
+}
+
+/// Runs both graphs on `samples` (given, or seeded random when `None`) and compares them.
+pub fn verify(
+    orig: &Graph,
+    compiled: &Graph,
+    samples: &[Inputs],
+    seed: u64,
+    progress: &dyn Fn(usize),
+) -> Result<VerifyReport, VerifyError> {
+    let names = |g: &Graph| g.inputs.iter().map(|&i| g.node(i).outputs[0].name.clone()).collect::<Vec<_>>();
+    if names(orig) != names(compiled) {
+        return Err(VerifyError::Interface(format!("{:?} vs {:?}", names(orig), names(compiled))));
+    }
+    let (ia, ib) = (Interpreter::new(orig)?, Interpreter::new(compiled)?);
+    let steps = steps(orig);
+    let outputs: Vec<String> = orig.outputs.iter().map(|o| o.name().to_string()).collect();
+    let mut order: Vec<String> = outputs.clone();
+    for id in orig.topo_order().map_err(qdqc_eval::EvalError::from)? {
+        for v in &orig.node(id).outputs {
+            if !v.name.is_empty() && !outputs.contains(&v.name) {
+                order.push(v.name.clone());
+            }
+        }
+    }
+    let mut accs: Vec<Option<Acc>> = order.iter().map(|_| None).collect();
+    for (k, inputs) in samples.iter().enumerate() {
+        let ra = ia.run(inputs, &RunOptions::keep_all())?;
+        let rb = ib.run(inputs, &RunOptions::keep_all())?;
+        let get = |r: &qdqc_eval::RunResult, name: &str| r.output(name).or_else(|| r.values.get(name)).cloned();
+        for (slot, name) in order.iter().enumerate() {
+            let (Some(a), Some(b)) = (get(&ra, name), get(&rb, name)) else { continue };
+            let acc = accs[slot].get_or_insert_with(|| Acc {
+                report: TensorReport {
+                    name: name.clone(),
+                    dtype: a.dtype().to_string(),
+                    shape: a.shape().to_vec(),
+                    is_output: outputs.contains(name),
+                    max_abs_diff: 0.0,
+                    max_steps: None,
+                    exact: 0.0,
+                    ok: false,
+                    mismatch: None,
+                },
+                step: steps.get(name).cloned(),
+                max_ref: 0.0,
+                exact: 0,
+                total: 0,
+            });
+            acc.add(&a, &b);
+        }
+        progress(k + 1);
+    }
+    let tensors: Vec<TensorReport> = accs.into_iter().flatten().map(Acc::finish).collect();
+    // The first failure in topological order, outputs judged with the rest.
+    let topo_first = order
+        .iter()
+        .skip(outputs.len())
+        .chain(outputs.iter())
+        .find_map(|name| tensors.iter().find(|t| &t.name == name && !t.ok).map(|t| t.name.clone()));
+    Ok(VerifyReport { samples: samples.len(), seed, passed: topo_first.is_none(), first_failure: topo_first, tensors })
+}
+
+impl VerifyReport {
+    /// A table: one row per compared tensor (all failures, and the outputs).
+    pub fn table(&self, all: bool) -> String {
+        let mut s = format!(
+            "{:<48} {:>10} {:>12} {:>9} {:>8}  {}\n",
+            "tensor", "dtype", "max |diff|", "steps", "exact", "result"
+        );
+        for t in self.tensors.iter().filter(|t| all || t.is_output || !t.ok) {
+            let steps = t.max_steps.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+            let result = match (&t.mismatch, t.ok) {
+                (Some(m), _) => format!("MISMATCH: {m}"),
+                (None, true) => "ok".into(),
+                (None, false) => "FAIL".into(),
+            };
+            let name = if t.is_output { format!("{} (output)", t.name) } else { t.name.clone() };
+            s += &format!(
+                "{:<48} {:>10} {:>12.6e} {:>9} {:>7.2}%  {}\n",
+                name,
+                t.dtype,
+                t.max_abs_diff,
+                steps,
+                100.0 * t.exact,
+                result
+            );
+        }
+        let failed = self.tensors.iter().filter(|t| !t.ok).count();
+        s += &format!(
+            "{} tensors compared over {} samples (seed {}): {} within tolerance, {} beyond",
+            self.tensors.len(),
+            self.samples,
+            self.seed,
+            self.tensors.len() - failed,
+            failed
+        );
+        if let Some(f) = &self.first_failure {
+            s += &format!("; first tensor beyond tolerance: '{f}'");
+        }
+        s + "\n"
+    }
+}
+
+/// SplitMix64: a tiny, well-known generator whose sequence is fixed forever (a crate's `StdRng`
+/// may change between versions, and seeded inputs must stay reproducible).
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn uniform(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box–Muller).
+    fn normal(&mut self) -> f64 {
+        let u = self.uniform().max(f64::MIN_POSITIVE);
+        let v = self.uniform();
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitmix_is_fixed() {
+        let mut r = SplitMix64(0);
+        assert_eq!(r.next(), 0xe220_a839_7b1d_cdaf);
+    }
+}
