@@ -152,22 +152,6 @@ pub(crate) fn round_half_even_small(x: f32) -> f32 {
     ((x.abs() + TWO23) - TWO23).copysign(x)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn round_half_even_matches_std() {
-        let specials =
-            [0.0f32, -0.0, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 0.49999997, 8_388_607.5, 8_388_608.0, -8_388_609.0];
-        for x in specials.into_iter().chain((0..100_000).map(|i| (i as f32 - 50_000.0) * 0.013_7)) {
-            assert_eq!(round_half_even(x).to_bits(), x.round_ties_even().to_bits(), "{x}");
-        }
-        assert!(round_half_even(f32::NAN).is_nan());
-        assert_eq!(round_half_even(f32::INFINITY), f32::INFINITY);
-    }
-}
-
 /// Whether the CPU has fused multiply-add instructions (x86-64 FMA3). Kernels that call
 /// `mul_add` in hot loops compile a copy with the feature enabled and pick it when this is true;
 /// `mul_add` is always fused (a software routine otherwise), so results are identical.
@@ -207,3 +191,19 @@ macro_rules! fma_kernel {
     };
 }
 pub(crate) use fma_kernel;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_half_even_matches_std() {
+        let specials =
+            [0.0f32, -0.0, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 0.49999997, 8_388_607.5, 8_388_608.0, -8_388_609.0];
+        for x in specials.into_iter().chain((0..100_000).map(|i| (i as f32 - 50_000.0) * 0.013_7)) {
+            assert_eq!(round_half_even(x).to_bits(), x.round_ties_even().to_bits(), "{x}");
+        }
+        assert!(round_half_even(f32::NAN).is_nan());
+        assert_eq!(round_half_even(f32::INFINITY), f32::INFINITY);
+    }
+}

@@ -205,3 +205,35 @@ fn inputs_are_checked() {
     let err = qdqc_eval::run(g, &extra, &RunOptions::default()).unwrap_err();
     assert!(matches!(err, EvalError::UnknownInput(_)), "{err}");
 }
+
+#[test]
+fn interpreter_is_shareable_across_threads() {
+    fn assert_sync<T: Send + Sync>() {}
+    assert_sync::<Interpreter<'static>>();
+    assert_sync::<Value>();
+    assert_sync::<EvalError>();
+}
+
+#[test]
+fn constants_are_folded_and_intermediates_kept_by_name() {
+    let model = qdqc_ir::onnx::load(&fixture("resnet_block.u8.pt.onnx")).unwrap();
+    let interp = Interpreter::new(&model.graph).unwrap();
+    // Every weight DequantizeLinear reads constants only.
+    assert!(interp.folded_nodes() >= 4, "folded {}", interp.folded_nodes());
+    let r = interp.run(&[("input".into(), seeded(&[1, 3, 32, 32], 3))], &RunOptions::keep_all()).unwrap();
+    let names: Vec<&String> =
+        model.graph.node_ids().flat_map(|id| model.graph.node(id).outputs.iter().map(|v| &v.name)).collect();
+    for n in names {
+        assert!(r.values.contains_key(n), "value '{n}' was not kept");
+    }
+}
+
+#[test]
+fn npy_inputs_round_trip_through_a_run() {
+    let x = seeded(&[1, 3, 32, 32], 9);
+    let back = Value::from_npy(&x.to_npy().unwrap()).unwrap();
+    assert_eq!(back, x);
+    let a = run("resnet_block.u8.pt.onnx", x);
+    let b = run("resnet_block.u8.pt.onnx", back);
+    assert_eq!(a, b);
+}

@@ -50,7 +50,6 @@ pub(crate) fn sgemm(
         // Split the columns: each task packs only its own slice of b.
         let cols = n.div_ceil(threads * 2).next_multiple_of(16).max(16);
         (0..n.div_ceil(cols)).into_par_iter().for_each(|t| {
-            let out = out;
             let (j0, j1) = (t * cols, ((t + 1) * cols).min(n));
             // SAFETY: bounds checked above; tasks write disjoint column ranges of c.
             unsafe {
@@ -66,7 +65,7 @@ pub(crate) fn sgemm(
                     rsb,
                     csb,
                     beta,
-                    out.0.add(j0),
+                    out.get().add(j0),
                     n,
                 )
             }
@@ -74,7 +73,6 @@ pub(crate) fn sgemm(
     } else {
         let rows = m.div_ceil(threads * 2).max(8);
         (0..m.div_ceil(rows)).into_par_iter().for_each(|t| {
-            let out = out;
             let (i0, i1) = (t * rows, ((t + 1) * rows).min(m));
             // SAFETY: bounds checked above; tasks write disjoint row ranges of c.
             unsafe {
@@ -90,7 +88,7 @@ pub(crate) fn sgemm(
                     rsb,
                     csb,
                     beta,
-                    out.0.add(i0 * n),
+                    out.get().add(i0 * n),
                     n,
                 )
             }
@@ -103,6 +101,12 @@ struct FPtr(*mut f32);
 // SAFETY: tasks write disjoint elements only (see `sgemm`).
 unsafe impl Send for FPtr {}
 unsafe impl Sync for FPtr {}
+impl FPtr {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
 
 /// # Safety
 /// The operands must be valid for the given shapes and strides.
@@ -171,6 +175,12 @@ struct OutPtr(*mut i32);
 // SAFETY: tasks write disjoint elements only (see `igemm_nt`).
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
+impl OutPtr {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    fn get(self) -> *mut i32 {
+        self.0
+    }
+}
 
 /// `c[i][j] = Σ_k a[i·lda + k] · bt[j·ldb + k]` exactly in i32 (wrapping), for `i < m`, `j < n`,
 /// `k < kp` where `kp = padded_k(k)`; both operands must hold zeros in `k..kp` of every row
@@ -191,7 +201,7 @@ pub(crate) fn igemm_nt(m: usize, n: usize, k: usize, a: &[i16], lda: usize, bt: 
     let (bm, bn) = (m.div_ceil(tile_m), n.div_ceil(tile_n));
     let out = OutPtr(c.as_mut_ptr());
     let task = move |t: usize| {
-        let out = out;
+        let out = out.get();
         let (i0, j0) = ((t / bn) * tile_m, (t % bn) * tile_n);
         let (i1, j1) = ((i0 + tile_m).min(m), (j0 + tile_n).min(n));
         #[cfg(target_arch = "x86_64")]
@@ -199,7 +209,7 @@ pub(crate) fn igemm_nt(m: usize, n: usize, k: usize, a: &[i16], lda: usize, bt: 
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: AVX2 is available; the block [i0, i1) × [j0, j1) is in bounds (checked
                 // above) and written by this task only.
-                unsafe { block_avx2(a, lda, bt, ldb, kp, out.0, n, i0, i1, j0, j1) };
+                unsafe { block_avx2(a, lda, bt, ldb, kp, out, n, i0, i1, j0, j1) };
                 return;
             }
         }
@@ -208,7 +218,7 @@ pub(crate) fn igemm_nt(m: usize, n: usize, k: usize, a: &[i16], lda: usize, bt: 
             for j in j0..j1 {
                 let v = dot_i16_generic(ar, &bt[j * ldb..j * ldb + kp]);
                 // SAFETY: in bounds, and this task owns the block.
-                unsafe { *out.0.add(i * n + j) = v };
+                unsafe { *out.add(i * n + j) = v };
             }
         }
     };

@@ -154,7 +154,7 @@ fn qlinear_conv(c: &Ctx) -> KResult<Vec<Value>> {
     let x_scale = scalar_param(xs, "x_scale")?;
     let y_scale = scalar_param(ys, "y_scale")?;
     let w_scale = scales(ws, m, "w_scale")?;
-    let out_dtype = yz.map_or(DType::U8, Value::dtype);
+    let out_dtype = yz.map_or(x.dtype(), Value::dtype);
     let y_zp = zps(yz, 1, out_dtype, "y_zero_point")?[0];
     let (lo, hi) = out_dtype.int_range().ok_or_else(|| crate::KernelError(format!("output type {out_dtype}")))?;
     let (mut acc, shape) = int_conv(c, x, x_zp, w, &w_zp)?;
@@ -262,7 +262,7 @@ fn qlinear_matmul(c: &Ctx) -> KResult<Vec<Value>> {
     let b_zp = zps(b_z, if per_col { n } else { 1 }, b.dtype(), "b_zero_point")?;
     let b_scale = scales(b_s, if per_col { n } else { 1 }, "b_scale")?;
     let (a_scale, y_scale) = (scalar_param(a_s, "a_scale")?, scalar_param(y_s, "y_scale")?);
-    let out_dtype = y_z.map_or(DType::U8, Value::dtype);
+    let out_dtype = y_z.map_or(a.dtype(), Value::dtype);
     let y_zp = zps(y_z, 1, out_dtype, "y_zero_point")?[0];
     let (lo, hi) = out_dtype.int_range().ok_or_else(|| crate::KernelError(format!("output type {out_dtype}")))?;
     let (sh, mut acc) = int_matmul(a, &a_zp, b, &b_zp)?;

@@ -200,7 +200,9 @@ fn plan(c: &Ctx, x: &Value) -> KResult<Plan> {
             let s = floats(s)?;
             ensure!(s.len() == axes.len(), "scales {s:?} do not fit axes {axes:?}");
             for (&a, &v) in axes.iter().zip(&s) {
-                ensure!(v > 0.0, "scale {v} must be positive");
+                if v <= 0.0 || v.is_nan() {
+                    bail!("scale {v} must be positive");
+                }
                 scales[a] = v;
                 out_shape[a] = (v * in_shape[a] as f32) as usize;
             }
@@ -324,7 +326,7 @@ fn run(x: &Value, p: Plan) -> KResult<Vec<Value>> {
             ensure!(x.dtype().is_float(), "linear Resize of {} tensors is not supported", x.dtype());
             let xf = x.cast_array_to::<f32>();
             // Per axis and output index: (i1, i2, w1, w2) as onnxruntime's bilinear setup.
-            let taps: Vec<Vec<Option<(usize, usize, f32, f32)>>> = (0..rank)
+            let taps: Vec<Vec<Option<LinearTap>>> = (0..rank)
                 .map(|a| {
                     let n = in_shape[a];
                     cs[a]
@@ -375,6 +377,9 @@ fn run(x: &Value, p: Plan) -> KResult<Vec<Value>> {
         }
     }
 }
+
+/// Linear interpolation along one axis: (first index, second index, first weight, second weight).
+type LinearTap = (usize, usize, f32, f32);
 
 fn resize(c: &Ctx) -> KResult<Vec<Value>> {
     let x = c.input(0)?;
