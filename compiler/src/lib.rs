@@ -97,13 +97,14 @@ pub fn compile_file(
     output: &Path,
     opts: &Options,
     check: Option<&VerifyOptions>,
+    progress: Progress,
 ) -> Result<Compiled, Error> {
     pipeline(opts)?; // reject bad pass names before reading anything
     let model = load(input)?;
     let original = check.map(|_| model.graph.clone());
     let mut compiled = compile(model, input, opts)?;
     if let (Some(v), Some(orig)) = (check, original) {
-        let report = verify_graphs(&orig, &compiled.model.graph, v)
+        let report = verify_graphs(&orig, &compiled.model.graph, v, progress)
             .map_err(|error| Error::Run { path: input.to_path_buf(), error })?;
         let failure = failure(&report, output);
         compiled.verify = Some(report);
@@ -134,10 +135,14 @@ impl Default for VerifyOptions {
     }
 }
 
+/// Called with (samples done, samples in all) as verification proceeds.
+pub type Progress<'a> = &'a dyn Fn(usize, usize);
+
 fn verify_graphs(
     orig: &qdqc_ir::Graph,
     compiled: &qdqc_ir::Graph,
     v: &VerifyOptions,
+    progress: Progress,
 ) -> Result<verify::VerifyReport, verify::VerifyError> {
     let samples = match &v.inputs {
         Some(given) => given.clone(),
@@ -145,7 +150,8 @@ fn verify_graphs(
             .map(|k| verify::random_inputs(orig, v.seed.wrapping_add(k as u64), v.dim))
             .collect::<Result<_, _>>()?,
     };
-    verify::verify(orig, compiled, &samples, v.seed, &|_| {})
+    let total = samples.len();
+    verify::verify(orig, compiled, &samples, v.seed, &|done| progress(done, total))
 }
 
 fn failure(report: &verify::VerifyReport, path: &Path) -> Option<Error> {
@@ -165,10 +171,11 @@ pub fn verify_files(
     orig: &Path,
     compiled: &Path,
     v: &VerifyOptions,
+    progress: Progress,
 ) -> Result<(verify::VerifyReport, Option<Error>), Error> {
     let (a, b) = (load(orig)?, load(compiled)?);
-    let report =
-        verify_graphs(&a.graph, &b.graph, v).map_err(|error| Error::Run { path: compiled.to_path_buf(), error })?;
+    let report = verify_graphs(&a.graph, &b.graph, v, progress)
+        .map_err(|error| Error::Run { path: compiled.to_path_buf(), error })?;
     let fail = failure(&report, compiled);
     Ok((report, fail))
 }

@@ -143,7 +143,9 @@ fn run(cli: Cli) -> Result<(), Error> {
             };
             let opts = Options { passes, save: SaveOptions { external } };
             let check = verify.map(|samples| VerifyOptions { samples, seed, force, ..Default::default() });
-            let c = qdqc::compile_file(&input, &output, &opts, check.as_ref())?;
+            let bar = Bar::new("verifying", verify.unwrap_or(0));
+            let c = qdqc::compile_file(&input, &output, &opts, check.as_ref(), &|d, n| bar.set(d, n))?;
+            bar.finish();
             if let Some(report) = &c.verify {
                 emit(&report.table(false));
             }
@@ -171,7 +173,9 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Verify { orig, compiled, samples, seed, dim, inputs, json, all } => {
             let inputs = inputs.map(|dir| read_input_dir(&dir)).transpose()?;
             let opts = VerifyOptions { samples, seed, dim, inputs, force: false };
-            let (report, failure) = qdqc::verify_files(&orig, &compiled, &opts)?;
+            let bar = Bar::new("verifying", opts.inputs.as_ref().map_or(samples, Vec::len));
+            let (report, failure) = qdqc::verify_files(&orig, &compiled, &opts, &|d, n| bar.set(d, n))?;
+            bar.finish();
             emit(&report.table(all));
             if let Some(path) = json {
                 let text = serde_json::to_string_pretty(&report).expect("report serializes") + "\n";
@@ -193,6 +197,32 @@ fn run(cli: Cli) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// A progress bar on stderr, shown only when stderr is a terminal.
+struct Bar(Option<indicatif::ProgressBar>);
+
+impl Bar {
+    fn new(what: &'static str, total: usize) -> Bar {
+        Bar(std::io::stderr().is_terminal().then(|| {
+            let b = indicatif::ProgressBar::new(total as u64);
+            let style = indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} samples [{elapsed}]");
+            b.set_style(style.expect("valid template"));
+            b.set_message(what);
+            b
+        }))
+    }
+    fn set(&self, done: usize, total: usize) {
+        if let Some(b) = &self.0 {
+            b.set_length(total as u64);
+            b.set_position(done as u64);
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
 }
 
 /// `NAME=FILE.npy` arguments.
