@@ -193,7 +193,7 @@ pub enum ConstOrigin {
     SparseInitializer,
     /// A `Constant` node; the proto keeps its name, attributes and doc string.
     ConstantNode {
-        node: NodeProto,
+        node: Box<NodeProto>,
         order: u64,
     },
 }
@@ -201,7 +201,7 @@ pub enum ConstOrigin {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ConstValue {
     Dense(Tensor),
-    Sparse(SparseTensorProto),
+    Sparse(Box<SparseTensorProto>),
     /// Parsed from the text form, where the data was elided ([`crate::text::Elided`]): dtype,
     /// dims, fingerprint and first values, but no data. Typed, yet never a usable tensor.
     Elided(crate::text::Elided),

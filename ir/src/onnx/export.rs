@@ -98,7 +98,7 @@ pub(crate) fn export_graph(graph: &Graph) -> Result<GraphProto, Error> {
             if let ConstOrigin::ConstantNode { node, .. } = &c.origin {
                 let mut node = node.clone();
                 node.output = vec![c.name.clone()];
-                gp.node.push(node);
+                gp.node.push(*node);
             }
         }
     };
@@ -130,7 +130,7 @@ pub(crate) fn export_graph(graph: &Graph) -> Result<GraphProto, Error> {
                 }
                 gp.initializer.push(p);
             }
-            (ConstOrigin::SparseInitializer, ConstValue::Sparse(s)) => gp.sparse_initializer.push(s.clone()),
+            (ConstOrigin::SparseInitializer, ConstValue::Sparse(s)) => gp.sparse_initializer.push((**s).clone()),
             (_, ConstValue::Elided(_)) => {
                 return Err(Error::ValueInfo {
                     name: c.name.clone(),

@@ -132,7 +132,11 @@ fn import_graph(mut gp: GraphProto, graph: &mut Graph, store: &ExternalStore) ->
     }
     for s in std::mem::take(&mut gp.sparse_initializer) {
         let name = s.values.as_ref().and_then(|v| v.name.clone()).unwrap_or_default();
-        graph.add_const(Const { name, value: ConstValue::Sparse(s), origin: ConstOrigin::SparseInitializer })?;
+        graph.add_const(Const {
+            name,
+            value: ConstValue::Sparse(Box::new(s)),
+            origin: ConstOrigin::SparseInitializer,
+        })?;
     }
     for vi in std::mem::take(&mut gp.input) {
         let name = vi.name.clone().unwrap_or_default();
@@ -148,7 +152,7 @@ fn import_graph(mut gp: GraphProto, graph: &mut Graph, store: &ExternalStore) ->
             if let Some(mut tensor) = constant_value(&n, store)? {
                 let name = n.output[0].clone();
                 tensor.proto.name.get_or_insert_with(|| name.clone());
-                let origin = ConstOrigin::ConstantNode { node: n, order };
+                let origin = ConstOrigin::ConstantNode { node: Box::new(n), order };
                 graph.add_const(Const { name, value: ConstValue::Dense(tensor), origin })?;
                 continue;
             }

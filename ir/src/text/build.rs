@@ -56,7 +56,7 @@ fn constant_node(value: &ConstValue) -> NodeProto {
         ConstValue::Dense(t) => AttributeProto { t: Some(t.proto.clone()), ..a("value", A::Tensor) },
         ConstValue::Elided(e) => AttributeProto { t: Some(e.to_proto("")), ..a("value", A::Tensor) },
         ConstValue::Sparse(s) => {
-            AttributeProto { sparse_tensor: Some(s.clone()), ..a("sparse_value", A::SparseTensor) }
+            AttributeProto { sparse_tensor: Some((**s).clone()), ..a("sparse_value", A::SparseTensor) }
         }
     };
     NodeProto { op_type: Some("Constant".into()), attribute: vec![attr], ..Default::default() }
@@ -134,7 +134,7 @@ impl<'a> Build<'a> for IrBuilder<'a> {
                     Origin::Initializer => ConstOrigin::Initializer,
                     Origin::Default => ConstOrigin::InputDefault,
                     Origin::Node => {
-                        ConstOrigin::ConstantNode { node: constant_node(&value), order: self.g.take_order() }
+                        ConstOrigin::ConstantNode { node: Box::new(constant_node(&value)), order: self.g.take_order() }
                     }
                 };
                 self.g.add_const(Const { name, value, origin }).map_err(|e| add_error(e, pos))?;
@@ -407,7 +407,7 @@ impl<'a> Build<'a> for ProtoBuilder {
                     }
                     (_, ConstValue::Dense(t)) => self.gp.initializer.push(t.proto),
                     (_, ConstValue::Elided(e)) => self.gp.initializer.push(e.to_proto(&name)),
-                    (_, ConstValue::Sparse(s)) => self.gp.sparse_initializer.push(s),
+                    (_, ConstValue::Sparse(s)) => self.gp.sparse_initializer.push(*s),
                 }
             }
             Item::Node(n) => {

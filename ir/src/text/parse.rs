@@ -482,7 +482,7 @@ impl<'a> Parser<'a> {
         let (name, pos) = self.name()?;
         self.expect(':')?;
         let value = if self.is_kw("sparse") {
-            ConstValue::Sparse(self.sparse(&name)?)
+            ConstValue::Sparse(Box::new(self.sparse(&name)?))
         } else {
             match self.tensor(&name)? {
                 TensorText::Full(t) => ConstValue::Dense(t),

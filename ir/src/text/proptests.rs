@@ -276,7 +276,7 @@ fn build(r: &Recipe) -> Graph {
         let name = g.fresh_name(name);
         let origin = match origin {
             0 | 1 => ConstOrigin::Initializer,
-            _ => ConstOrigin::ConstantNode { node: NodeProto::default(), order: g.take_order() },
+            _ => ConstOrigin::ConstantNode { node: Box::default(), order: g.take_order() },
         };
         let id = g.add_const(Const { name, value: ConstValue::Dense(t.clone()), origin }).unwrap();
         consts.push(id);
@@ -284,7 +284,7 @@ fn build(r: &Recipe) -> Graph {
     }
     for (name, s) in &r.sparse {
         let name = g.fresh_name(name);
-        let c = Const { name, value: ConstValue::Sparse(s.clone()), origin: ConstOrigin::SparseInitializer };
+        let c = Const { name, value: ConstValue::Sparse(Box::new(s.clone())), origin: ConstOrigin::SparseInitializer };
         let id = g.add_const(c).unwrap();
         values.push(Operand::Const(id));
     }
