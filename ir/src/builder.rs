@@ -24,10 +24,9 @@
 
 use crate::dtype::DType;
 use crate::graph::{Const, ConstOrigin, ConstValue, Dim, Graph, GraphError, GraphOutput, Operand, TensorType, Value};
+use crate::onnx::type_proto;
 use crate::op::{Op, MS_DOMAIN};
-use crate::proto::{
-    tensor_shape_proto, type_proto, AttributeProto, NodeProto, TensorShapeProto, TypeProto, ValueInfoProto,
-};
+use crate::proto::{AttributeProto, NodeProto, ValueInfoProto};
 use crate::tensor::Tensor;
 
 pub struct GraphBuilder {
@@ -278,28 +277,6 @@ impl NodeBuilder<'_> {
                 vec![Operand::None; n]
             }
         }
-    }
-}
-
-/// A `TypeProto` for a tensor type.
-fn type_proto(ty: &TensorType) -> TypeProto {
-    use tensor_shape_proto::dimension::Value as D;
-    let shape = ty.shape.as_ref().map(|dims| TensorShapeProto {
-        dim: dims
-            .iter()
-            .map(|d| tensor_shape_proto::Dimension {
-                value: match d {
-                    Dim::Known(v) => Some(D::DimValue(*v)),
-                    Dim::Sym(s) => Some(D::DimParam(s.clone())),
-                    Dim::Unknown => None,
-                },
-                ..Default::default()
-            })
-            .collect(),
-    });
-    TypeProto {
-        value: Some(type_proto::Value::TensorType(type_proto::Tensor { elem_type: Some(ty.dtype.to_onnx()), shape })),
-        ..Default::default()
     }
 }
 
