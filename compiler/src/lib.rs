@@ -6,7 +6,7 @@ pub mod stats;
 pub mod verify;
 
 use qdqc_ir::onnx::{self, FileError, Model, SaveOptions};
-use qdqc_passes::{PassError, PassManager, PassRun};
+use qdqc_passes::{Instrument, PassError, PassManager, PassRun, Remarks};
 use std::path::{Path, PathBuf};
 
 pub use qdqc_eval as eval;
@@ -16,8 +16,13 @@ pub use qdqc_passes as passes;
 /// What to run and how to write the result.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
-    /// Comma-separated pass names, `none` for a lossless round trip; `None` for the default pipeline.
+    /// Comma-separated pass names, `none` for a lossless round trip; `None` for the named pipeline.
     pub passes: Option<String>,
+    /// A named pipeline (`O0`, `O2`; the `O` may be left out) when `passes` is `None`; `None`
+    /// for the default (`O2`).
+    pub opt_level: Option<String>,
+    /// `--print-after`, `--diff`, `--stop-after`.
+    pub instrument: Instrument,
     pub save: SaveOptions,
 }
 
@@ -73,12 +78,24 @@ pub struct Compiled {
     /// The verification report, when compiling with verification.
     pub verify: Option<verify::VerifyReport>,
     pub passes: Vec<PassRun>,
+    /// Why rules did not fire (deduplicated, in a deterministic order).
+    pub remarks: Remarks,
+    /// The pipeline reached a fixed point (false when cut short or out of iterations).
+    pub converged: bool,
 }
 
 fn pipeline(opts: &Options) -> Result<PassManager, Error> {
-    match &opts.passes {
-        Some(spec) => PassManager::parse(spec).map_err(Error::UnknownPass),
-        None => Ok(PassManager::default_pipeline()),
+    if let Some(qdqc_passes::PrintAfter::Pass(name)) = &opts.instrument.print_after {
+        let known: Vec<&str> = qdqc_passes::registry().iter().map(|p| p.name()).collect();
+        if !known.contains(&name.as_str()) {
+            let known = known.into_iter().chain(["all"]).collect::<Vec<_>>().join(", ");
+            return Err(Error::UnknownPass(PassError::Unknown { name: name.clone(), known }));
+        }
+    }
+    match (&opts.passes, &opts.opt_level) {
+        (Some(spec), _) => PassManager::parse(spec).map_err(Error::UnknownPass),
+        (None, Some(level)) => PassManager::named(level).map_err(Error::UnknownPass),
+        (None, None) => Ok(PassManager::default_pipeline()),
     }
 }
 
@@ -86,8 +103,10 @@ fn pipeline(opts: &Options) -> Result<PassManager, Error> {
 pub fn compile(mut model: Model, path: &Path, opts: &Options) -> Result<Compiled, Error> {
     let pm = pipeline(opts)?;
     let input_nodes = model.graph.op_count();
-    let passes = pm.run(&mut model.graph).map_err(|error| Error::Pass { path: path.to_path_buf(), error })?;
-    Ok(Compiled { model, input_nodes, passes, verify: None })
+    let run = pm
+        .run_with(&mut model.graph, &opts.instrument)
+        .map_err(|error| Error::Pass { path: path.to_path_buf(), error })?;
+    Ok(Compiled { model, input_nodes, passes: run.runs, remarks: run.remarks, converged: run.converged, verify: None })
 }
 
 /// Loads `input`, compiles it, verifies it when `verify` asks to, and writes `output` (atomically:
@@ -216,4 +235,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     std::io::Write::write_all(&mut tmp, bytes).map_err(|e| file_err(e.to_string()))?;
     tmp.persist(path).map_err(|e| file_err(e.error.to_string()))?;
     Ok(())
+}
+
+/// The remarks as a JSON document: `{"remarks": [{"pass", "rule", "op", "node", "reason"}, …]}`.
+pub fn remarks_json(remarks: &Remarks) -> String {
+    let list: Vec<serde_json::Value> = remarks
+        .iter()
+        .map(|r| serde_json::json!({"pass": r.pass, "rule": r.rule, "op": r.op, "node": r.node, "reason": r.reason}))
+        .collect();
+    serde_json::to_string_pretty(&serde_json::json!({ "remarks": list })).expect("remarks serialize") + "\n"
+}
+
+/// The remarks as text, one per line.
+pub fn remarks_text(remarks: &Remarks) -> String {
+    let mut s = format!("remarks: {}\n", remarks.len());
+    for r in remarks {
+        s.push_str(&format!("  {}: {r}\n", r.pass));
+    }
+    s
 }

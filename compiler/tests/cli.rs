@@ -329,3 +329,98 @@ fn compile_with_verify_reports_and_writes() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("0 beyond"));
     assert!(out.exists());
 }
+
+#[test]
+fn default_pipeline_keeps_every_fixture_verifiable() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in runnable_fixtures() {
+        let (p, out) = (f.to_str().unwrap(), dir.path().join(f.file_name().unwrap()));
+        let o = qdqc(&["compile", p, "-o", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{p}: {}", stderr(&o));
+        let o = qdqc(&["verify", p, out.to_str().unwrap(), "--samples", "2"]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(0), "{p}: {}{text}", stderr(&o));
+        assert!(text.contains(" 0 beyond"), "{p}: {text}");
+    }
+}
+
+#[test]
+fn compile_pipelines_diffs_dumps_stop_after_and_remarks() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = fixture("trt_style.onnx");
+    let (m, out) = (m.to_str().unwrap(), dir.path().join("o.onnx"));
+    let out = out.to_str().unwrap();
+    let stdout = |o: &Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    // QAT float weights behind Q→DQ become integer initializers.
+    let o = qdqc(&["compile", m, "-o", out, "--diff", "--stop-after", "1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.starts_with("--- before cleanup (#1)\n+++ after cleanup (#1)\n"), "{text}");
+    assert!(text.contains("+  const %conv_1.weight_quantized: i8[16,3,3,3]"), "{text}");
+    assert!(text.contains("passes: cleanup (5 changes) (stopped before a fixed point)\n"), "{text}");
+    let o = qdqc(&["compile", m, "-o", out, "--print-after", "clenaup"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown pass 'clenaup' (known: cleanup, dce, all)"), "{}", stderr(&o));
+    let o = qdqc(&["compile", m, "-o", out, "-O0"]);
+    assert!(stdout(&o).contains("passes: none"), "{}", stdout(&o));
+    let o = qdqc(&["compile", m, "-o", out, "-O3"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown pipeline 'O3'"), "{}", stderr(&o));
+    let dumps = dir.path().join("dumps");
+    let o = qdqc(&[
+        "compile",
+        m,
+        "-o",
+        out,
+        "-O2",
+        "--print-after",
+        "all",
+        "--diff",
+        "--dump-dir",
+        dumps.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut files: Vec<String> =
+        std::fs::read_dir(&dumps).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    files.sort();
+    assert_eq!(files, ["01-cleanup.diff", "01-cleanup.ir", "02-dce.diff", "02-dce.ir", "03-cleanup.ir", "04-dce.ir"]);
+    let o = qdqc(&["compile", m, "-o", out, "--remarks", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["remarks"].is_array(), "{v}");
+}
+
+#[test]
+fn compile_is_deterministic_and_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = fixture("trt_style.onnx");
+    let (a, b, c) = (dir.path().join("a.onnx"), dir.path().join("b.onnx"), dir.path().join("c.onnx"));
+    for out in [&a, &b] {
+        let o = qdqc(&["compile", m.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "two runs differ");
+    let o = qdqc(&["compile", a.to_str().unwrap(), "-o", c.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("passes: cleanup (0 changes), dce (0 changes)"), "{text}");
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&c).unwrap(), "a second compile changed the model");
+}
+
+#[test]
+fn remarks_say_why_a_rule_did_not_fire() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out) = (dir.path().join("id.onnx"), dir.path().join("o.onnx"));
+    let m = model(vec![node("Identity", "id", &["x"], &["y"])], vec![], "y");
+    std::fs::write(&input, m.encode_to_vec()).unwrap();
+    let (i, o) = (input.to_str().unwrap(), out.to_str().unwrap());
+    let r = qdqc(&["compile", i, "-o", o, "--remarks"]);
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    let text = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        text.contains("remarks: 1\n  cleanup: identity: Identity 'id': graph output 'y' is a copy of 'x', which cannot take its name\n"),
+        "{text}"
+    );
+    let r = qdqc(&["compile", i, "-o", o, "--remarks", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(v["remarks"][0]["rule"], "identity");
+    assert_eq!(v["remarks"][0]["node"], "'id'");
+}

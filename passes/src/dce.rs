@@ -1,7 +1,7 @@
 //! Dead code elimination: removes nodes none of whose outputs reach a graph output, and constants
 //! nothing reads. Graph inputs and input defaults are interface, never removed.
 
-use crate::{Pass, PassError};
+use crate::{Pass, PassError, Remarks};
 use qdqc_ir::{ConstId, ConstOrigin, Graph, Operand};
 use std::collections::HashSet;
 
@@ -12,7 +12,7 @@ impl Pass for DeadCodeElimination {
         "dce"
     }
 
-    fn run(&self, graph: &mut Graph) -> Result<usize, PassError> {
+    fn run(&self, graph: &mut Graph, _remarks: &mut Remarks) -> Result<usize, PassError> {
         let fail = |error| PassError::Failed { pass: "dce", error };
         // Mark: walk back from the graph outputs (linear: each node is pushed once).
         let mut live = HashSet::new();
@@ -67,7 +67,7 @@ mod tests {
 
     fn run(text: &str) -> (String, usize) {
         let mut g = parse(text).unwrap();
-        let changes = DeadCodeElimination.run(&mut g).unwrap();
+        let changes = DeadCodeElimination.run(&mut g, &mut Remarks::new()).unwrap();
         g.verify().unwrap();
         (print(&g), changes)
     }

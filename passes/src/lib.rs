@@ -1,24 +1,69 @@
 //! qdqc passes: the [`Pass`] trait, the [`PassManager`] that runs named pipelines and checks the
-//! graph after every pass, and the passes themselves (one module each).
+//! graph after every pass, rewrite rules as data ([`rule`]), the greedy worklist driver
+//! ([`driver`]) and the passes themselves.
+//!
+//! # Adding a rule (one file, one test)
+//!
+//! 1. In the rule family's file under `src/rules/` (e.g. `rules/cleanup.rs`), write the guard and
+//!    build functions and add one line to the family's table:
+//!    `Rule::new("my-rule", "(QuantizeLinear (Relu ?x) ?s ?z)", &[my_guard], build_my_rule)`.
+//!    The pattern is an s-expression over op names with `?vars` (see [`rule`]); a guard returns
+//!    `Err(Refusal)` with a human reason, which becomes a remark; the builder returns a
+//!    [`rule::Patch`] (new constants and nodes, replaced values, nodes to remove) that the driver
+//!    applies atomically.
+//! 2. In the same file, add IR-text-in / IR-text-out `insta` tests: one for the rewrite and one per
+//!    guard showing its refusal (`check(text)` returns the printed graph and the remarks).
+//!
+//! A new family is a new file in `src/rules/` with a `rules()` table and one [`driver::RulePass`]
+//! entry in [`registry`].
+
+pub mod diff;
+pub mod driver;
+pub mod rule;
+pub mod rules;
 
 mod dce;
 
 pub use dce::DeadCodeElimination;
 
 use qdqc_ir::{Graph, GraphError};
+use std::collections::BTreeSet;
 
 /// A transformation of the graph. Returns how many changes it made (0 = nothing to do), which is
 /// how the manager detects convergence (node counts would miss rewrites that keep the count).
 pub trait Pass {
     /// The name used in `--passes`, remarks and diffs.
     fn name(&self) -> &'static str;
-    fn run(&self, graph: &mut Graph) -> Result<usize, PassError>;
+    /// Runs the pass; why rules did not fire goes to `remarks`.
+    fn run(&self, graph: &mut Graph, remarks: &mut Remarks) -> Result<usize, PassError>;
 }
+
+/// Why a rule did not fire at a node. Ordered and deduplicated in [`Remarks`].
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Remark {
+    pub pass: String,
+    pub rule: String,
+    /// The node's label (its name, or the value it produces).
+    pub node: String,
+    pub op: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Remark {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} {}: {}", self.rule, self.op, self.node, self.reason)
+    }
+}
+
+/// Remarks of a run: deduplicated, in a deterministic order.
+pub type Remarks = BTreeSet<Remark>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PassError {
     #[error("unknown pass '{name}' (known: {known})")]
     Unknown { name: String, known: String },
+    #[error("unknown pipeline '{name}' (known: O0, O2)")]
+    UnknownPipeline { name: String },
     #[error("after pass '{pass}': the graph is invalid: {error}")]
     Invalid { pass: &'static str, error: GraphError },
     #[error("pass '{pass}': {error}")]
@@ -27,20 +72,82 @@ pub enum PassError {
 
 /// Every pass by name, in a stable order.
 pub fn registry() -> Vec<Box<dyn Pass>> {
-    vec![Box::new(DeadCodeElimination)]
+    vec![Box::new(rules::cleanup::pass()), Box::new(DeadCodeElimination)]
 }
 
 /// The default pipeline (`-O2`). The fusion passes join it as they land.
-pub const DEFAULT_PIPELINE: &[&str] = &["dce"];
+pub const DEFAULT_PIPELINE: &[&str] = &["cleanup", "dce"];
+
+/// The passes of a named pipeline: `O0` (none) or `O2` (the default); the `O` may be left out.
+pub fn pipeline(name: &str) -> Option<&'static [&'static str]> {
+    match name.strip_prefix('O').unwrap_or(name) {
+        "0" => Some(&[]),
+        "2" => Some(DEFAULT_PIPELINE),
+        _ => None,
+    }
+}
+
+/// How many times a pipeline is repeated, at most, to reach a fixed point.
+pub const MAX_ITERATIONS: usize = 8;
 
 /// What one pass did in a run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PassRun {
     pub pass: &'static str,
     pub changes: usize,
+    /// Which repetition of the pipeline (0-based).
+    pub iteration: usize,
+    /// The text IR after the pass, when `print_after` asked for it.
+    pub dump: Option<String>,
+    /// The unified diff of the text IR before/after the pass, with `diff`, when it changed it.
+    pub diff: Option<String>,
 }
 
-/// Runs a list of passes, verifying the graph after each one.
+/// Which passes `--print-after` dumps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PrintAfter {
+    All,
+    Pass(String),
+}
+
+impl PrintAfter {
+    /// `all` or a pass name.
+    pub fn parse(s: &str) -> PrintAfter {
+        if s == "all" {
+            PrintAfter::All
+        } else {
+            PrintAfter::Pass(s.to_string())
+        }
+    }
+    fn wants(&self, pass: &str) -> bool {
+        match self {
+            PrintAfter::All => true,
+            PrintAfter::Pass(p) => p == pass,
+        }
+    }
+}
+
+/// Instrumentation of a run (rustc's `-Z dump-mir`, `-Z mir-opt-bisect-limit` in spirit).
+#[derive(Clone, Debug, Default)]
+pub struct Instrument {
+    pub print_after: Option<PrintAfter>,
+    pub diff: bool,
+    /// Stop after this many pass executions (for bisecting a bad rewrite).
+    pub stop_after: Option<usize>,
+}
+
+/// The outcome of [`PassManager::run_with`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PipelineRun {
+    pub runs: Vec<PassRun>,
+    pub remarks: Remarks,
+    /// The last repetition of the pipeline made no change.
+    pub converged: bool,
+    /// `stop_after` cut the run short.
+    pub stopped: bool,
+}
+
+/// Runs a list of passes to a fixed point, verifying the graph after each one.
 pub struct PassManager {
     passes: Vec<Box<dyn Pass>>,
 }
@@ -50,6 +157,13 @@ impl PassManager {
     pub fn parse(spec: &str) -> Result<PassManager, PassError> {
         let names: Vec<&str> = spec.split(',').map(str::trim).filter(|s| !s.is_empty() && *s != "none").collect();
         PassManager::from_names(&names)
+    }
+
+    /// A named pipeline (`O0`, `O2`, see [`pipeline`]).
+    pub fn named(name: &str) -> Result<PassManager, PassError> {
+        let shown = format!("O{}", name.strip_prefix('O').unwrap_or(name));
+        let names = pipeline(name).ok_or(PassError::UnknownPipeline { name: shown })?;
+        PassManager::from_names(names)
     }
 
     pub fn from_names(names: &[&str]) -> Result<PassManager, PassError> {
@@ -72,21 +186,64 @@ impl PassManager {
         self.passes.iter().map(|p| p.name()).collect()
     }
 
-    /// Runs every pass once, in order, verifying after each.
+    /// Runs the pipeline to a fixed point without instrumentation.
     pub fn run(&self, graph: &mut Graph) -> Result<Vec<PassRun>, PassError> {
-        let mut log = Vec::new();
-        for pass in &self.passes {
-            let changes = pass.run(graph)?;
-            graph.verify().map_err(|error| PassError::Invalid { pass: pass.name(), error })?;
-            log.push(PassRun { pass: pass.name(), changes });
+        Ok(self.run_with(graph, &Instrument::default())?.runs)
+    }
+
+    /// Runs the passes in order, repeating the list until a repetition makes no change (at most
+    /// [`MAX_ITERATIONS`] times), verifying the graph after every pass.
+    pub fn run_with(&self, graph: &mut Graph, inst: &Instrument) -> Result<PipelineRun, PassError> {
+        let mut out = PipelineRun::default();
+        if self.passes.is_empty() {
+            out.converged = true;
+            return Ok(out);
         }
-        Ok(log)
+        let texts = inst.diff || inst.print_after.is_some();
+        let mut text = texts.then(|| qdqc_ir::text::print(graph));
+        for iteration in 0..MAX_ITERATIONS {
+            let mut changed = 0;
+            let mut remarks = Remarks::new();
+            for pass in &self.passes {
+                if inst.stop_after.is_some_and(|n| out.runs.len() >= n) {
+                    out.stopped = true;
+                    out.remarks = remarks;
+                    return Ok(out);
+                }
+                let changes = pass.run(graph, &mut remarks)?;
+                graph.verify().map_err(|error| PassError::Invalid { pass: pass.name(), error })?;
+                changed += changes;
+                let mut run = PassRun { pass: pass.name(), changes, iteration, dump: None, diff: None };
+                if let Some(before) = &text {
+                    let after = qdqc_ir::text::print(graph);
+                    if inst.diff && after != *before {
+                        let n = out.runs.len() + 1;
+                        let (a, b) =
+                            (format!("before {} (#{n})", pass.name()), format!("after {} (#{n})", pass.name()));
+                        run.diff = Some(diff::unified(before, &after, &a, &b, false));
+                    }
+                    if inst.print_after.as_ref().is_some_and(|p| p.wants(pass.name())) {
+                        run.dump = Some(after.clone());
+                    }
+                    text = Some(after);
+                }
+                out.runs.push(run);
+            }
+            // The remarks of the last repetition describe the final graph.
+            out.remarks = remarks;
+            if changed == 0 {
+                out.converged = true;
+                break;
+            }
+        }
+        Ok(out)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use qdqc_ir::text::parse;
 
     #[test]
     fn pipelines_parse_and_reject_unknown_names() {
@@ -94,6 +251,53 @@ mod tests {
         assert!(PassManager::parse("").unwrap().names().is_empty());
         assert_eq!(PassManager::parse("dce").unwrap().names(), vec!["dce"]);
         let err = PassManager::parse("dce,fuse-everything").err().unwrap();
-        assert_eq!(err.to_string(), "unknown pass 'fuse-everything' (known: dce, none)");
+        assert_eq!(err.to_string(), "unknown pass 'fuse-everything' (known: cleanup, dce, none)");
+        assert!(PassManager::named("O0").unwrap().names().is_empty());
+        assert_eq!(PassManager::named("2").unwrap().names(), vec!["cleanup", "dce"]);
+        assert_eq!(PassManager::named("O3").err().unwrap().to_string(), "unknown pipeline 'O3' (known: O0, O2)");
+    }
+
+    const G: &str = r#"graph "g" opset(ai.onnx=17) {
+  input %x: f32[4]
+  const %s: f32[] 0.5
+  const %z: u8[] 128
+  %q = QuantizeLinear(%x, %s, %z)
+  %d = DequantizeLinear(%q, %s, %z)
+  %i = Identity(%d)
+  %r = QuantizeLinear(%i, %s, %z)
+  %y = DequantizeLinear(%r, %s, %z)
+  %dead = Relu(%x)
+  output %y
+}
+"#;
+
+    #[test]
+    fn fixed_point_diffs_dumps_and_stop_after() {
+        let pm = PassManager::default_pipeline();
+        let mut g = parse(G).unwrap();
+        let inst = Instrument { print_after: Some(PrintAfter::parse("dce")), diff: true, stop_after: None };
+        let r = pm.run_with(&mut g, &inst).unwrap();
+        assert!(r.converged && !r.stopped);
+        let summary: Vec<_> = r.runs.iter().map(|r| (r.pass, r.iteration, r.changes)).collect();
+        // Cleanup removes the Identity and the DQ→Q pair (2); dce the dead Relu (1); then nothing.
+        assert_eq!(summary, vec![("cleanup", 0, 2), ("dce", 0, 1), ("cleanup", 1, 0), ("dce", 1, 0)]);
+        assert!(r.runs[0].dump.is_none() && r.runs[1].dump.is_some());
+        assert!(r.runs[2].diff.is_none(), "no diff for a pass that changed nothing");
+        insta::assert_snapshot!(r.runs[1].diff.as_deref().unwrap(), @r"
+        --- before dce (#2)
+        +++ after dce (#2)
+        @@ -4,6 +4,5 @@
+           const %z: u8[] 128
+           %q: u8[4] q(0.5, 128) = QuantizeLinear(%x, %s, %z)
+           %y: f32[4] = DequantizeLinear(%q, %s, %z)
+        -  %dead: f32[4] = Relu(%x)
+           output %y
+         }
+        ");
+        let mut g = parse(G).unwrap();
+        let r = pm.run_with(&mut g, &Instrument { stop_after: Some(1), ..Default::default() }).unwrap();
+        assert!(r.stopped && !r.converged);
+        assert_eq!(r.runs.len(), 1);
+        assert!(qdqc_ir::text::print(&g).contains("%dead"), "dce did not run");
     }
 }

@@ -37,8 +37,30 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
         /// Comma-separated passes to run, or `none` for a lossless round trip. Default: the -O2 pipeline.
-        #[arg(long, value_name = "LIST|none")]
+        #[arg(long, value_name = "LIST|none", conflicts_with = "opt_level")]
         passes: Option<String>,
+        /// Named pipeline: -O0 (no passes) or -O2 (the default).
+        #[arg(short = 'O', value_name = "LEVEL")]
+        opt_level: Option<String>,
+        /// Print the text IR after PASS (or after every pass with `all`).
+        #[arg(long, value_name = "PASS|all")]
+        print_after: Option<String>,
+        /// Print a unified diff of the text IR for every pass that changed something.
+        #[arg(long)]
+        diff: bool,
+        /// Write --print-after dumps and --diff diffs as files NN-PASS.ir / NN-PASS.diff in DIR
+        /// instead of printing them.
+        #[arg(long, value_name = "DIR")]
+        dump_dir: Option<PathBuf>,
+        /// Stop after N pass runs (for bisecting a bad rewrite).
+        #[arg(long, value_name = "N")]
+        stop_after: Option<usize>,
+        /// List why rules did not fire.
+        #[arg(long)]
+        remarks: bool,
+        /// With --remarks: print them as JSON (and nothing else on stdout).
+        #[arg(long, requires = "remarks")]
+        json: bool,
         /// Where tensor data goes: `keep` (as read), `inline`, or `file` (one side file OUT.data).
         #[arg(long, value_enum, default_value_t = ExternalMode::Keep)]
         external_data: ExternalMode,
@@ -132,7 +154,23 @@ fn run(cli: Cli) -> Result<(), Error> {
             let s = qdqc::stats::stats(&qdqc::load(&model)?.graph);
             emit(&if json { s.to_json() + "\n" } else { s.to_string() });
         }
-        Command::Compile { input, output, passes, external_data, external_threshold, verify, force, seed } => {
+        Command::Compile {
+            input,
+            output,
+            passes,
+            opt_level,
+            print_after,
+            diff,
+            dump_dir,
+            stop_after,
+            remarks,
+            json,
+            external_data,
+            external_threshold,
+            verify,
+            force,
+            seed,
+        } => {
             let external = match external_data {
                 ExternalMode::Keep => ExternalData::Keep,
                 ExternalMode::Inline => ExternalData::Inline,
@@ -141,16 +179,47 @@ fn run(cli: Cli) -> Result<(), Error> {
                     ExternalData::File { location: format!("{name}.data"), threshold: external_threshold }
                 }
             };
-            let opts = Options { passes, save: SaveOptions { external } };
+            let instrument = qdqc::passes::Instrument {
+                print_after: print_after.as_deref().map(qdqc::passes::PrintAfter::parse),
+                diff,
+                stop_after,
+            };
+            let opts = Options { passes, opt_level, instrument, save: SaveOptions { external } };
             let check = verify.map(|samples| VerifyOptions { samples, seed, force, ..Default::default() });
             let bar = Bar::new("verifying", verify.unwrap_or(0));
             let c = qdqc::compile_file(&input, &output, &opts, check.as_ref(), &|d, n| bar.set(d, n))?;
             bar.finish();
+            for (i, run) in c.passes.iter().enumerate() {
+                for (text, ext) in [(&run.dump, "ir"), (&run.diff, "diff")] {
+                    let Some(text) = text else { continue };
+                    match &dump_dir {
+                        Some(dir) => {
+                            std::fs::create_dir_all(dir)
+                                .map_err(|e| Error::File { path: dir.clone(), msg: e.to_string() })?;
+                            qdqc::write_atomic(&dir.join(format!("{:02}-{}.{ext}", i + 1, run.pass)), text.as_bytes())?;
+                        }
+                        // With --json, stdout holds only the JSON.
+                        None if json => eprint!("{text}"),
+                        None if ext == "ir" => emit(&format!("// after {} (#{})\n{text}", run.pass, i + 1)),
+                        None => emit(text),
+                    }
+                }
+            }
+            if json {
+                emit(&qdqc::remarks_json(&c.remarks));
+                return Ok(());
+            }
             if let Some(report) = &c.verify {
                 emit(&report.table(false));
             }
+            if remarks {
+                emit(&qdqc::remarks_text(&c.remarks));
+            }
             let runs: Vec<String> = c.passes.iter().map(|r| format!("{} ({} changes)", r.pass, r.changes)).collect();
-            let runs = if runs.is_empty() { "none".to_string() } else { runs.join(", ") };
+            let mut runs = if runs.is_empty() { "none".to_string() } else { runs.join(", ") };
+            if !c.converged {
+                runs.push_str(" (stopped before a fixed point)");
+            }
             emit(&format!(
                 "wrote {}: {} nodes (input had {}); passes: {}\n",
                 output.display(),

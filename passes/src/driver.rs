@@ -1,0 +1,180 @@
+//! The greedy worklist driver: applies a rule table to a graph in time linear in the graph.
+//!
+//! A sweep visits the nodes in topological order, tries the rules rooted at each node's op and
+//! applies the first patch that a rule builds; the new nodes and the consumers of replaced values
+//! go back on the worklist. Sweeps repeat until one makes no change (counted by rewrites, not by
+//! node counts). The refusals of the last sweep, which saw the final graph, become remarks.
+
+use crate::rule::Rule;
+use crate::{Pass, PassError, Remark, Remarks};
+use qdqc_ir::{Graph, GraphError, NodeId, Op};
+use std::collections::{HashMap, HashSet, VecDeque};
+
+/// Sweeps after which the driver gives up converging (each sweep is linear in the graph).
+pub const MAX_SWEEPS: usize = 8;
+
+/// Applies `rules` until a sweep changes nothing. Returns the number of rewrites.
+pub fn run_rules(
+    pass: &'static str,
+    graph: &mut Graph,
+    rules: &[Rule],
+    remarks: &mut Remarks,
+) -> Result<usize, PassError> {
+    let mut by_op: HashMap<&Op, Vec<&Rule>> = HashMap::new();
+    for r in rules {
+        by_op.entry(r.pattern.root_op().expect("rule roots are ops")).or_default().push(r);
+    }
+    let mut total = 0;
+    for _ in 0..MAX_SWEEPS {
+        let (changes, refusals) = sweep(graph, &by_op).map_err(|error| PassError::Failed { pass, error })?;
+        total += changes;
+        if changes == 0 {
+            remarks.extend(refusals.into_iter().map(|(rule, node, op, reason)| Remark {
+                pass: pass.to_string(),
+                rule: rule.to_string(),
+                node,
+                op,
+                reason,
+            }));
+            break;
+        }
+    }
+    Ok(total)
+}
+
+type Refusals = Vec<(&'static str, String, String, String)>;
+
+fn sweep(graph: &mut Graph, by_op: &HashMap<&Op, Vec<&Rule>>) -> Result<(usize, Refusals), GraphError> {
+    let mut work: VecDeque<NodeId> = graph.topo_order()?.into();
+    let mut queued: HashSet<NodeId> = work.iter().copied().collect();
+    let mut changes = 0;
+    let mut refusals = Vec::new();
+    while let Some(id) = work.pop_front() {
+        queued.remove(&id);
+        if !graph.contains(id) {
+            continue;
+        }
+        let Some(rules) = by_op.get(&graph.node(id).op) else { continue };
+        for rule in rules {
+            let refusal = match rule.try_at(graph, id) {
+                None => continue,
+                Some(Ok(patch)) => match patch.apply(graph) {
+                    Ok(applied) => {
+                        changes += 1;
+                        let again = applied.new_nodes.into_iter().chain(applied.touched).chain([id]);
+                        for n in again {
+                            if graph.contains(n) && queued.insert(n) {
+                                work.push_back(n);
+                            }
+                        }
+                        None
+                    }
+                    Err(r) => Some(r),
+                },
+                Some(Err(r)) => Some(r),
+            };
+            match refusal {
+                None => break,
+                Some(r) if !r.is_remark() => {}
+                Some(r) => {
+                    let n = graph.node(id);
+                    refusals.push((rule.name, n.label(), n.op.to_string(), r.0));
+                }
+            }
+        }
+    }
+    Ok((changes, refusals))
+}
+
+/// A pass made of a rule table, run by the greedy driver.
+pub struct RulePass {
+    pub name: &'static str,
+    pub rules: fn() -> Vec<Rule>,
+}
+
+impl Pass for RulePass {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn run(&self, graph: &mut Graph, remarks: &mut Remarks) -> Result<usize, PassError> {
+        run_rules(self.name, graph, &(self.rules)(), remarks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::rule::{Patch, Rule};
+    use crate::{rules, Remarks};
+    use qdqc_ir::text::{parse, print};
+    use qdqc_ir::Outlet;
+
+    /// A long chain of Relu → Identity: one sweep removes every Identity, a second sees nothing.
+    /// A quadratic driver would take minutes here.
+    #[test]
+    fn long_chains_are_rewritten_in_linear_time() {
+        let n = 20_000;
+        let mut text = String::from("graph \"g\" opset(ai.onnx=17) {\n  input %x0: f32[4]\n");
+        for i in 0..n {
+            text.push_str(&format!("  %r{i} = Relu(%x{i})\n  %x{} = Identity(%r{i})\n", i + 1));
+        }
+        text.push_str(&format!("  output %x{n}\n}}\n"));
+        let mut g = parse(&text).unwrap();
+        let start = std::time::Instant::now();
+        let changes = super::run_rules("cleanup", &mut g, &rules::cleanup::rules(), &mut Remarks::new()).unwrap();
+        assert_eq!(changes, n);
+        assert_eq!(g.op_count(), n);
+        g.verify().unwrap();
+        assert!(start.elapsed().as_secs() < 60, "took {:?}", start.elapsed());
+    }
+
+    fn noop_refusal(_: &qdqc_ir::Graph, _: &crate::rule::Match) -> Result<Patch, crate::rule::Refusal> {
+        Err(crate::rule::Refusal::new("never fires"))
+    }
+
+    fn swap_to_sigmoid(g: &qdqc_ir::Graph, m: &crate::rule::Match) -> Result<Patch, crate::rule::Refusal> {
+        use crate::rule::{PatchNode, PatchOperand};
+        let mut p = Patch::new();
+        let n = p.add_node(PatchNode {
+            op: qdqc_ir::Op::Sigmoid,
+            name: String::new(),
+            attrs: vec![],
+            inputs: vec![m.get("x").into()],
+            outputs: vec![format!("{}_s", g.value(Outlet::new(m.root(), 0)).name)],
+        });
+        p.replace(Outlet::new(m.root(), 0), PatchOperand::NewNode(n, 0));
+        p.remove(m.root());
+        Ok(p)
+    }
+
+    #[test]
+    fn new_nodes_are_typed_and_remarks_come_from_the_final_sweep() {
+        let rules = vec![
+            Rule::new("refuse", "(Relu ?x)", &[], noop_refusal),
+            Rule::new("tanh-to-sigmoid", "(Tanh ?x)", &[], swap_to_sigmoid),
+        ];
+        let mut g = parse(
+            r#"graph "g" opset(ai.onnx=17) {
+  input %x: f32[4]
+  %t = Tanh(%x)
+  %y = Relu(%t)
+  output %y
+}
+"#,
+        )
+        .unwrap();
+        let mut remarks = Remarks::new();
+        assert_eq!(super::run_rules("test", &mut g, &rules, &mut remarks).unwrap(), 1);
+        g.verify().unwrap();
+        insta::assert_snapshot!(print(&g), @r#"
+        graph "g" opset(ai.onnx=17) {
+          input %x: f32[4]
+          %t_s: f32[4] = Sigmoid(%x)
+          %y: f32[4] = Relu(%t_s)
+          output %y
+        }
+        "#);
+        let r: Vec<String> = remarks.iter().map(|r| r.to_string()).collect();
+        assert_eq!(r, ["refuse: Relu (producing 'y'): never fires"]);
+    }
+}

@@ -1,0 +1,5 @@
+//! Rule families, one file each: a `rules()` table and a `pass()` that runs it with the greedy
+//! driver.
+
+pub mod cleanup;
+mod qparams;

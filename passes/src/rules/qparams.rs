@@ -1,0 +1,80 @@
+//! The quantization parameters of a QuantizeLinear or DequantizeLinear node, read by value from
+//! its constant inputs, for rules to compare and compute with.
+
+use crate::rule::Refusal;
+use qdqc_ir::{attr, DType, Graph, NodeId, Op, Operand};
+
+/// Scale and zero point by value, the integer type, and the axis when per-axis.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct QParams {
+    pub scale: Vec<f32>,
+    pub scale_dtype: DType,
+    /// One per scale element (zeros when the node has no zero point).
+    pub zero_point: Vec<i64>,
+    /// The integer type: Q's output, DQ's input.
+    pub dtype: DType,
+    /// `Some(axis)` (normalized) for per-axis parameters, `None` per tensor.
+    pub axis: Option<usize>,
+}
+
+fn show_op(graph: &Graph, id: NodeId) -> String {
+    let n = graph.node(id);
+    format!("{} {}", n.op, n.label())
+}
+
+/// Reads the parameters of a Q or DQ node. Refuses (with a reason) what it cannot read exactly:
+/// non-constant or elided parameters, blocked quantization, unknown types.
+pub(crate) fn of_node(graph: &Graph, id: NodeId) -> Result<QParams, Refusal> {
+    let node = graph.node(id);
+    let who = || show_op(graph, id);
+    let x_ty = graph.operand_type(node.input(0));
+    let dtype = match node.op {
+        Op::QuantizeLinear => node.outputs[0].ty.as_ref().map(|t| t.dtype),
+        Op::DequantizeLinear => x_ty.as_ref().map(|t| t.dtype),
+        _ => None,
+    }
+    .ok_or_else(|| Refusal(format!("integer type of {} is unknown", who())))?;
+    if attr::int(&node.attrs, "block_size").unwrap_or(0) > 0 {
+        return Err(Refusal(format!("{} uses blocked quantization", who())));
+    }
+    let scale_t = graph
+        .const_tensor(node.input(1))
+        .ok_or_else(|| Refusal(format!("scale of {} is not a constant with known data", who())))?;
+    let scale_dtype = scale_t.dtype().map_err(|e| Refusal(e.to_string()))?;
+    let scale = scale_t.to_f32().map_err(|e| Refusal(format!("scale of {}: {e}", who())))?;
+    let zero_point = match node.input(2) {
+        Operand::None => vec![0; scale.len()],
+        z => graph
+            .const_tensor(z)
+            .ok_or_else(|| Refusal(format!("zero point of {} is not a constant with known data", who())))?
+            .to_i64()
+            .map_err(|e| Refusal(format!("zero point of {}: {e}", who())))?,
+    };
+    if zero_point.len() != scale.len() {
+        return Err(Refusal(format!("{}: {} scales but {} zero points", who(), scale.len(), zero_point.len())));
+    }
+    let per_tensor = scale_t.dims().iter().all(|&d| d == 1) && scale.len() == 1;
+    let axis = if per_tensor {
+        None
+    } else {
+        let rank = x_ty
+            .and_then(|t| t.rank())
+            .ok_or_else(|| Refusal(format!("{} is per-axis but its input's rank is unknown", who())))?;
+        let a = attr::int(&node.attrs, "axis").unwrap_or(1);
+        let a = if a < 0 { a + rank as i64 } else { a };
+        if a < 0 || a >= rank as i64 {
+            return Err(Refusal(format!("{}: axis {a} is out of range", who())));
+        }
+        Some(a as usize)
+    };
+    Ok(QParams { scale, scale_dtype, zero_point, dtype, axis })
+}
+
+/// Shows a list of parameters briefly: the value, or the first differing element.
+pub(crate) fn first_difference<T: PartialEq + std::fmt::Display>(a: &[T], b: &[T]) -> Option<String> {
+    if a.len() != b.len() {
+        return Some(format!("{} vs {} values", a.len(), b.len()));
+    }
+    let i = a.iter().zip(b).position(|(x, y)| x != y)?;
+    Some(if a.len() == 1 { format!("{} vs {}", a[0], b[0]) } else { format!("at {i}: {} vs {}", a[i], b[i]) })
+}
