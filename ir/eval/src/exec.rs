@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use qdqc_ir::{ConstId, Dim, Graph, Node, NodeId, Operand, Outlet};
 
-use crate::error::EvalError;
+use crate::error::{EvalError, KernelError};
 use crate::kernels::{Ctx, REGISTRY};
 use crate::value::Value;
 
@@ -329,7 +329,12 @@ fn exec_node<'a>(
     }
     let domain = node.proto.domain.as_deref().unwrap_or("");
     let ctx = Ctx { node, inputs: &args, opset: g.opset_of(domain) };
-    kernel(&ctx).map_err(|e| kernel_err(e.0))
+    kernel(&ctx).map_err(|e| match e {
+        KernelError::Invalid(msg) => kernel_err(msg),
+        KernelError::Unsupported(feature) => {
+            EvalError::UnsupportedFeature { node: node.label(), op: node.op.to_string(), feature }
+        }
+    })
 }
 
 /// Checks a given input against the declared element type and known dimensions.

@@ -42,7 +42,8 @@ pub(crate) fn register(r: &mut Registry) {
 
 /// Range of an 8-bit (or 16-bit) quantized type.
 fn range(dtype: DType) -> KResult<(i32, i32)> {
-    let (lo, hi) = dtype.int_range().ok_or_else(|| crate::KernelError(format!("{dtype} is not a quantized type")))?;
+    let (lo, hi) =
+        dtype.int_range().ok_or_else(|| crate::KernelError::Invalid(format!("{dtype} is not a quantized type")))?;
     Ok((lo as i32, hi as i32))
 }
 
@@ -308,7 +309,7 @@ fn qlinear_average_pool(c: &Ctx) -> KResult<Vec<Value>> {
     };
     let kernel: Vec<usize> = c
         .ints("kernel_shape")
-        .ok_or_else(|| crate::KernelError("kernel_shape is required".into()))?
+        .ok_or_else(|| crate::KernelError::Invalid("kernel_shape is required".into()))?
         .iter()
         .map(|&k| k as usize)
         .collect();
@@ -494,7 +495,8 @@ fn qlinear_softmax(c: &Ctx) -> KResult<Vec<Value>> {
     ensure!(matches!(dtype, DType::U8 | DType::I8), "QLinearSoftmax supports uint8 and int8, got {dtype}");
     let signed = dtype == DType::I8;
     let (lo, hi) = range(dtype)?;
-    let opset = c.int_opt("opset").ok_or_else(|| crate::KernelError("attribute 'opset' is required".into()))?;
+    let opset =
+        c.int_opt("opset").ok_or_else(|| crate::KernelError::Invalid("attribute 'opset' is required".into()))?;
     let axis_attr = c.int("axis", if opset < 13 { 1 } else { -1 });
     let shape = x.shape().to_vec();
     if x.is_empty() {
@@ -515,8 +517,10 @@ fn qlinear_softmax(c: &Ctx) -> KResult<Vec<Value>> {
     let wshape = work.shape().to_vec();
     let d: usize = if opset < 13 { wshape[axis..].iter().product() } else { wshape[wshape.len() - 1] };
     let data = int8_data(&work, "X")?;
-    // The table of scaled exponentials (f32), indexed by raw byte.
-    let bit_shift = ((f32::MAX as f64) / d as f64).ln();
+    // The table of scaled exponentials (f32), indexed by raw byte. onnxruntime computes
+    // `log(FLT_MAX / reduce_len)` in f32 (`std::log(float)`), then continues in f64; an f64 log
+    // here moves some table entries by an ulp and flips about one output in 2000.
+    let bit_shift = (f32::MAX / d as f32).ln() as f64;
     let bit_shift = (bit_shift - 5.0).max(0.0) / xs as f64;
     let mut table = [0f32; 256];
     for i in 0..256i32 {
@@ -630,6 +634,23 @@ mod tests {
         ];
         let y = run_op(Op::QLinearLeakyRelu, vec![make_float("alpha", 0.5)], &ins, 1).remove(0);
         assert_eq!(y.to_i64_vec().unwrap(), [-64, -5, 0, 127]);
+    }
+
+    #[test]
+    fn qlinear_softmax_table_uses_an_f32_log_like_onnxruntime() {
+        // A row of the transformer fixture lowered by onnxruntime (sample 3 of
+        // scripts/interp_parity.py); onnxruntime 1.32 gives 67 for element 8, an f64 log 66.
+        let row = [146, 105, 136, 103, 117, 127, 84, 133, 148, 117, 93, 102, 95, 135, 123, 128];
+        let ins = [
+            Some(u8v(&[1, 16], &row)),
+            Some(Value::scalar(0.07687843f32)),
+            Some(Value::scalar(110u8)),
+            Some(Value::scalar(0.003921569f32)),
+            Some(Value::scalar(0u8)),
+        ];
+        let attrs = vec![make_int("opset", 13), make_int("axis", -1)];
+        let y = run_op(Op::QLinearSoftmax, attrs, &ins, 1).remove(0);
+        assert_eq!(y.to_i64_vec().unwrap(), [57, 2, 26, 2, 6, 13, 0, 21, 67, 6, 1, 2, 1, 24, 10, 14]);
     }
 
     #[test]

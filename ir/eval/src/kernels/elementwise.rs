@@ -482,8 +482,8 @@ fn clip(c: &Ctx) -> KResult<Vec<Value>> {
 }
 
 fn cast(c: &Ctx) -> KResult<Vec<Value>> {
-    let to = c.int_opt("to").ok_or_else(|| crate::KernelError("missing attribute 'to'".into()))?;
-    let dtype = DType::from_onnx(to as i32).ok_or_else(|| crate::KernelError(format!("unknown type {to}")))?;
+    let to = c.int_opt("to").ok_or_else(|| crate::KernelError::Invalid("missing attribute 'to'".into()))?;
+    let dtype = DType::from_onnx(to as i32).ok_or_else(|| crate::KernelError::Invalid(format!("unknown type {to}")))?;
     Ok(vec![c.input(0)?.cast(dtype)?])
 }
 

@@ -198,7 +198,7 @@ pub(crate) fn f32_output(a: ndarray::ArrayD<f32>, like: DType) -> KResult<Value>
 
 impl From<String> for KernelError {
     fn from(s: String) -> Self {
-        KernelError(s)
+        KernelError::Invalid(s)
     }
 }
 
@@ -226,7 +226,7 @@ pub(crate) mod tests {
         opset: i64,
         n_out: usize,
     ) -> Vec<Value> {
-        try_run_op(op, attrs, inputs, opset, n_out).unwrap_or_else(|e| panic!("{}", e.0))
+        try_run_op(op, attrs, inputs, opset, n_out).unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub(crate) fn try_run_op(

@@ -32,7 +32,14 @@ fn from_f64(data: Vec<f64>, shape: &[usize], like: &Value) -> KResult<Value> {
 
 /// Softmax over groups of `len` elements that are `inner` apart: element `(o, i, j)` is at
 /// `(o·len + i)·inner + j`.
-pub(crate) fn softmax_rows(data: &mut [f64], len: usize, inner: usize, log: bool) {
+///
+/// The steps follow Softmax's ONNX function body (`Exp(X − ReduceMax(X))`, `ReduceSum`, `Div`;
+/// LogSoftmax: `X − max`, `Log(ReduceSum(Exp(…)))`, `Sub`), and every intermediate the body
+/// names is a tensor of the input type, so `round` (to that type) is applied to each: exp values,
+/// the sum, the log of the sum. The arithmetic itself is f64. For f32 this changes results by at
+/// most an ulp; for f16/bf16 it is what makes them agree with the ONNX reference (computing the
+/// whole row in f64 and rounding once gives a different f16 in about one element in ten).
+pub(crate) fn softmax_rows(data: &mut [f64], len: usize, inner: usize, log: bool, round: fn(f64) -> f64) {
     if len == 0 || inner == 0 {
         return;
     }
@@ -41,18 +48,33 @@ pub(crate) fn softmax_rows(data: &mut [f64], len: usize, inner: usize, log: bool
             let max = (0..len).map(|i| block[i * inner + j]).fold(f64::NEG_INFINITY, f64::max);
             let mut sum = 0.0;
             for i in 0..len {
-                let e = (block[i * inner + j] - max).exp();
-                if !log {
-                    block[i * inner + j] = e;
+                let v = &mut block[i * inner + j];
+                if log {
+                    *v = round(*v - max);
+                    sum += round(v.exp());
+                } else {
+                    *v = round((*v - max).exp());
+                    sum += *v;
                 }
-                sum += e;
             }
+            let sum = round(sum);
+            let log_sum = round(sum.ln());
             for i in 0..len {
                 let v = &mut block[i * inner + j];
-                *v = if log { *v - max - sum.ln() } else { *v / sum };
+                *v = if log { *v - log_sum } else { *v / sum };
             }
         }
     });
+}
+
+/// Rounding of an f64 to the float type `dtype` (identity for f64).
+fn rounding(dtype: qdqc_ir::DType) -> fn(f64) -> f64 {
+    match dtype {
+        qdqc_ir::DType::F32 => |x| x as f32 as f64,
+        qdqc_ir::DType::F16 => |x| half::f16::from_f64(x).to_f64(),
+        qdqc_ir::DType::BF16 => |x| half::bf16::from_f64(x).to_f64(),
+        _ => |x| x,
+    }
 }
 
 /// Before opset 13 the input is coerced to 2-D at `axis` (default 1) and each row of the
@@ -69,11 +91,11 @@ fn softmax(c: &Ctx, log: bool) -> KResult<Vec<Value>> {
     if c.opset < 13 {
         let axis = norm_axis(c.int("axis", 1), shape.len())?;
         let len: usize = shape[axis..].iter().product();
-        softmax_rows(&mut data, len, 1, log);
+        softmax_rows(&mut data, len, 1, log, rounding(x.dtype()));
     } else {
         let axis = norm_axis(c.int("axis", -1), shape.len())?;
         let inner: usize = shape[axis + 1..].iter().product();
-        softmax_rows(&mut data, shape[axis], inner, log);
+        softmax_rows(&mut data, shape[axis], inner, log, rounding(x.dtype()));
     }
     Ok(vec![from_f64(data, shape, x)?])
 }
@@ -242,6 +264,19 @@ mod tests {
         let d13 = run_op(Op::Softmax, vec![], &[Some(x)], 13).remove(0);
         let b = (1.0 / (1.0 + 1f64.exp())) as f32; // softmax([0, 1])[0]
         close(&d13, &[b, 1. - b, b, 1. - b, 0.5, 0.5, 0.5, 0.5]);
+    }
+
+    #[test]
+    fn f16_softmax_rounds_each_intermediate_of_the_function_body() {
+        // exp values and their sum are f16 tensors in Softmax's function body; the result is
+        // then the f16 quotient. Rounding the f64 softmax once gives 0.15942 / 0.19934 / 0.19373
+        // for elements 0, 1, 3 instead (onnx's reference computes in f16, as here).
+        let x: Vec<half::f16> =
+            [0.62353515625, 0.8466796875, 1.6552734375, 0.818359375].iter().map(|&v| half::f16::from_f64(v)).collect();
+        let x = Value::F16(ArrayD::from_shape_vec(IxDyn(&[1, 4]), x).unwrap());
+        let y = run_op(Op::Softmax, vec![], &[Some(x)], 13).remove(0);
+        assert_eq!(y.dtype(), qdqc_ir::DType::F16);
+        assert_eq!(y.to_f64_vec().unwrap(), [0.1595458984375, 0.199462890625, 0.447509765625, 0.19384765625]);
     }
 
     #[test]

@@ -57,7 +57,7 @@ fn pool_geom(c: &Ctx, x: &Value) -> KResult<Geom> {
     ensure!(x.rank() >= 3, "expects an input of rank ≥ 3, got {:?}", x.shape());
     let kernel: Vec<usize> = c
         .ints("kernel_shape")
-        .ok_or_else(|| crate::KernelError("kernel_shape is required".into()))?
+        .ok_or_else(|| crate::KernelError::Invalid("kernel_shape is required".into()))?
         .iter()
         .map(|&k| k as usize)
         .collect();

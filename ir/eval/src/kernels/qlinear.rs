@@ -156,7 +156,8 @@ fn qlinear_conv(c: &Ctx) -> KResult<Vec<Value>> {
     let w_scale = scales(ws, m, "w_scale")?;
     let out_dtype = yz.map_or(x.dtype(), Value::dtype);
     let y_zp = zps(yz, 1, out_dtype, "y_zero_point")?[0];
-    let (lo, hi) = out_dtype.int_range().ok_or_else(|| crate::KernelError(format!("output type {out_dtype}")))?;
+    let (lo, hi) =
+        out_dtype.int_range().ok_or_else(|| crate::KernelError::Invalid(format!("output type {out_dtype}")))?;
     let (mut acc, shape) = int_conv(c, x, x_zp, w, &w_zp)?;
     let ol: usize = shape[2..].iter().product();
     let bias = match c.opt(8) {
@@ -264,7 +265,8 @@ fn qlinear_matmul(c: &Ctx) -> KResult<Vec<Value>> {
     let (a_scale, y_scale) = (scalar_param(a_s, "a_scale")?, scalar_param(y_s, "y_scale")?);
     let out_dtype = y_z.map_or(a.dtype(), Value::dtype);
     let y_zp = zps(y_z, 1, out_dtype, "y_zero_point")?[0];
-    let (lo, hi) = out_dtype.int_range().ok_or_else(|| crate::KernelError(format!("output type {out_dtype}")))?;
+    let (lo, hi) =
+        out_dtype.int_range().ok_or_else(|| crate::KernelError::Invalid(format!("output type {out_dtype}")))?;
     let (sh, mut acc) = int_matmul(a, &a_zp, b, &b_zp)?;
     let out_scale: Vec<f32> = b_scale.iter().map(|&bs| a_scale * bs / y_scale).collect();
     acc.par_chunks_mut(n.max(1)).for_each(|row| {

@@ -133,7 +133,10 @@ impl Granularity {
 fn q_out_dtype(c: &Ctx, zp: Option<&Value>) -> KResult<DType> {
     let attr = c.int("output_dtype", 0);
     let from_attr = if attr != 0 {
-        Some(DType::from_onnx(attr as i32).ok_or_else(|| crate::KernelError(format!("unknown output_dtype {attr}")))?)
+        Some(
+            DType::from_onnx(attr as i32)
+                .ok_or_else(|| crate::KernelError::Invalid(format!("unknown output_dtype {attr}")))?,
+        )
     } else {
         None
     };
@@ -174,7 +177,8 @@ fn f32_data(v: &Value) -> KResult<std::borrow::Cow<'_, [f32]>> {
 
 /// Quantizes `x` with the given parameters into a value of `dtype`.
 pub(crate) fn quantize(x: &Value, scale: &Value, zp: Option<&Value>, dtype: DType, g: Granularity) -> KResult<Value> {
-    let (lo, hi) = dtype.int_range().ok_or_else(|| crate::KernelError(format!("cannot quantize to {dtype}")))?;
+    let (lo, hi) =
+        dtype.int_range().ok_or_else(|| crate::KernelError::Invalid(format!("cannot quantize to {dtype}")))?;
     let (lo, hi) = (lo as i32, hi as i32);
     let xs = f32_data(x)?;
     let scales = scale.to_f32_vec()?;
@@ -246,7 +250,8 @@ fn dequantize_linear(c: &Ctx) -> KResult<Vec<Value>> {
     let y = dequantize(x, scale, zp, g)?;
     let out_dtype = match c.int("output_dtype", 0) {
         0 => scale.dtype(),
-        d => DType::from_onnx(d as i32).ok_or_else(|| crate::KernelError(format!("unknown output_dtype {d}")))?,
+        d => DType::from_onnx(d as i32)
+            .ok_or_else(|| crate::KernelError::Invalid(format!("unknown output_dtype {d}")))?,
     };
     ensure!(out_dtype.is_float(), "DequantizeLinear output type {out_dtype} is not a float type");
     Ok(vec![super::f32_output(y, out_dtype)?])

@@ -1,5 +1,6 @@
 //! Resize (opsets 10–19) and Upsample: nearest on any element type with every
-//! coordinate_transformation_mode and nearest_mode; linear (N-d, float tensors).
+//! coordinate_transformation_mode and nearest_mode; linear (N-d, float tensors); cubic and
+//! `antialias=1` (float tensors) as the ONNX reference implementation computes them.
 //!
 //! Coordinates are computed in f32 exactly as onnxruntime's `UpsampleBase` does (including the
 //! f64 steps of `half_pixel_symmetric` and `tf_crop_and_resize`), and an axis with scale 1 maps
@@ -7,6 +8,12 @@
 //! onnxruntime 1.32 for every mode pair; the one known difference: `half_pixel_symmetric`
 //! coordinates that are exact halves in real arithmetic may round the other way). Opset 10 and Upsample use `asymmetric` coordinates and onnxruntime's legacy rounding
 //! (truncate when upsampling, ceil when downsampling).
+//!
+//! Cubic, and linear with `antialias=1`, follow the ONNX reference (`onnx/reference/ops/op_resize.py`):
+//! separable, one axis after the other in f64, each output position a weighted sum of a window
+//! of input positions (4 for cubic; wider when antialiasing a downsampled axis), indices clamped
+//! to the edge, `exclude_outside` zeroing and renormalising the weights of outside positions, and
+//! `tf_crop_and_resize` extrapolation applied per axis.
 
 use ndarray::{ArrayD, IxDyn};
 use qdqc_ir::Op;
@@ -45,6 +52,7 @@ enum Nearest {
 enum Mode {
     Nearest,
     Linear,
+    Cubic,
 }
 
 struct Plan {
@@ -57,6 +65,11 @@ struct Plan {
     nearest: Nearest,
     mode: Mode,
     extrapolation: f32,
+    /// `antialias=1` (opset 18+).
+    antialias: bool,
+    /// Cubic's `cubic_coeff_a`.
+    cubic_a: f32,
+    exclude_outside: bool,
 }
 
 /// Maps an output coordinate to the input coordinate (onnxruntime's float arithmetic).
@@ -149,7 +162,8 @@ fn parse_mode(s: &str) -> KResult<Mode> {
     Ok(match s {
         "nearest" => Mode::Nearest,
         "linear" | "bilinear" | "trilinear" => Mode::Linear,
-        m => bail!("mode '{m}' is not supported (nearest and linear are)"),
+        "cubic" | "bicubic" | "tricubic" => Mode::Cubic,
+        m => bail!("unknown mode '{m}'"),
     })
 }
 
@@ -175,6 +189,9 @@ fn plan(c: &Ctx, x: &Value) -> KResult<Plan> {
             nearest: Nearest::Simple,
             mode,
             extrapolation: 0.0,
+            antialias: false,
+            cubic_a: -0.75,
+            exclude_outside: false,
         });
     }
     let coord = parse_coord(&c.string("coordinate_transformation_mode", "half_pixel"))?;
@@ -185,7 +202,8 @@ fn plan(c: &Ctx, x: &Value) -> KResult<Plan> {
         "ceil" => Nearest::Ceil,
         m => bail!("unknown nearest_mode '{m}'"),
     };
-    ensure!(c.int("antialias", 0) == 0, "antialias is not supported");
+    let antialias = c.int("antialias", 0) != 0;
+    ensure!(!(antialias && mode == Mode::Nearest), "antialias=1 applies to linear and cubic modes only");
     let axes: Vec<usize> = match c.ints("axes") {
         Some(a) if !a.is_empty() => a.iter().map(|&a| norm_axis(a, rank)).collect::<KResult<_>>()?,
         _ => (0..rank).collect(),
@@ -252,6 +270,9 @@ fn plan(c: &Ctx, x: &Value) -> KResult<Plan> {
         nearest,
         mode,
         extrapolation: c.float("extrapolation_value", 0.0),
+        antialias,
+        cubic_a: c.float("cubic_coeff_a", -0.75),
+        exclude_outside: c.int("exclude_outside", 0) != 0,
     })
 }
 
@@ -285,6 +306,9 @@ fn run(x: &Value, p: Plan) -> KResult<Vec<Value>> {
     let cs = coords(&p, &in_shape);
     let extrapolate = p.coord == Coord::TfCropAndResize;
     let outside = |a: usize, v: f32| extrapolate && (v < 0.0 || v > (in_shape[a] as f32 - 1.0));
+    if p.mode == Mode::Cubic || (p.mode == Mode::Linear && p.antialias) {
+        return windowed(x, &p, &cs);
+    }
     match p.mode {
         Mode::Nearest => {
             // Per axis: the source index, or None to extrapolate.
@@ -375,7 +399,150 @@ fn run(x: &Value, p: Plan) -> KResult<Vec<Value>> {
             });
             Ok(vec![Value::F32(y).cast(x.dtype())?])
         }
+        Mode::Cubic => unreachable!("handled by windowed()"),
     }
+}
+
+/// One output position along an axis: `(input index, weight)` pairs, or `None` to extrapolate.
+type Window = Option<Vec<(usize, f64)>>;
+
+/// Cubic convolution weights of the 4 positions around a point at `ratio` ∈ (0, 1] past the
+/// second one (Keys' kernel with parameter `a`).
+fn cubic_coeffs(ratio: f64, a: f64) -> Vec<f64> {
+    let (r, s) = (ratio, 1.0 - ratio);
+    vec![
+        ((a * (r + 1.0) - 5.0 * a) * (r + 1.0) + 8.0 * a) * (r + 1.0) - 4.0 * a,
+        ((a + 2.0) * r - (a + 3.0)) * r * r + 1.0,
+        ((a + 2.0) * s - (a + 3.0)) * s * s + 1.0,
+        ((a * (s + 1.0) - 5.0 * a) * (s + 1.0) + 8.0 * a) * (s + 1.0) - 4.0 * a,
+    ]
+}
+
+/// Antialiasing weights: the kernel (`support` 1 for linear, 2 for cubic) stretched by
+/// `1 / scale` when downsampling, normalised to sum 1.
+fn antialias_coeffs(ratio: f64, scale: f64, cubic: bool, a: f64) -> Vec<f64> {
+    let scale = scale.min(1.0);
+    let support = if cubic { 2.0 } else { 1.0 };
+    // Positions start..2−start around the point: 2 for scale 1, more as the kernel widens.
+    let start = (-support / scale).floor() as i64 + 1;
+    let end = 2 - start;
+    let kernel = |x: f64| -> f64 {
+        let x = x.abs();
+        if !cubic {
+            return (1.0 - x).clamp(0.0, 1.0);
+        }
+        if x <= 1.0 {
+            (a + 2.0) * x * x * x - (a + 3.0) * x * x + 1.0
+        } else if x < 2.0 {
+            a * x * x * x - 5.0 * a * x * x + 8.0 * a * x - 4.0 * a
+        } else {
+            0.0
+        }
+    };
+    let w: Vec<f64> = (start..end).map(|i| kernel(scale * (i as f64 - ratio))).collect();
+    let sum: f64 = w.iter().sum();
+    w.into_iter().map(|v| v / sum).collect()
+}
+
+/// The window of each output position along one axis (ONNX reference semantics).
+fn windows(p: &Plan, axis: usize, coords: &[f32], n_in: usize) -> Vec<Window> {
+    let scale = p.scales[axis] as f64;
+    let extrapolate = p.coord == Coord::TfCropAndResize;
+    coords
+        .iter()
+        .map(|&x| {
+            let x = x as f64;
+            if extrapolate && (x < 0.0 || x > n_in as f64 - 1.0) {
+                return None;
+            }
+            // The ratio is in (0, 1]: an integral coordinate takes the pixel on its left.
+            let ratio = if x == x.floor() { 1.0 } else { x - x.floor() };
+            let mut w = match (p.mode, p.antialias) {
+                (Mode::Cubic, false) => cubic_coeffs(ratio, p.cubic_a as f64),
+                (Mode::Cubic, true) => antialias_coeffs(ratio, scale, true, p.cubic_a as f64),
+                _ => antialias_coeffs(ratio, scale, false, 0.0),
+            };
+            // The n nearest positions of the edge-padded axis, ties to the smaller index.
+            let n = w.len() as i64;
+            let pad = (n + 1) / 2;
+            let xp = x + pad as f64;
+            let fl = xp.floor();
+            let offset = if n % 2 == 0 {
+                if xp == fl {
+                    -(n / 2)
+                } else {
+                    -(n / 2) + 1
+                }
+            } else if xp - fl <= 0.5 {
+                -((n - 1) / 2)
+            } else {
+                -((n - 1) / 2) + 1
+            };
+            let first = fl as i64 + offset - pad;
+            if p.exclude_outside {
+                for (k, v) in w.iter_mut().enumerate() {
+                    let i = first + k as i64;
+                    if i < 0 || i >= n_in as i64 {
+                        *v = 0.0;
+                    }
+                }
+                let sum: f64 = w.iter().sum();
+                if sum != 0.0 {
+                    w.iter_mut().for_each(|v| *v /= sum);
+                }
+            }
+            Some(
+                w.into_iter()
+                    .enumerate()
+                    .map(|(k, v)| ((first + k as i64).clamp(0, n_in as i64 - 1) as usize, v))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Cubic, or antialiased linear, Resize: one axis after the other, in f64.
+fn windowed(x: &Value, p: &Plan, cs: &[Vec<f32>]) -> KResult<Vec<Value>> {
+    ensure!(x.dtype().is_float(), "{:?} Resize of {} tensors is not supported", p.mode, x.dtype());
+    let in_shape = x.shape().to_vec();
+    let mut data = x.cast_array_to::<f64>().as_standard_layout().into_owned();
+    let fill = p.extrapolation as f64;
+    for a in 0..in_shape.len() {
+        let n_in = data.shape()[a];
+        let n_out = p.out_shape[a];
+        let identity = p.scales[a] == 1.0 && n_out == n_in && p.coord != Coord::TfCropAndResize;
+        if identity || n_in == 0 {
+            if n_out != n_in {
+                let mut shape = data.shape().to_vec();
+                shape[a] = n_out;
+                data = ArrayD::zeros(IxDyn(&shape));
+            }
+            continue;
+        }
+        let win = windows(p, a, &cs[a], n_in);
+        let outer: usize = data.shape()[..a].iter().product();
+        let inner: usize = data.shape()[a + 1..].iter().product();
+        let src = data.as_slice().expect("standard layout");
+        let mut out = vec![0f64; outer * n_out * inner];
+        for o in 0..outer {
+            for (j, w) in win.iter().enumerate() {
+                let dst = &mut out[(o * n_out + j) * inner..(o * n_out + j + 1) * inner];
+                match w {
+                    None => dst.iter_mut().for_each(|v| *v = fill),
+                    Some(taps) => {
+                        for &(i, wt) in taps {
+                            let row = &src[(o * n_in + i) * inner..(o * n_in + i + 1) * inner];
+                            dst.iter_mut().zip(row).for_each(|(d, &s)| *d += wt * s);
+                        }
+                    }
+                }
+            }
+        }
+        let mut shape = data.shape().to_vec();
+        shape[a] = n_out;
+        data = ArrayD::from_shape_vec(IxDyn(&shape), out)?;
+    }
+    Ok(vec![Value::F64(data).cast(x.dtype())?])
 }
 
 /// Linear interpolation along one axis: (first index, second index, first weight, second weight).
@@ -392,7 +559,7 @@ fn upsample(c: &Ctx) -> KResult<Vec<Value>> {
     let x = c.input(0)?;
     let scales = match c.opt(1) {
         Some(s) => floats(s)?,
-        None => c.floats("scales").ok_or_else(|| crate::KernelError("scales are required".into()))?.to_vec(),
+        None => c.floats("scales").ok_or_else(|| crate::KernelError::Invalid("scales are required".into()))?.to_vec(),
     };
     ensure!(scales.len() == x.rank(), "scales {scales:?} do not fit rank {}", x.rank());
     let out_shape = scales.iter().zip(x.shape()).map(|(&s, &d)| (s * d as f32) as usize).collect();
@@ -406,6 +573,9 @@ fn upsample(c: &Ctx) -> KResult<Vec<Value>> {
         nearest: Nearest::Simple,
         mode,
         extrapolation: 0.0,
+        antialias: false,
+        cubic_a: -0.75,
+        exclude_outside: false,
     };
     run(x, p)
 }
@@ -414,12 +584,72 @@ fn upsample(c: &Ctx) -> KResult<Vec<Value>> {
 mod tests {
     use super::*;
     use crate::kernels::tests::{f32v, i64v, run_op};
-    use qdqc_ir::attr::{make_float, make_string};
+    use qdqc_ir::attr::{make_float, make_int, make_string};
     use qdqc_ir::DType;
 
     fn iota(shape: &[usize]) -> Value {
         let n: usize = shape.iter().product();
         f32v(shape, &(0..n).map(|i| (i + 1) as f32).collect::<Vec<_>>())
+    }
+
+    fn assert_close(got: &Value, want: &[f64]) {
+        let got = got.to_f64_vec().unwrap();
+        assert_eq!(got.len(), want.len(), "{got:?}");
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "{got:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn cubic_and_antialias_onnx_examples() {
+        // Outputs of onnx's reference (backend node tests of the same names), 4×4 iota input.
+        // resize_upsample_scales_cubic: ×2, A = −0.75, half_pixel; the first two output rows.
+        let scales = f32v(&[4], &[1., 1., 2., 2.]);
+        let y = run_op(
+            Op::Resize,
+            vec![make_string("mode", "cubic")],
+            &[Some(iota(&[1, 1, 4, 4])), None, Some(scales)],
+            19,
+        )
+        .remove(0);
+        assert_eq!(y.shape(), &[1, 1, 8, 8]);
+        let first_rows = Value::f32(&[16], y.to_f32_vec().unwrap()[..16].to_vec()).unwrap(); // rows 0 and 1
+        assert_close(
+            &first_rows,
+            &[
+                0.47265625, 0.76953125, 1.24609375, 1.875, 2.28125, 2.91015625, 3.38671875, 3.68359375, 1.66015625,
+                1.95703125, 2.43359375, 3.0625, 3.46875, 4.09765625, 4.57421875, 4.87109375,
+            ],
+        );
+        // resize_downsample_scales_cubic_A_n0p5_exclude_outside: ×0.8, A = −0.5.
+        let scales = f32v(&[4], &[1., 1., 0.8, 0.8]);
+        let attrs =
+            vec![make_string("mode", "cubic"), make_float("cubic_coeff_a", -0.5), make_int("exclude_outside", 1)];
+        let y = run_op(Op::Resize, attrs, &[Some(iota(&[1, 1, 4, 4])), None, Some(scales)], 19).remove(0);
+        assert_close(
+            &y,
+            &[1.3681267, 2.6695013, 4.0133367, 6.573625, 7.875, 9.218835, 11.948966, 13.250341, 14.594176],
+        );
+        // resize_downsample_scales_linear_antialias: ×0.6, the triangle widened to 1/0.6.
+        let scales = f32v(&[4], &[1., 1., 0.6, 0.6]);
+        let attrs = vec![make_string("mode", "linear"), make_int("antialias", 1)];
+        let y = run_op(Op::Resize, attrs, &[Some(iota(&[1, 1, 4, 4])), None, Some(scales)], 19).remove(0);
+        assert_close(&y, &[2.875, 4.5, 9.375, 11.0]);
+    }
+
+    #[test]
+    fn antialias_is_refused_for_nearest() {
+        let scales = f32v(&[4], &[1., 1., 0.5, 0.5]);
+        let attrs = vec![make_int("antialias", 1)];
+        let err = crate::kernels::tests::try_run_op(
+            Op::Resize,
+            attrs,
+            &[Some(iota(&[1, 1, 4, 4])), None, Some(scales)],
+            19,
+            1,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("antialias"), "{err}");
     }
 
     #[test]

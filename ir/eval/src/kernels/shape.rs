@@ -6,7 +6,7 @@ use ndarray::{ArrayD, Axis, Dimension, IxDyn, Order, Slice};
 use qdqc_ir::{DType, Op};
 
 use super::{int_list, norm_axis, Ctx, Registry};
-use crate::error::{bail, ensure, KResult};
+use crate::error::{bail, ensure, unsupported, KResult};
 use crate::num::Scalar;
 use crate::value::{map_all, map_list, match_numeric, Value};
 
@@ -68,7 +68,7 @@ fn axes_arg(c: &Ctx, idx: usize, input_from: i64) -> KResult<Option<Vec<i64>>> {
 
 fn to_usize_shape(v: &[i64], what: &str) -> KResult<Vec<usize>> {
     v.iter()
-        .map(|&d| if d < 0 { Err(crate::KernelError(format!("negative {what} {d}"))) } else { Ok(d as usize) })
+        .map(|&d| if d < 0 { Err(crate::KernelError::Invalid(format!("negative {what} {d}"))) } else { Ok(d as usize) })
         .collect()
 }
 
@@ -84,7 +84,9 @@ fn dropout(c: &Ctx) -> KResult<Vec<Value>> {
             Some(r) => r.to_f64_vec()?.first().copied().unwrap_or(0.5),
             None => 0.5,
         };
-        ensure!(ratio == 0.0, "training-mode Dropout (ratio {ratio}) is random; not supported");
+        if ratio != 0.0 {
+            unsupported!("training_mode=1 with ratio > 0 (random output)");
+        }
     }
     let mask = Value::Bool(ArrayD::from_elem(IxDyn(x.shape()), true));
     Ok(vec![x.clone(), mask])
@@ -160,7 +162,7 @@ fn squeeze(c: &Ctx) -> KResult<Vec<Value>> {
 
 fn unsqueeze(c: &Ctx) -> KResult<Vec<Value>> {
     let x = c.input(0)?;
-    let axes = axes_arg(c, 1, 13)?.ok_or_else(|| crate::KernelError("axes are required".into()))?;
+    let axes = axes_arg(c, 1, 13)?.ok_or_else(|| crate::KernelError::Invalid("axes are required".into()))?;
     let out_rank = x.rank() + axes.len();
     let mut axes = axes.iter().map(|&a| norm_axis(a, out_rank)).collect::<KResult<Vec<_>>>()?;
     axes.sort_unstable();
@@ -276,7 +278,7 @@ fn gather(c: &Ctx) -> KResult<Vec<Value>> {
             if (0..dim).contains(&j) {
                 Ok(j as usize)
             } else {
-                Err(crate::KernelError(format!("index {i} is out of range for dimension {dim}")))
+                Err(crate::KernelError::Invalid(format!("index {i} is out of range for dimension {dim}")))
             }
         })
         .collect::<KResult<_>>()?;
@@ -328,7 +330,7 @@ fn pad(c: &Ctx) -> KResult<Vec<Value>> {
         .map(|i| {
             let d = x.shape()[i] as i64 + begin[i] + end[i];
             if d < 0 {
-                Err(crate::KernelError(format!("pads {pads:?} make axis {i} negative")))
+                Err(crate::KernelError::Invalid(format!("pads {pads:?} make axis {i} negative")))
             } else {
                 Ok(d as usize)
             }
@@ -511,7 +513,7 @@ fn range(c: &Ctx) -> KResult<Vec<Value>> {
         Ok(ArrayD::from_shape_vec(IxDyn(&[n]), v)?)
     }
     fn first<T: Scalar>(a: &ArrayD<T>) -> KResult<T> {
-        a.iter().next().copied().ok_or_else(|| crate::KernelError("empty scalar".into()))
+        a.iter().next().copied().ok_or_else(|| crate::KernelError::Invalid("empty scalar".into()))
     }
     let out = match_numeric!(start, a => {
         let l: Vec<f64> = limit.to_f64_vec()?;
