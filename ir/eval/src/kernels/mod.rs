@@ -214,6 +214,12 @@ pub(crate) mod tests {
         Value::f32(shape, data.to_vec()).unwrap()
     }
 
+    /// 0, 1, 2, ... in f32, of the given shape.
+    pub(crate) fn iota(shape: &[usize]) -> Value {
+        let n: usize = shape.iter().product();
+        f32v(shape, &(0..n).map(|i| i as f32).collect::<Vec<_>>())
+    }
+
     pub(crate) fn i64v(shape: &[usize], data: &[i64]) -> Value {
         Value::from_i64(DType::I64, shape, data).unwrap()
     }

@@ -202,13 +202,8 @@ fn global_max_pool(c: &Ctx) -> KResult<Vec<Value>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::tests::{f32v, run_op, run_op_n};
+    use crate::kernels::tests::{f32v, iota, run_op, run_op_n};
     use qdqc_ir::attr::{make_int, make_ints, make_string};
-
-    fn iota(shape: &[usize]) -> Value {
-        let n: usize = shape.iter().product();
-        f32v(shape, &(0..n).map(|i| i as f32).collect::<Vec<_>>())
-    }
 
     #[test]
     fn max_pool_with_indices() {
