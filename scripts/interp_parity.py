@@ -65,20 +65,9 @@ IO_ONLY = {"kitchen_sink.onnx"}  # same list as ort_parity.py / gen_fixtures.py
 FLOAT_TOL = 1e-4  # relative to max(1, max|ort|), pure float outputs
 NO_FUSE = ["GemmActivationFusion", "ConvActivationFusion"]
 
-_NP = {
-    "tensor(float)": np.float32,
-    "tensor(double)": np.float64,
-    "tensor(float16)": np.float16,
-    "tensor(int8)": np.int8,
-    "tensor(uint8)": np.uint8,
-    "tensor(int16)": np.int16,
-    "tensor(uint16)": np.uint16,
-    "tensor(int32)": np.int32,
-    "tensor(uint32)": np.uint32,
-    "tensor(uint64)": np.uint64,
-    "tensor(int64)": np.int64,
-    "tensor(bool)": np.bool_,
-}
+# ONNX tensor type -> numpy dtype, shared with the round-trip parity check.
+from ort_parity import _DTYPES as _NP  # noqa: E402
+
 
 
 class Missing(RuntimeError):

@@ -158,6 +158,27 @@ fn parse_coord(s: &str) -> KResult<Coord> {
     })
 }
 
+impl Plan {
+    /// The plan of opset-10 Resize and of Upsample: scales given, asymmetric coordinates, simple
+    /// nearest rounding, output dims `floor(scale * dim)`.
+    fn from_scales(scales: Vec<f32>, in_shape: &[usize], mode: Mode) -> Plan {
+        let out_shape = scales.iter().zip(in_shape).map(|(&s, &d)| (s * d as f32) as usize).collect();
+        Plan {
+            out_shape,
+            scales,
+            scales_given: true,
+            roi: vec![],
+            coord: Coord::Asymmetric,
+            nearest: Nearest::Simple,
+            mode,
+            extrapolation: 0.0,
+            antialias: false,
+            cubic_a: -0.75,
+            exclude_outside: false,
+        }
+    }
+}
+
 fn parse_mode(s: &str) -> KResult<Mode> {
     Ok(match s {
         "nearest" => Mode::Nearest,
@@ -179,20 +200,7 @@ fn plan(c: &Ctx, x: &Value) -> KResult<Plan> {
     if c.opset < 11 {
         let scales = floats(c.input(1)?)?;
         ensure!(scales.len() == rank, "scales {scales:?} do not fit rank {rank}");
-        let out_shape = scales.iter().zip(in_shape).map(|(&s, &d)| (s * d as f32) as usize).collect();
-        return Ok(Plan {
-            out_shape,
-            scales,
-            scales_given: true,
-            roi: vec![],
-            coord: Coord::Asymmetric,
-            nearest: Nearest::Simple,
-            mode,
-            extrapolation: 0.0,
-            antialias: false,
-            cubic_a: -0.75,
-            exclude_outside: false,
-        });
+        return Ok(Plan::from_scales(scales, in_shape, mode));
     }
     let coord = parse_coord(&c.string("coordinate_transformation_mode", "half_pixel"))?;
     let nearest = match c.string("nearest_mode", "round_prefer_floor").as_str() {
@@ -562,21 +570,8 @@ fn upsample(c: &Ctx) -> KResult<Vec<Value>> {
         None => c.floats("scales").ok_or_else(|| crate::KernelError::Invalid("scales are required".into()))?.to_vec(),
     };
     ensure!(scales.len() == x.rank(), "scales {scales:?} do not fit rank {}", x.rank());
-    let out_shape = scales.iter().zip(x.shape()).map(|(&s, &d)| (s * d as f32) as usize).collect();
     let mode = parse_mode(&c.string("mode", "nearest"))?;
-    let p = Plan {
-        out_shape,
-        scales,
-        scales_given: true,
-        roi: vec![],
-        coord: Coord::Asymmetric,
-        nearest: Nearest::Simple,
-        mode,
-        extrapolation: 0.0,
-        antialias: false,
-        cubic_a: -0.75,
-        exclude_outside: false,
-    };
+    let p = Plan::from_scales(scales, x.shape(), mode);
     run(x, p)
 }
 
