@@ -352,15 +352,23 @@ fn compile_pipelines_diffs_dumps_stop_after_and_remarks() {
     let out = out.to_str().unwrap();
     let stdout = |o: &Output| String::from_utf8_lossy(&o.stdout).into_owned();
     // QAT float weights behind Q→DQ become integer initializers.
-    let o = qdqc(&["compile", m, "-o", out, "--diff", "--stop-after", "1"]);
+    // fold-bn runs first and can fold nothing yet: the weights are still float behind Q→DQ.
+    let o = qdqc(&["compile", m, "-o", out, "--diff", "--stop-after", "2"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = stdout(&o);
-    assert!(text.starts_with("--- before cleanup (#1)\n+++ after cleanup (#1)\n"), "{text}");
+    assert!(text.starts_with("--- before cleanup (#2)\n+++ after cleanup (#2)\n"), "{text}");
     assert!(text.contains("+  const %conv_1.weight_quantized: i8[16,3,3,3]"), "{text}");
-    assert!(text.contains("passes: cleanup (5 changes) (stopped before a fixed point)\n"), "{text}");
+    assert!(
+        text.contains("passes: fold-bn (0 changes), cleanup (5 changes) (stopped before a fixed point)\n"),
+        "{text}"
+    );
     let o = qdqc(&["compile", m, "-o", out, "--print-after", "clenaup"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("unknown pass 'clenaup' (known: cleanup, dce, all)"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown pass 'clenaup' (known: fold-bn, fold-bn-qdq, cleanup, dce, all)"),
+        "{}",
+        stderr(&o)
+    );
     let o = qdqc(&["compile", m, "-o", out, "-O0"]);
     assert!(stdout(&o).contains("passes: none"), "{}", stdout(&o));
     let o = qdqc(&["compile", m, "-o", out, "-O3"]);
@@ -383,7 +391,23 @@ fn compile_pipelines_diffs_dumps_stop_after_and_remarks() {
     let mut files: Vec<String> =
         std::fs::read_dir(&dumps).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     files.sort();
-    assert_eq!(files, ["01-cleanup.diff", "01-cleanup.ir", "02-dce.diff", "02-dce.ir", "03-cleanup.ir", "04-dce.ir"]);
+    // Then fold-bn folds the three BNs into the now-integer weights' scales.
+    let expected = [
+        "01-fold-bn.ir",
+        "02-cleanup.diff",
+        "02-cleanup.ir",
+        "03-dce.diff",
+        "03-dce.ir",
+        "04-fold-bn.diff",
+        "04-fold-bn.ir",
+        "05-cleanup.ir",
+        "06-dce.diff",
+        "06-dce.ir",
+        "07-fold-bn.ir",
+        "08-cleanup.ir",
+        "09-dce.ir",
+    ];
+    assert_eq!(files, expected);
     let o = qdqc(&["compile", m, "-o", out, "--remarks", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["remarks"].is_array(), "{v}");
@@ -401,7 +425,7 @@ fn compile_is_deterministic_and_idempotent() {
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "two runs differ");
     let o = qdqc(&["compile", a.to_str().unwrap(), "-o", c.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("passes: cleanup (0 changes), dce (0 changes)"), "{text}");
+    assert!(text.contains("passes: fold-bn (0 changes), cleanup (0 changes), dce (0 changes)"), "{text}");
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&c).unwrap(), "a second compile changed the model");
 }
 

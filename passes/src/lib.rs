@@ -72,11 +72,16 @@ pub enum PassError {
 
 /// Every pass by name, in a stable order.
 pub fn registry() -> Vec<Box<dyn Pass>> {
-    vec![Box::new(rules::cleanup::pass()), Box::new(DeadCodeElimination)]
+    vec![
+        Box::new(rules::bn_fold::pass()),
+        Box::new(rules::bn_fold::qdq_pass()),
+        Box::new(rules::cleanup::pass()),
+        Box::new(DeadCodeElimination),
+    ]
 }
 
 /// The default pipeline (`-O2`). The fusion passes join it as they land.
-pub const DEFAULT_PIPELINE: &[&str] = &["cleanup", "dce"];
+pub const DEFAULT_PIPELINE: &[&str] = &["fold-bn", "cleanup", "dce"];
 
 /// The passes of a named pipeline: `O0` (none) or `O2` (the default); the `O` may be left out.
 pub fn pipeline(name: &str) -> Option<&'static [&'static str]> {
@@ -251,9 +256,9 @@ mod tests {
         assert!(PassManager::parse("").unwrap().names().is_empty());
         assert_eq!(PassManager::parse("dce").unwrap().names(), vec!["dce"]);
         let err = PassManager::parse("dce,fuse-everything").err().unwrap();
-        assert_eq!(err.to_string(), "unknown pass 'fuse-everything' (known: cleanup, dce, none)");
+        assert_eq!(err.to_string(), "unknown pass 'fuse-everything' (known: fold-bn, fold-bn-qdq, cleanup, dce, none)");
         assert!(PassManager::named("O0").unwrap().names().is_empty());
-        assert_eq!(PassManager::named("2").unwrap().names(), vec!["cleanup", "dce"]);
+        assert_eq!(PassManager::named("2").unwrap().names(), vec!["fold-bn", "cleanup", "dce"]);
         assert_eq!(PassManager::named("O3").err().unwrap().to_string(), "unknown pipeline 'O3' (known: O0, O2)");
     }
 
@@ -279,13 +284,22 @@ mod tests {
         let r = pm.run_with(&mut g, &inst).unwrap();
         assert!(r.converged && !r.stopped);
         let summary: Vec<_> = r.runs.iter().map(|r| (r.pass, r.iteration, r.changes)).collect();
-        // Cleanup removes the Identity and the DQ→Q pair (2); dce the dead Relu (1); then nothing.
-        assert_eq!(summary, vec![("cleanup", 0, 2), ("dce", 0, 1), ("cleanup", 1, 0), ("dce", 1, 0)]);
-        assert!(r.runs[0].dump.is_none() && r.runs[1].dump.is_some());
-        assert!(r.runs[2].diff.is_none(), "no diff for a pass that changed nothing");
-        insta::assert_snapshot!(r.runs[1].diff.as_deref().unwrap(), @r"
-        --- before dce (#2)
-        +++ after dce (#2)
+        // No BN to fold; cleanup removes the Identity and the DQ→Q pair (2); dce the dead Relu
+        // (1); then nothing.
+        let expected = vec![
+            ("fold-bn", 0, 0),
+            ("cleanup", 0, 2),
+            ("dce", 0, 1),
+            ("fold-bn", 1, 0),
+            ("cleanup", 1, 0),
+            ("dce", 1, 0),
+        ];
+        assert_eq!(summary, expected);
+        assert!(r.runs[1].dump.is_none() && r.runs[2].dump.is_some());
+        assert!(r.runs[0].diff.is_none(), "no diff for a pass that changed nothing");
+        insta::assert_snapshot!(r.runs[2].diff.as_deref().unwrap(), @r"
+        --- before dce (#3)
+        +++ after dce (#3)
         @@ -4,6 +4,5 @@
            const %z: u8[] 128
            %q: u8[4] q(0.5, 128) = QuantizeLinear(%x, %s, %z)

@@ -135,6 +135,11 @@ impl Match {
             .unwrap_or_else(|| panic!("pattern has no variable ?{var}"))
     }
 
+    /// The operand bound to `?var`, or `None` for a variable the pattern does not have.
+    pub fn try_get(&self, var: &str) -> Option<Operand> {
+        self.bindings.iter().find(|(v, _)| v == var).map(|(_, o)| *o)
+    }
+
     /// Whether a matched node other than the root has outputs used outside the match.
     pub fn interior_used_elsewhere(&self, graph: &Graph) -> bool {
         let inside: HashSet<NodeId> = self.nodes.iter().copied().collect();
@@ -380,15 +385,15 @@ impl Patch {
                 break;
             }
         }
-        for (outlet, name) in renames {
-            graph.rename(Operand::Value(outlet), &name).expect("checked: the old value is removed");
+        for (operand, name) in renames {
+            graph.rename(resolve(operand, &added), &name).expect("checked: the old value is removed");
         }
         touched.retain(|&n| graph.contains(n));
         Ok(Applied { new_nodes: added, touched })
     }
 
     /// Checks that the patch can be applied; returns the renames that keep graph output names.
-    fn check(&self, graph: &Graph) -> Result<Vec<(Outlet, String)>, Refusal> {
+    fn check(&self, graph: &Graph) -> Result<Vec<(PatchOperand, String)>, Refusal> {
         let mut renames = Vec::new();
         for &(old, new) in &self.replace {
             if !graph.contains(old.node) {
@@ -399,13 +404,18 @@ impl Patch {
             }
             let name = graph.value(old).name.clone();
             let keep = |why: &str| Err(Refusal(format!("'{name}' is a graph output and {why}")));
-            let PatchOperand::Old(Operand::Value(o)) = new else {
-                return keep("the replacement is not a node output");
+            // A new node's output takes the name too (the rename happens once it exists).
+            let o = match new {
+                PatchOperand::Old(Operand::Value(o)) => Some(o),
+                PatchOperand::NewNode(..) => None,
+                _ => return keep("the replacement is not a node output"),
             };
-            if graph.node(o.node).op == Op::Input || graph.is_output(Operand::Value(o)) {
-                return keep(&format!("'{}' cannot take its name", graph.value(o).name));
+            if let Some(o) = o {
+                if graph.node(o.node).op == Op::Input || graph.is_output(Operand::Value(o)) {
+                    return keep(&format!("'{}' cannot take its name", graph.value(o).name));
+                }
             }
-            if !self.remove.contains(&old.node) || self.remove.contains(&o.node) {
+            if !self.remove.contains(&old.node) || o.is_some_and(|o| self.remove.contains(&o.node)) {
                 return keep("its producer is not removed");
             }
             let other_slot_used = graph.uses(old.node).any(|(_, e)| e.slot != old.slot)
@@ -414,10 +424,10 @@ impl Patch {
                     .iter()
                     .any(|g| matches!(g.operand, Operand::Value(v) if v.node == old.node && v != old));
             let read_by_new = self.nodes.iter().any(|n| n.inputs.contains(&PatchOperand::Old(Operand::Value(old))));
-            if other_slot_used || read_by_new || renames.iter().any(|(r, _)| *r == o) {
+            if other_slot_used || read_by_new || renames.iter().any(|(r, _)| *r == new) {
                 return keep("its producer stays");
             }
-            renames.push((o, name));
+            renames.push((new, name));
         }
         if let Some(&id) = self.remove.iter().find(|&&id| !graph.contains(id)) {
             return Err(Refusal(format!("patch removes a node that does not exist ({id:?})")));
