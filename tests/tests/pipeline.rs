@@ -3,18 +3,9 @@
 //! a reviewed change of what it does to real models. Also checks that -O2 is idempotent.
 
 use qdqc_passes::{Instrument, PassManager};
-use std::path::{Path, PathBuf};
+mod common;
 
-fn fixtures() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
-        .collect();
-    v.sort();
-    v
-}
+use common::fixtures;
 
 #[test]
 fn default_pipeline_diff_of_every_fixture() {

@@ -2,18 +2,9 @@
 //! code: a change to the printer or to import shows up here as a diff). Also checks that the text
 //! parses back to the same text.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-fn fixtures() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
-        .collect();
-    v.sort();
-    v
-}
+use common::fixtures;
 
 #[test]
 fn show_every_fixture() {

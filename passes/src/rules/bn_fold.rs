@@ -523,17 +523,7 @@ mod tests {
 
     /// Runs fold-bn then dce; returns the printed graph followed by the remarks.
     fn check(text: &str) -> String {
-        let mut g = parse(text).unwrap();
-        let mut remarks = Remarks::new();
-        pass().run(&mut g, &mut remarks).unwrap();
-        g.verify().unwrap();
-        crate::DeadCodeElimination.run(&mut g, &mut remarks).unwrap();
-        g.verify().unwrap();
-        let mut out = print(&g);
-        for r in &remarks {
-            out.push_str(&format!("// remark {r}\n"));
-        }
-        out
+        crate::rules::run_and_print(&pass(), text)
     }
 
     /// The remarks of `check` only.

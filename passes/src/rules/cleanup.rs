@@ -159,22 +159,10 @@ fn remove_identity(_: &Graph, m: &Match) -> Result<Patch, Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Pass, Remarks};
-    use qdqc_ir::text::{parse, print};
 
     /// Runs cleanup then dce; returns the printed graph followed by the remarks.
     fn check(text: &str) -> String {
-        let mut g = parse(text).unwrap();
-        let mut remarks = Remarks::new();
-        pass().run(&mut g, &mut remarks).unwrap();
-        g.verify().unwrap();
-        crate::DeadCodeElimination.run(&mut g, &mut remarks).unwrap();
-        g.verify().unwrap();
-        let mut out = print(&g);
-        for r in &remarks {
-            out.push_str(&format!("// remark {r}\n"));
-        }
-        out
+        crate::rules::run_and_print(&pass(), text)
     }
 
     #[test]

@@ -4,3 +4,20 @@
 pub mod bn_fold;
 pub mod cleanup;
 mod qparams;
+
+/// Test harness of the rule families: parses `text`, runs `pass` then dce (verifying after each),
+/// and returns the printed graph followed by one `// remark ...` line per remark.
+#[cfg(test)]
+pub(crate) fn run_and_print(pass: &dyn crate::Pass, text: &str) -> String {
+    let mut g = qdqc_ir::text::parse(text).unwrap();
+    let mut remarks = crate::Remarks::new();
+    pass.run(&mut g, &mut remarks).unwrap();
+    g.verify().unwrap();
+    crate::Pass::run(&crate::DeadCodeElimination, &mut g, &mut remarks).unwrap();
+    g.verify().unwrap();
+    let mut out = qdqc_ir::text::print(&g);
+    for r in &remarks {
+        out.push_str(&format!("// remark {r}\n"));
+    }
+    out
+}
