@@ -191,9 +191,10 @@ fn is_decimal_float(d: DType) -> bool {
     matches!(d, DType::F32 | DType::F64 | DType::F16 | DType::BF16)
 }
 
-/// ... and as its zero point.
+/// ... and as its zero point: integers only, whose literals name one value in every integer type
+/// (a float8/float4 zero point would print as hex bits that the lookup cannot match back).
 fn is_zero_point_type(d: DType) -> bool {
-    !is_decimal_float(d) && d != DType::String
+    d.is_int()
 }
 
 /// `ai.onnx` and the empty domain are the same domain.

@@ -170,6 +170,20 @@ fn quant_of_scalars_prints_numbers_else_constants() {
 }
 
 #[test]
+fn quant_with_a_float_zero_point_prints_the_constants() {
+    // A float4/float8 zero point prints as bits (0x0) that no integer lookup matches back: name it.
+    let text = "graph {
+  input %x: f32[4]
+  const %s: f32[] 0.5
+  const %z: f4e2m1[] 0x0
+  %y: i32[4] q(%s, %z) = com.x.Q(%x)
+  output %y
+}
+";
+    rt(text);
+}
+
+#[test]
 fn quant_annotations_may_be_left_out_and_are_checked() {
     let text = graph(&format!("{QDQ}  %xq = QuantizeLinear(%x, %s, %zp)\n  output %xq\n"));
     let printed = print(&parse(&text).unwrap());
