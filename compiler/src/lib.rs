@@ -6,7 +6,7 @@ pub mod stats;
 pub mod verify;
 
 use qdqc_ir::onnx::{self, FileError, Model, SaveOptions};
-use qdqc_passes::{Instrument, PassError, PassManager, PassRun, Remarks};
+use qdqc_passes::{Instrument, PassError, PassManager, PassRun, Remarks, Target};
 use std::path::{Path, PathBuf};
 
 pub use qdqc_eval as eval;
@@ -21,6 +21,8 @@ pub struct Options {
     /// A named pipeline (`O0`, `O2`; the `O` may be left out) when `passes` is `None`; `None`
     /// for the default (`O2`).
     pub opt_level: Option<String>,
+    /// What the output may contain: `ort` (default) or standard `onnx` ops only.
+    pub target: Target,
     /// `--print-after`, `--diff`, `--stop-after`.
     pub instrument: Instrument,
     pub save: SaveOptions,
@@ -92,11 +94,12 @@ fn pipeline(opts: &Options) -> Result<PassManager, Error> {
             return Err(Error::UnknownPass(PassError::Unknown { name: name.clone(), known }));
         }
     }
-    match (&opts.passes, &opts.opt_level) {
-        (Some(spec), _) => PassManager::parse(spec).map_err(Error::UnknownPass),
-        (None, Some(level)) => PassManager::named(level).map_err(Error::UnknownPass),
-        (None, None) => Ok(PassManager::default_pipeline()),
-    }
+    let pm = match (&opts.passes, &opts.opt_level) {
+        (Some(spec), _) => PassManager::parse(spec).map_err(Error::UnknownPass)?,
+        (None, Some(level)) => PassManager::named(level).map_err(Error::UnknownPass)?,
+        (None, None) => PassManager::default_pipeline(),
+    };
+    Ok(pm.for_target(opts.target))
 }
 
 /// Runs the pipeline on a loaded model. `path` names the model in errors.

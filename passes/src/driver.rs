@@ -5,8 +5,8 @@
 //! go back on the worklist. Sweeps repeat until one makes no change (counted by rewrites, not by
 //! node counts). The refusals of the last sweep, which saw the final graph, become remarks.
 
-use crate::rule::Rule;
-use crate::{Pass, PassError, Remark, Remarks};
+use crate::rule::{Refusal, Rule};
+use crate::{Pass, PassError, Remark, Remarks, Target};
 use qdqc_ir::{Graph, GraphError, NodeId, Op};
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -18,6 +18,7 @@ pub fn run_rules(
     pass: &'static str,
     graph: &mut Graph,
     rules: &[Rule],
+    target: Target,
     remarks: &mut Remarks,
 ) -> Result<usize, PassError> {
     let mut by_op: HashMap<&Op, Vec<&Rule>> = HashMap::new();
@@ -26,7 +27,7 @@ pub fn run_rules(
     }
     let mut total = 0;
     for _ in 0..MAX_SWEEPS {
-        let (changes, refusals) = sweep(graph, &by_op).map_err(|error| PassError::Failed { pass, error })?;
+        let (changes, refusals) = sweep(graph, &by_op, target).map_err(|error| PassError::Failed { pass, error })?;
         total += changes;
         if changes == 0 {
             remarks.extend(refusals.into_iter().map(|(rule, node, op, reason)| Remark {
@@ -44,7 +45,7 @@ pub fn run_rules(
 
 type Refusals = Vec<(&'static str, String, String, String)>;
 
-fn sweep(graph: &mut Graph, by_op: &HashMap<&Op, Vec<&Rule>>) -> Result<(usize, Refusals), GraphError> {
+fn sweep(graph: &mut Graph, by_op: &HashMap<&Op, Vec<&Rule>>, target: Target) -> Result<(usize, Refusals), GraphError> {
     let mut work: VecDeque<NodeId> = graph.topo_order()?.into();
     let mut queued: HashSet<NodeId> = work.iter().copied().collect();
     let mut changes = 0;
@@ -58,6 +59,10 @@ fn sweep(graph: &mut Graph, by_op: &HashMap<&Op, Vec<&Rule>>) -> Result<(usize, 
         for rule in rules {
             let refusal = match rule.try_at(graph, id) {
                 None => continue,
+                Some(Ok(_)) if !rule.targets.contains(&target) => Some(Refusal(format!(
+                    "the rewrite needs --target {} (this is --target {target})",
+                    rule.targets.iter().map(|t| t.to_string()).collect::<Vec<_>>().join("|")
+                ))),
                 Some(Ok(patch)) => match patch.apply(graph) {
                     Ok(applied) => {
                         changes += 1;
@@ -86,10 +91,21 @@ fn sweep(graph: &mut Graph, by_op: &HashMap<&Op, Vec<&Rule>>) -> Result<(usize, 
     Ok((changes, refusals))
 }
 
-/// A pass made of a rule table, run by the greedy driver.
+/// A pass made of a rule table, run by the greedy driver for a target.
 pub struct RulePass {
     pub name: &'static str,
     pub rules: fn() -> Vec<Rule>,
+    pub target: Target,
+}
+
+impl RulePass {
+    pub fn new(name: &'static str, rules: fn() -> Vec<Rule>) -> RulePass {
+        RulePass { name, rules, target: Target::default() }
+    }
+
+    pub fn for_target(self, target: Target) -> RulePass {
+        RulePass { target, ..self }
+    }
 }
 
 impl Pass for RulePass {
@@ -98,14 +114,14 @@ impl Pass for RulePass {
     }
 
     fn run(&self, graph: &mut Graph, remarks: &mut Remarks) -> Result<usize, PassError> {
-        run_rules(self.name, graph, &(self.rules)(), remarks)
+        run_rules(self.name, graph, &(self.rules)(), self.target, remarks)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use crate::rule::{Patch, Rule};
-    use crate::{rules, Remarks};
+    use crate::{rules, Remarks, Target};
     use qdqc_ir::text::{parse, print};
     use qdqc_ir::Outlet;
 
@@ -121,7 +137,8 @@ mod tests {
         text.push_str(&format!("  output %x{n}\n}}\n"));
         let mut g = parse(&text).unwrap();
         let start = std::time::Instant::now();
-        let changes = super::run_rules("cleanup", &mut g, &rules::cleanup::rules(), &mut Remarks::new()).unwrap();
+        let changes =
+            super::run_rules("cleanup", &mut g, &rules::cleanup::rules(), Target::Ort, &mut Remarks::new()).unwrap();
         assert_eq!(changes, n);
         assert_eq!(g.op_count(), n);
         g.verify().unwrap();
@@ -164,7 +181,7 @@ mod tests {
         )
         .unwrap();
         let mut remarks = Remarks::new();
-        assert_eq!(super::run_rules("test", &mut g, &rules, &mut remarks).unwrap(), 1);
+        assert_eq!(super::run_rules("test", &mut g, &rules, Target::Ort, &mut remarks).unwrap(), 1);
         g.verify().unwrap();
         insta::assert_snapshot!(print(&g), @r#"
         graph "g" opset(ai.onnx=17) {
@@ -176,5 +193,21 @@ mod tests {
         "#);
         let r: Vec<String> = remarks.iter().map(|r| r.to_string()).collect();
         assert_eq!(r, ["refuse: Relu (producing 'y'): never fires"]);
+    }
+
+    #[test]
+    fn a_rule_outside_the_target_becomes_a_remark() {
+        let rules = vec![Rule::new("tanh-to-sigmoid", "(Tanh ?x)", &[], swap_to_sigmoid).only(&[Target::Ort])];
+        let text = "graph \"g\" opset(ai.onnx=17) {\n  input %x: f32[4]\n  %t = Tanh(%x)\n  output %t\n}\n";
+        let mut g = parse(text).unwrap();
+        let mut remarks = Remarks::new();
+        assert_eq!(super::run_rules("test", &mut g, &rules, Target::Onnx, &mut remarks).unwrap(), 0);
+        assert!(print(&g).contains("= Tanh(%x)"));
+        let r: Vec<String> = remarks.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            r,
+            ["tanh-to-sigmoid: Tanh (producing 't'): the rewrite needs --target ort (this is --target onnx)"]
+        );
+        assert_eq!(super::run_rules("test", &mut g, &rules, Target::Ort, &mut remarks).unwrap(), 1);
     }
 }

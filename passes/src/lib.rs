@@ -70,18 +70,61 @@ pub enum PassError {
     Failed { pass: &'static str, error: GraphError },
 }
 
-/// Every pass by name, in a stable order.
-pub fn registry() -> Vec<Box<dyn Pass>> {
-    vec![
-        Box::new(rules::bn_fold::pass()),
-        Box::new(rules::bn_fold::qdq_pass()),
-        Box::new(rules::cleanup::pass()),
-        Box::new(DeadCodeElimination),
-    ]
+/// What the output may contain, as `qdqc compile --target` says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Target {
+    /// Standard ONNX ops plus the com.microsoft ops onnxruntime runs (QLinearAdd, QGemm, ...).
+    #[default]
+    Ort,
+    /// Standard ONNX ops only: what has no standard integer form stays a DQ→op→Q island.
+    Onnx,
 }
 
-/// The default pipeline (`-O2`). The fusion passes join it as they land.
-pub const DEFAULT_PIPELINE: &[&str] = &["fold-bn", "cleanup", "dce"];
+impl Target {
+    pub const ALL: &'static [Target] = &[Target::Ort, Target::Onnx];
+
+    pub fn parse(s: &str) -> Option<Target> {
+        match s {
+            "ort" => Some(Target::Ort),
+            "onnx" => Some(Target::Onnx),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Target::Ort => "ort",
+            Target::Onnx => "onnx",
+        })
+    }
+}
+
+/// Every pass by name, in a stable order, for the default target.
+pub fn registry() -> Vec<Box<dyn Pass>> {
+    registry_for(Target::default())
+}
+
+/// Every pass by name, in a stable order, for `target`.
+pub fn registry_for(target: Target) -> Vec<Box<dyn Pass>> {
+    let rule_passes = [
+        rules::bn_fold::pass(),
+        rules::bn_fold::qdq_pass(),
+        rules::cleanup::pass(),
+        rules::propagate::pass(),
+        rules::fuse::pass(),
+        rules::fuse_contrib::pass(),
+    ];
+    let mut passes: Vec<Box<dyn Pass>> =
+        rule_passes.into_iter().map(|p| Box::new(p.for_target(target)) as Box<dyn Pass>).collect();
+    passes.push(Box::new(DeadCodeElimination));
+    passes
+}
+
+/// The default pipeline (`-O2`), repeated to a fixed point: fold BN, move Q earlier and DQ later,
+/// drop the DQ→Q pairs that meet, fuse what is left between a DQ and a Q into integer ops.
+pub const DEFAULT_PIPELINE: &[&str] = &["fold-bn", "propagate", "cleanup", "fuse", "fuse-contrib", "dce"];
 
 /// The passes of a named pipeline: `O0` (none) or `O2` (the default); the `O` may be left out.
 pub fn pipeline(name: &str) -> Option<&'static [&'static str]> {
@@ -155,6 +198,7 @@ pub struct PipelineRun {
 /// Runs a list of passes to a fixed point, verifying the graph after each one.
 pub struct PassManager {
     passes: Vec<Box<dyn Pass>>,
+    target: Target,
 }
 
 impl PassManager {
@@ -172,15 +216,30 @@ impl PassManager {
     }
 
     pub fn from_names(names: &[&str]) -> Result<PassManager, PassError> {
+        PassManager::from_names_for(names, Target::default())
+    }
+
+    /// The same passes, built for `target`.
+    pub fn for_target(self, target: Target) -> PassManager {
+        let names = self.names();
+        PassManager::from_names_for(&names, target).expect("the names came from the registry")
+    }
+
+    pub fn target(&self) -> Target {
+        self.target
+    }
+
+    fn from_names_for(names: &[&str], target: Target) -> Result<PassManager, PassError> {
         let mut passes = Vec::new();
         for &name in names {
-            let pass = registry().into_iter().find(|p| p.name() == name).ok_or_else(|| PassError::Unknown {
-                name: name.to_string(),
-                known: registry().iter().map(|p| p.name()).chain(["none"]).collect::<Vec<_>>().join(", "),
-            })?;
+            let pass =
+                registry_for(target).into_iter().find(|p| p.name() == name).ok_or_else(|| PassError::Unknown {
+                    name: name.to_string(),
+                    known: registry().iter().map(|p| p.name()).chain(["none"]).collect::<Vec<_>>().join(", "),
+                })?;
             passes.push(pass);
         }
-        Ok(PassManager { passes })
+        Ok(PassManager { passes, target })
     }
 
     pub fn default_pipeline() -> PassManager {
@@ -256,9 +315,10 @@ mod tests {
         assert!(PassManager::parse("").unwrap().names().is_empty());
         assert_eq!(PassManager::parse("dce").unwrap().names(), vec!["dce"]);
         let err = PassManager::parse("dce,fuse-everything").err().unwrap();
-        assert_eq!(err.to_string(), "unknown pass 'fuse-everything' (known: fold-bn, fold-bn-qdq, cleanup, dce, none)");
+        assert_eq!(err.to_string(), "unknown pass 'fuse-everything' (known: fold-bn, fold-bn-qdq, cleanup, propagate, fuse, fuse-contrib, dce, none)");
         assert!(PassManager::named("O0").unwrap().names().is_empty());
-        assert_eq!(PassManager::named("2").unwrap().names(), vec!["fold-bn", "cleanup", "dce"]);
+        assert_eq!(PassManager::named("2").unwrap().names(), DEFAULT_PIPELINE);
+        assert_eq!(PassManager::parse("fuse").unwrap().for_target(Target::Onnx).target(), Target::Onnx);
         assert_eq!(PassManager::named("O3").err().unwrap().to_string(), "unknown pipeline 'O3' (known: O0, O2)");
     }
 
@@ -278,7 +338,7 @@ mod tests {
 
     #[test]
     fn fixed_point_diffs_dumps_and_stop_after() {
-        let pm = PassManager::default_pipeline();
+        let pm = PassManager::parse("fold-bn,cleanup,dce").unwrap();
         let mut g = parse(G).unwrap();
         let inst = Instrument { print_after: Some(PrintAfter::parse("dce")), diff: true, stop_after: None };
         let r = pm.run_with(&mut g, &inst).unwrap();

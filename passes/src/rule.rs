@@ -13,6 +13,7 @@
 //! twice must bind the same operand. Node inputs beyond the pattern's arguments must be omitted;
 //! arguments beyond the node's inputs bind the omitted operand.
 
+use crate::Target;
 use qdqc_ir::{ConstId, Graph, NodeId, Op, Operand, Outlet, Tensor};
 use std::collections::HashSet;
 use std::fmt;
@@ -228,6 +229,9 @@ pub struct Rule {
     pub pattern: Pattern,
     pub guards: Vec<Guard>,
     pub build: Build,
+    /// The targets whose ops the patch may use (all by default). On another target the driver
+    /// reports a match that would have fired as a remark instead of applying it.
+    pub targets: &'static [Target],
 }
 
 impl Rule {
@@ -235,7 +239,13 @@ impl Rule {
     /// every rule table has a test that builds it).
     pub fn new(name: &'static str, pattern: &str, guards: &[Guard], build: Build) -> Rule {
         let pattern = Pattern::parse(pattern).unwrap_or_else(|e| panic!("rule {name}: {e}"));
-        Rule { name, pattern, guards: guards.to_vec(), build }
+        Rule { name, pattern, guards: guards.to_vec(), build, targets: Target::ALL }
+    }
+
+    /// Restricts the rule to `targets` (e.g. a rewrite into com.microsoft ops: `&[Target::Ort]`).
+    pub fn only(mut self, targets: &'static [Target]) -> Rule {
+        self.targets = targets;
+        self
     }
 
     /// Matches at `id`, checks the guards and builds the patch. `None`: the pattern does not

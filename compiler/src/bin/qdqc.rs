@@ -42,6 +42,10 @@ enum Command {
         /// Named pipeline: -O0 (no passes) or -O2 (the default).
         #[arg(short = 'O', value_name = "LEVEL")]
         opt_level: Option<String>,
+        /// What the output may contain: `ort` (standard ops plus the com.microsoft ops onnxruntime
+        /// runs) or `onnx` (standard ops only; what has no standard form stays a DQ→op→Q island).
+        #[arg(long, value_enum, default_value_t = TargetArg::Ort)]
+        target: TargetArg,
         /// Print the text IR after PASS (or after every pass with `all`).
         #[arg(long, value_name = "PASS|all")]
         print_after: Option<String>,
@@ -124,6 +128,12 @@ enum Command {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum TargetArg {
+    Ort,
+    Onnx,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum ExternalMode {
     Keep,
     Inline,
@@ -159,6 +169,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             output,
             passes,
             opt_level,
+            target,
             print_after,
             diff,
             dump_dir,
@@ -184,7 +195,11 @@ fn run(cli: Cli) -> Result<(), Error> {
                 diff,
                 stop_after,
             };
-            let opts = Options { passes, opt_level, instrument, save: SaveOptions { external } };
+            let target = match target {
+                TargetArg::Ort => qdqc::passes::Target::Ort,
+                TargetArg::Onnx => qdqc::passes::Target::Onnx,
+            };
+            let opts = Options { passes, opt_level, target, instrument, save: SaveOptions { external } };
             let check = verify.map(|samples| VerifyOptions { samples, seed, force, ..Default::default() });
             let bar = Bar::new("verifying", verify.unwrap_or(0));
             let c = qdqc::compile_file(&input, &output, &opts, check.as_ref(), &|d, n| bar.set(d, n))?;

@@ -78,11 +78,11 @@ pub fn qdq_rules() -> Vec<Rule> {
 }
 
 pub fn pass() -> RulePass {
-    RulePass { name: "fold-bn", rules }
+    RulePass::new("fold-bn", rules)
 }
 
 pub fn qdq_pass() -> RulePass {
-    RulePass { name: "fold-bn-qdq", rules: qdq_rules }
+    RulePass::new("fold-bn-qdq", qdq_rules)
 }
 
 // ---- reading constants -------------------------------------------------------------------

@@ -32,7 +32,7 @@ pub fn rules() -> Vec<Rule> {
 }
 
 pub fn pass() -> RulePass {
-    RulePass { name: "cleanup", rules }
+    RulePass::new("cleanup", rules)
 }
 
 fn out0(m: &Match) -> Outlet {

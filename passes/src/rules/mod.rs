@@ -3,6 +3,9 @@
 
 pub mod bn_fold;
 pub mod cleanup;
+pub mod fuse;
+pub mod fuse_contrib;
+pub mod propagate;
 mod qparams;
 
 /// Test harness of the rule families: parses `text`, runs `pass` then dce (verifying after each),
