@@ -186,8 +186,8 @@ mod tests {
         insta::assert_snapshot!(print(&g), @r#"
         graph "g" opset(ai.onnx=17) {
           input %x: f32[4]
-          %t_s: f32[4] = Sigmoid(%x)
-          %y: f32[4] = Relu(%t_s)
+          %t: f32[4] = Sigmoid(%x)
+          %y: f32[4] = Relu(%t)
           output %y
         }
         "#);

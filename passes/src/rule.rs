@@ -395,38 +395,53 @@ impl Patch {
                 break;
             }
         }
-        for (operand, name) in renames {
-            graph.rename(resolve(operand, &added), &name).expect("checked: the old value is removed");
+        for (operand, name, is_output) in renames {
+            let renamed = graph.rename(resolve(operand, &added), &name);
+            assert!(renamed.is_ok() || !is_output, "checked: the old value of graph output '{name}' is removed");
         }
         touched.retain(|&n| graph.contains(n));
         Ok(Applied { new_nodes: added, touched })
     }
 
-    /// Checks that the patch can be applied; returns the renames that keep graph output names.
-    fn check(&self, graph: &Graph) -> Result<Vec<(PatchOperand, String)>, Refusal> {
+    /// Checks that the patch can be applied; returns the renames: a graph output keeps its name
+    /// (or the patch is refused), and a value replaced by a new node's output whose producer goes
+    /// away passes its name on when it can, so that names (and `qdqc verify`'s comparison of
+    /// tensors by name) follow the values.
+    fn check(&self, graph: &Graph) -> Result<Vec<(PatchOperand, String, bool)>, Refusal> {
         let mut renames = Vec::new();
         for &(old, new) in &self.replace {
             if !graph.contains(old.node) {
                 return Err(Refusal::new("patch replaces a value of a removed node"));
             }
-            if !graph.is_output(Operand::Value(old)) {
+            let is_output = graph.is_output(Operand::Value(old));
+            if !is_output && !matches!(new, PatchOperand::NewNode(..)) {
                 continue;
             }
             let name = graph.value(old).name.clone();
-            let keep = |why: &str| Err(Refusal(format!("'{name}' is a graph output and {why}")));
+            let keep = |why: &str| -> Result<(), Refusal> {
+                match is_output {
+                    true => Err(Refusal(format!("'{name}' is a graph output and {why}"))),
+                    false => Ok(()),
+                }
+            };
             // A new node's output takes the name too (the rename happens once it exists).
             let o = match new {
                 PatchOperand::Old(Operand::Value(o)) => Some(o),
                 PatchOperand::NewNode(..) => None,
-                _ => return keep("the replacement is not a node output"),
+                _ => {
+                    keep("the replacement is not a node output")?;
+                    continue;
+                }
             };
             if let Some(o) = o {
                 if graph.node(o.node).op == Op::Input || graph.is_output(Operand::Value(o)) {
-                    return keep(&format!("'{}' cannot take its name", graph.value(o).name));
+                    keep(&format!("'{}' cannot take its name", graph.value(o).name))?;
+                    continue;
                 }
             }
             if !self.remove.contains(&old.node) || o.is_some_and(|o| self.remove.contains(&o.node)) {
-                return keep("its producer is not removed");
+                keep("its producer is not removed")?;
+                continue;
             }
             let other_slot_used = graph.uses(old.node).any(|(_, e)| e.slot != old.slot)
                 || graph
@@ -434,10 +449,11 @@ impl Patch {
                     .iter()
                     .any(|g| matches!(g.operand, Operand::Value(v) if v.node == old.node && v != old));
             let read_by_new = self.nodes.iter().any(|n| n.inputs.contains(&PatchOperand::Old(Operand::Value(old))));
-            if other_slot_used || read_by_new || renames.iter().any(|(r, _)| *r == new) {
-                return keep("its producer stays");
+            if other_slot_used || read_by_new || renames.iter().any(|(r, _, _)| *r == new) {
+                keep("its producer stays")?;
+                continue;
             }
-            renames.push((new, name));
+            renames.push((new, name, is_output));
         }
         if let Some(&id) = self.remove.iter().find(|&&id| !graph.contains(id)) {
             return Err(Refusal(format!("patch removes a node that does not exist ({id:?})")));

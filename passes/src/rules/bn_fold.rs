@@ -856,8 +856,8 @@ mod tests {
               %xd: f32[1,2,2,2] = DequantizeLinear(%xq, %sx, %zx)
               %wq_bn_dq: f32[2,2,1,1] = DequantizeLinear[axis=0](%wq_bn, %wq_bn_scale, %wq_bn_zero_point)
               %b_bias: f32[2] = DequantizeLinear[axis=0](%b_bias_quantized, %b_bias_quantized_scale, %b_bias_quantized_zero_point)
-              %b_1: f32[1,2,2,2] = Conv[kernel_shape=[1,1]](%xd, %wq_bn_dq, %b_bias)
-              %y: u8[1,2,2,2] q(0.01, 128) = QuantizeLinear(%b_1, %sy, %zy)
+              %b: f32[1,2,2,2] = Conv[kernel_shape=[1,1]](%xd, %wq_bn_dq, %b_bias)
+              %y: u8[1,2,2,2] q(0.01, 128) = QuantizeLinear(%b, %sy, %zy)
               output %y
             }
         "#);
