@@ -1,0 +1,8 @@
+//! (being written)
+
+use crate::rule::Rule;
+
+/// The rule table.
+pub fn rules() -> Vec<Rule> {
+    vec![]
+}
