@@ -65,23 +65,33 @@ pub fn infer_graph(graph: &mut Graph) -> Result<(), GraphError> {
         for (slot, ty) in merged {
             node.outputs[slot].ty = ty;
         }
-        let node = graph.node(id);
-        let out_quant = quant::output_quant(graph, node);
-        let in_quant = quant::dequantized_input_quant(graph, node);
-        if let Some(q) = out_quant {
-            let v = &mut graph.node_mut(id).outputs[0];
+        infer_quant(graph, id);
+    }
+    Ok(())
+}
+
+/// Sets the quantization parameters of node `id`'s integer output (a Q, a QLinear op, or data
+/// movement of a quantized value), and of the integer value a DequantizeLinear reads when that
+/// has none yet. Output types must be inferred first.
+pub fn infer_quant(graph: &mut Graph, id: NodeId) {
+    let node = graph.node(id);
+    let out_quant = quant::output_quant(graph, node);
+    let in_quant = quant::dequantized_input_quant(graph, node);
+    if let Some(q) = out_quant {
+        // Every output of a Split; the first of anything else (MaxPool's indices are no quantized value).
+        let n = if graph.node(id).op == Op::Split { usize::MAX } else { 1 };
+        for v in graph.node_mut(id).outputs.iter_mut().take(n) {
             if v.ty.as_ref().is_some_and(|t| t.dtype.is_int()) {
-                v.quant = Some(q);
-            }
-        }
-        if let Some((outlet, q)) = in_quant {
-            let v = graph.value_mut(outlet);
-            if v.quant.is_none() {
-                v.quant = Some(q);
+                v.quant = Some(q.clone());
             }
         }
     }
-    Ok(())
+    if let Some((outlet, q)) = in_quant {
+        let v = graph.value_mut(outlet);
+        if v.quant.is_none() {
+            v.quant = Some(q);
+        }
+    }
 }
 
 /// Checks that recorded output types agree with inference, for nodes in `order`.

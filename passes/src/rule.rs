@@ -378,6 +378,7 @@ impl Patch {
                     v.ty = ty;
                 }
             }
+            qdqc_ir::infer::infer_quant(graph, id);
         }
         let mut touched = Vec::new();
         for (old, new) in self.replace {

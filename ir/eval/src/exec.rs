@@ -31,6 +31,11 @@ pub struct RunOptions {
     pub keep_intermediates: bool,
     /// Called after every node (e.g. to drive a progress bar).
     pub progress: Option<ProgressFn>,
+    /// Values to substitute, by name (teacher forcing): a node output whose name is here, with
+    /// the same dtype and shape, is reported as computed, but its consumers read the forced value.
+    /// With a reference run's values this measures each node's own error, not the error it
+    /// inherits from the nodes before it.
+    pub forced: Option<Arc<HashMap<String, Value>>>,
 }
 
 impl RunOptions {
@@ -45,6 +50,7 @@ impl fmt::Debug for RunOptions {
         f.debug_struct("RunOptions")
             .field("keep_intermediates", &self.keep_intermediates)
             .field("progress", &self.progress.is_some())
+            .field("forced", &self.forced.as_ref().map(|f| f.len()))
             .finish()
     }
 }
@@ -210,6 +216,8 @@ impl<'g> Interpreter<'g> {
             return Err(EvalError::UnknownInput(name.to_string()));
         }
         let mut kept: HashMap<Outlet, Value> = HashMap::new();
+        // What nodes whose output was forced computed themselves.
+        let mut own: HashMap<Outlet, Value> = HashMap::new();
         let total = self.order.len();
         for (i, &id) in self.order.iter().enumerate() {
             let node = g.node(id);
@@ -233,13 +241,20 @@ impl<'g> Interpreter<'g> {
                     continue;
                 }
                 let o = Outlet::new(id, slot as u32);
-                let Some(v) = v else {
+                let Some(mut v) = v else {
                     return Err(EvalError::Kernel {
                         node: node.label(),
                         op: node.op.to_string(),
                         msg: format!("output {slot} ('{}') is not produced by the interpreter", decl.name),
                     });
                 };
+                let forced = opts.forced.as_ref().and_then(|f| f.get(&decl.name));
+                if let Some(f) = forced.filter(|f| f.dtype() == v.dtype() && f.shape() == v.shape()) {
+                    let computed = std::mem::replace(&mut v, f.clone());
+                    if opts.keep_intermediates || self.last_use.get(&o) == Some(&usize::MAX) {
+                        own.insert(o, computed);
+                    }
+                }
                 if self.last_use.contains_key(&o) {
                     env.insert(o, v);
                 } else if opts.keep_intermediates {
@@ -266,10 +281,12 @@ impl<'g> Interpreter<'g> {
         for out in &g.outputs {
             let v = match out.operand {
                 Operand::Value(o) => {
-                    env.get(&o).or_else(|| self.folded.get(&o)).cloned().ok_or_else(|| EvalError::Kernel {
-                        node: g.node(o.node).label(),
-                        op: g.node(o.node).op.to_string(),
-                        msg: format!("graph output '{}' was not computed", out.name()),
+                    own.get(&o).or_else(|| env.get(&o)).or_else(|| self.folded.get(&o)).cloned().ok_or_else(|| {
+                        EvalError::Kernel {
+                            node: g.node(o.node).label(),
+                            op: g.node(o.node).op.to_string(),
+                            msg: format!("graph output '{}' was not computed", out.name()),
+                        }
                     })?
                 }
                 Operand::Const(c) => self.constant(c)?.clone(),
@@ -284,6 +301,9 @@ impl<'g> Interpreter<'g> {
             }
             for (o, v) in &self.folded {
                 values.insert(g.value(*o).name.clone(), v.clone());
+            }
+            for (o, v) in own {
+                values.insert(g.value(o).name.clone(), v);
             }
         }
         Ok(RunResult { outputs, values })
@@ -357,4 +377,28 @@ fn check_input(name: &str, ty: Option<&qdqc_ir::TensorType>, v: &Value) -> Resul
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forced_values_feed_consumers_and_the_computed_ones_are_reported() {
+        let g = qdqc_ir::text::parse(
+            "graph {\n  input %x: f32[2]\n  %a: f32[2] = Relu(%x)\n  %b: f32[2] = Add(%a, %a)\n  output %b\n}\n",
+        )
+        .unwrap();
+        let x = [("x".to_string(), Value::f32(&[2], vec![-1.0, 3.0]).unwrap())];
+        let mut forced = HashMap::new();
+        forced.insert("a".to_string(), Value::f32(&[2], vec![10.0, 20.0]).unwrap());
+        // A forced value of another shape is ignored.
+        forced.insert("x".to_string(), Value::f32(&[3], vec![0.0; 3]).unwrap());
+        let opts = RunOptions { forced: Some(Arc::new(forced)), ..RunOptions::keep_all() };
+        let r = Interpreter::new(&g).unwrap().run(&x, &opts).unwrap();
+        assert_eq!(r.values["a"].to_f64_vec().unwrap(), [0.0, 3.0], "a as Relu computed it");
+        assert_eq!(r.output("b").unwrap().to_f64_vec().unwrap(), [20.0, 40.0], "b from the forced a");
+        let free = Interpreter::new(&g).unwrap().run(&x, &RunOptions::default()).unwrap();
+        assert_eq!(free.output("b").unwrap().to_f64_vec().unwrap(), [0.0, 6.0]);
+    }
 }

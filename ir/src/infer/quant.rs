@@ -216,9 +216,55 @@ pub(crate) fn output_quant(g: &Graph, node: &Node) -> Option<Quant> {
         Op::QLinearSigmoid | Op::QLinearLeakyRelu | Op::QLinearSoftmax => (3, 4, 1),
         Op::QLinearConcat => (0, 1, 1),
         Op::QGemm if node.input(7) != Operand::None => (7, 8, -1),
+        // Data movement (and integer Relu/Clip: Max/Min/Clip against constants) of a value
+        // quantized per tensor keeps its parameters.
+        Op::MaxPool
+        | Op::Reshape
+        | Op::Flatten
+        | Op::Transpose
+        | Op::Squeeze
+        | Op::Unsqueeze
+        | Op::Slice
+        | Op::Gather
+        | Op::Split
+        | Op::Pad
+        | Op::Resize
+        | Op::DepthToSpace
+        | Op::SpaceToDepth
+        | Op::Identity
+        | Op::GlobalMaxPool
+        | Op::ReduceMax
+        | Op::ReduceMin
+        | Op::Max
+        | Op::Min
+        | Op::Clip
+        | Op::Concat => return moved_quant(g, node),
         _ => return None,
     };
     quant_from(g, node.input(scale), node.input(zp), default_axis, None, out_rank)
+}
+
+/// The parameters of a data-movement op's first input when it is a value quantized per tensor;
+/// for Concat and Max/Min, every input that is a value must have the same parameters.
+fn moved_quant(g: &Graph, node: &Node) -> Option<Quant> {
+    let quant_of = |op: Operand| match op {
+        Operand::Value(o) => g.value(o).quant.clone(),
+        _ => None,
+    };
+    let q = quant_of(node.input(0))?;
+    if q.axis.is_some() || q.block_size.is_some() {
+        return None;
+    }
+    if matches!(node.op, Op::Concat | Op::Max | Op::Min) {
+        let all_same = node.inputs().iter().all(|&i| match i {
+            Operand::Value(_) => quant_of(i).as_ref() == Some(&q),
+            _ => !matches!(node.op, Op::Concat),
+        });
+        if !all_same {
+            return None;
+        }
+    }
+    Some(q)
 }
 
 /// For a DequantizeLinear reading an integer value: that value and the parameters it is

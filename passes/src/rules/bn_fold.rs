@@ -134,17 +134,23 @@ fn channels(dims: &[i64], p: &qparams::QParams) -> Result<(usize, usize), Refusa
 }
 
 /// γ, β, mean, var and ε of the matched BatchNormalization.
-struct Bn {
-    gamma: Vec<f32>,
-    beta: Vec<f32>,
-    mean: Vec<f32>,
-    var: Vec<f32>,
-    eps: f32,
+pub(crate) struct Bn {
+    pub gamma: Vec<f32>,
+    pub beta: Vec<f32>,
+    pub mean: Vec<f32>,
+    pub var: Vec<f32>,
+    pub eps: f32,
 }
 
 impl Bn {
+    /// The BN at the root of the match, whose parameters are bound to ?gamma ?beta ?mean ?var.
     fn read(g: &Graph, m: &Match) -> Result<Bn, Refusal> {
-        let eps = attr::float(&g.node(m.root()).attrs, "epsilon").unwrap_or(1e-5);
+        Bn::read_node(g, m.root(), m)
+    }
+
+    /// The BN node `bn`, whose parameters are bound to ?gamma ?beta ?mean ?var in `m`.
+    pub(crate) fn read_node(g: &Graph, bn: NodeId, m: &Match) -> Result<Bn, Refusal> {
+        let eps = attr::float(&g.node(bn).attrs, "epsilon").unwrap_or(1e-5);
         Ok(Bn {
             gamma: const_floats(g, m.get("gamma"), "BN scale")?,
             beta: const_floats(g, m.get("beta"), "BN bias")?,
@@ -155,7 +161,7 @@ impl Bn {
     }
 
     /// The per-channel factor `γ/√(var+ε)` and offset `β − mean·f`, in f64.
-    fn factors(&self) -> (Vec<f64>, Vec<f64>) {
+    pub(crate) fn factors(&self) -> (Vec<f64>, Vec<f64>) {
         let f: Vec<f64> = (0..self.gamma.len())
             .map(|c| self.gamma[c] as f64 / (self.var[c] as f64 + self.eps as f64).sqrt())
             .collect();

@@ -5,12 +5,13 @@
 use crate::driver::RulePass;
 use crate::rule::Rule;
 
+pub mod batchnorm;
 pub mod conv;
 pub mod matmul;
 
 /// The rule table.
 pub fn rules() -> Vec<Rule> {
-    conv::rules().into_iter().chain(matmul::rules()).collect()
+    conv::rules().into_iter().chain(matmul::rules()).chain(batchnorm::rules()).collect()
 }
 
 pub fn pass() -> RulePass {
