@@ -727,6 +727,16 @@ impl Graph {
         };
         for id in self.g.node_indices() {
             let n = &self.g[id];
+            for v in &n.outputs {
+                let Some(q) = &v.quant else { continue };
+                for c in std::iter::once(q.scale).chain(q.zero_point) {
+                    check_operand(n, Operand::Const(c)).map_err(|_| GraphError::Node {
+                        node: n.label(),
+                        op: n.op.to_string(),
+                        msg: format!("the quantization of '{}' refers to a removed constant ({c:?})", v.name),
+                    })?;
+                }
+            }
             let mut expect: Vec<(NodeId, Edge)> = Vec::new();
             for (i, &op) in n.inputs.iter().enumerate() {
                 check_operand(n, op)?;

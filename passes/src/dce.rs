@@ -53,6 +53,20 @@ impl Pass for DeadCodeElimination {
             .map(|(id, _)| id)
             .collect();
         changes += dead.len();
+        // A quantization annotation is no use of its constants: one naming a removed constant
+        // (the scale of a value that a fused op now reads with its own parameters) goes too.
+        let dead_set: HashSet<ConstId> = dead.iter().copied().collect();
+        let ids: Vec<_> = graph.node_ids().collect();
+        for id in ids {
+            for v in &mut graph.node_mut(id).outputs {
+                if v.quant
+                    .as_ref()
+                    .is_some_and(|q| dead_set.contains(&q.scale) || q.zero_point.is_some_and(|z| dead_set.contains(&z)))
+                {
+                    v.quant = None;
+                }
+            }
+        }
         for id in dead {
             graph.remove_const(id);
         }
