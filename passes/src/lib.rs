@@ -23,8 +23,10 @@ pub mod rule;
 pub mod rules;
 
 mod dce;
+mod dedup_consts;
 
 pub use dce::DeadCodeElimination;
+pub use dedup_consts::DedupConsts;
 
 use qdqc_ir::{Graph, GraphError};
 use std::collections::BTreeSet;
@@ -118,13 +120,15 @@ pub fn registry_for(target: Target) -> Vec<Box<dyn Pass>> {
     ];
     let mut passes: Vec<Box<dyn Pass>> =
         rule_passes.into_iter().map(|p| Box::new(p.for_target(target)) as Box<dyn Pass>).collect();
+    passes.push(Box::new(DedupConsts));
     passes.push(Box::new(DeadCodeElimination));
     passes
 }
 
 /// The default pipeline (`-O2`), repeated to a fixed point: fold BN, move Q earlier and DQ later,
 /// drop the DQ→Q pairs that meet, fuse what is left between a DQ and a Q into integer ops.
-pub const DEFAULT_PIPELINE: &[&str] = &["fold-bn", "propagate", "cleanup", "fuse", "fuse-contrib", "dce"];
+pub const DEFAULT_PIPELINE: &[&str] =
+    &["fold-bn", "propagate", "cleanup", "fuse", "fuse-contrib", "dedup-consts", "dce"];
 
 /// The passes of a named pipeline: `O0` (none) or `O2` (the default); the `O` may be left out.
 pub fn pipeline(name: &str) -> Option<&'static [&'static str]> {
@@ -315,7 +319,7 @@ mod tests {
         assert!(PassManager::parse("").unwrap().names().is_empty());
         assert_eq!(PassManager::parse("dce").unwrap().names(), vec!["dce"]);
         let err = PassManager::parse("dce,fuse-everything").err().unwrap();
-        assert_eq!(err.to_string(), "unknown pass 'fuse-everything' (known: fold-bn, fold-bn-qdq, cleanup, propagate, fuse, fuse-contrib, dce, none)");
+        assert_eq!(err.to_string(), "unknown pass 'fuse-everything' (known: fold-bn, fold-bn-qdq, cleanup, propagate, fuse, fuse-contrib, dedup-consts, dce, none)");
         assert!(PassManager::named("O0").unwrap().names().is_empty());
         assert_eq!(PassManager::named("2").unwrap().names(), DEFAULT_PIPELINE);
         assert_eq!(PassManager::parse("fuse").unwrap().for_target(Target::Onnx).target(), Target::Onnx);

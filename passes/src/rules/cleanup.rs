@@ -8,8 +8,15 @@
 //! - `identity`: an Identity is its input; one producing a graph output gives its name to its
 //!   input, or stays when the input cannot take it (a graph input, a constant, another output).
 //!
-//! Not yet here: DQ→Q with different parameters as one exact requantize (it needs an integer
-//! requantize form the fusion work will bring).
+//! No `dq-q-requant` rule, by design: `Q(DQ(q, s1, z1), s2, z2)` with different parameters
+//! computes `sat(rne(f32(q − z1)·s1 / s2) + z2)`, and no ONNX op does exactly that in integers
+//! (QLinearMatMul/QLinearConv fold `s1 / s2` into one f32 factor, which rounds differently;
+//! QLinearAdd uses an FMA form). The only contrib forms that reproduce it bit for bit are
+//! 256-entry tables `Q(DQ(v))` (a one-input QLinearConcat, or QLinearLeakyRelu with alpha = 1),
+//! which are the same DQ→Q computation under another name. So the DQ→Q pair already is the exact
+//! requantize: a DQ feeding several Qs stays shared (nothing to gain), and a chain
+//! `Q(DQ(Q(DQ(x))))` of two requantizes is not one requantize (the middle rounding matters) and
+//! stays as it is.
 
 use super::qparams::{self, first_difference, QParams};
 use crate::driver::RulePass;

@@ -1,0 +1,215 @@
+//! `dedup-consts`: constants with equal dtype, dims and bytes are merged. Every node input that
+//! reads a duplicate reads the first one (in constant-table order) instead, and the duplicate,
+//! now unused, is removed. Passes make such duplicates (each fused node gets its own quantized
+//! weights, zero points, folded scales), and exporters often repeat scales and zero points.
+//!
+//! Left alone: graph input defaults ([`ConstOrigin::InputDefault`]: the caller may override
+//! them), constants that are graph outputs (their names are interface), constants a subgraph
+//! captures (the body refers to them by name), sparse constants and elided data.
+
+use crate::{Pass, PassError, Remarks};
+use qdqc_ir::{ConstId, ConstOrigin, DType, Graph, Operand};
+use std::collections::{HashMap, HashSet};
+
+pub struct DedupConsts;
+
+impl Pass for DedupConsts {
+    fn name(&self) -> &'static str {
+        "dedup-consts"
+    }
+
+    fn run(&self, graph: &mut Graph, _remarks: &mut Remarks) -> Result<usize, PassError> {
+        // Constants that must keep their identity.
+        let mut pinned: HashSet<ConstId> = HashSet::new();
+        for out in &graph.outputs {
+            if let Operand::Const(c) = out.operand {
+                pinned.insert(c);
+            }
+        }
+        // Every node, graph inputs included (their values may carry quantization parameters).
+        let ids: Vec<_> = graph.node_ids().collect();
+        for &id in &ids {
+            pinned.extend(graph.node(id).captures().iter().filter_map(|o| match o {
+                Operand::Const(c) => Some(*c),
+                _ => None,
+            }));
+        }
+        // Group candidates by (dtype, dims, fingerprint); within a group, compare bytes.
+        let mut groups: HashMap<(DType, Vec<i64>, u64), Vec<ConstId>> = HashMap::new();
+        let mut keeper_of: HashMap<ConstId, ConstId> = HashMap::new();
+        for (id, c) in graph.constants() {
+            if pinned.contains(&id) || c.origin == ConstOrigin::InputDefault {
+                continue;
+            }
+            let Some(t) = c.tensor() else { continue };
+            let (Ok(dtype), Ok(fp)) = (t.dtype(), t.fingerprint()) else { continue };
+            if dtype == DType::String {
+                continue;
+            }
+            let Ok(bytes) = t.raw() else { continue };
+            let group = groups.entry((dtype, t.dims().to_vec(), fp)).or_default();
+            let same = group.iter().copied().find(|&k| {
+                graph.constant(k).tensor().and_then(|kt| kt.raw().ok()).is_some_and(|kb| kb[..] == bytes[..])
+            });
+            match same {
+                Some(k) => {
+                    keeper_of.insert(id, k);
+                }
+                None => group.push(id),
+            }
+        }
+        if keeper_of.is_empty() {
+            return Ok(0);
+        }
+        for &id in &ids {
+            let edits: Vec<(usize, ConstId)> = graph
+                .node(id)
+                .inputs()
+                .iter()
+                .enumerate()
+                .filter_map(|(i, o)| match o {
+                    Operand::Const(c) => keeper_of.get(c).map(|&k| (i, k)),
+                    _ => None,
+                })
+                .collect();
+            for (i, k) in edits {
+                graph.set_input(id, i, Operand::Const(k));
+            }
+            // Values' quantization parameters name constants too.
+            for v in &mut graph.node_mut(id).outputs {
+                if let Some(q) = &mut v.quant {
+                    if let Some(&k) = keeper_of.get(&q.scale) {
+                        q.scale = k;
+                    }
+                    if let Some(k) = q.zero_point.and_then(|z| keeper_of.get(&z)) {
+                        q.zero_point = Some(*k);
+                    }
+                }
+            }
+        }
+        let mut dups: Vec<ConstId> = keeper_of.into_keys().collect();
+        dups.sort_by_key(|c| c.0);
+        for &c in &dups {
+            graph.remove_const(c);
+        }
+        Ok(dups.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(text: &str) -> (usize, String) {
+        let mut g = qdqc_ir::text::parse(text).unwrap();
+        let n = DedupConsts.run(&mut g, &mut Remarks::new()).unwrap();
+        g.verify().unwrap();
+        (n, qdqc_ir::text::print(&g))
+    }
+
+    #[test]
+    fn equal_constants_are_merged_and_others_kept() {
+        // s2 = s (merged); s3 has other bytes, z16 another dtype, v another shape, nz is -0.0.
+        let (n, out) = run(r#"graph "g" opset(ai.onnx=17) {
+  input %x: f32[2]
+  const %s: f32[] 0.5
+  const %s2: f32[] 0.5
+  const %s3: f32[] 0.25
+  const %z: u8[] 0
+  const %z16: u16[] 0
+  const %v: f32[1] [0.5]
+  const %zero: f32[] 0.0
+  const %nz: f32[] -0.0
+  %a = QuantizeLinear(%x, %s, %z)
+  %b = QuantizeLinear(%x, %s2, %z)
+  %c = QuantizeLinear(%x, %s3, %z)
+  %d = QuantizeLinear(%x, %s2, %z16)
+  %e = Mul(%x, %v)
+  %f = Add(%x, %zero)
+  %h = Add(%f, %nz)
+  output %a
+  output %b
+  output %c
+  output %d
+  output %e
+  output %h
+}
+"#);
+        assert_eq!(n, 1);
+        insta::assert_snapshot!(out, @r#"
+        graph "g" opset(ai.onnx=17) {
+          input %x: f32[2]
+          const %s: f32[] 0.5
+          const %s3: f32[] 0.25
+          const %z: u8[] 0
+          const %z16: u16[] 0
+          const %v: f32[1] [0.5]
+          const %zero: f32[] 0.0
+          const %nz: f32[] -0.0
+          %a: u8[2] q(0.5, 0) = QuantizeLinear(%x, %s, %z)
+          %b: u8[2] q(0.5, 0) = QuantizeLinear(%x, %s, %z)
+          %c: u8[2] q(0.25, 0) = QuantizeLinear(%x, %s3, %z)
+          %d: u16[2] q(0.5, 0) = QuantizeLinear(%x, %s, %z16)
+          %e: f32[2] = Mul(%x, %v)
+          %f: f32[2] = Add(%x, %zero)
+          %h: f32[2] = Add(%f, %nz)
+          output %a
+          output %b
+          output %c
+          output %d
+          output %e
+          output %h
+        }
+        "#);
+    }
+
+    #[test]
+    fn outputs_input_defaults_and_captures_stay() {
+        // `o` is a graph output: it is neither merged into `k` nor does anything read it in `k`'s
+        // stead; `w` (an input's default) is interface; `dup` merges into `k`.
+        let (n, out) = run(r#"graph "g" opset(ai.onnx=17) {
+  input %x: f32[2]
+  input %w: f32[]
+  const(default) %w: f32[] 0.5
+  const %k: f32[] 0.5
+  const %o: f32[] 0.5
+  const %dup: f32[] 0.5
+  %a = Mul(%x, %k)
+  %b = Mul(%a, %dup)
+  %c = Mul(%b, %w)
+  %d = Mul(%c, %o)
+  output %d
+  output %o
+}
+"#);
+        assert_eq!(n, 1);
+        insta::assert_snapshot!(out, @r#"
+        graph "g" opset(ai.onnx=17) {
+          input %x: f32[2]
+          input %w: f32[]
+          const(default) %w: f32[] 0.5
+          const %k: f32[] 0.5
+          const %o: f32[] 0.5
+          %a: f32[2] = Mul(%x, %k)
+          %b: f32[2] = Mul(%a, %k)
+          %c: f32[2] = Mul(%b, %w)
+          %d: f32[2] = Mul(%c, %o)
+          output %d
+          output %o
+        }
+        "#);
+    }
+
+    #[test]
+    fn nothing_to_do_is_zero_changes() {
+        let text = r#"graph "g" opset(ai.onnx=17) {
+  input %x: f32[2]
+  const %k: f32[] 0.5
+  %a = Mul(%x, %k)
+  output %a
+}
+"#;
+        let (n, out) = run(text);
+        assert_eq!((n, out.as_str()), (0, qdqc_ir::text::print(&qdqc_ir::text::parse(text).unwrap()).as_str()));
+    }
+}
