@@ -7,6 +7,9 @@ Writes (into --out, default tests/fixtures):
   <name>.{u8,i8}.{pt,pc}.onnx   QDQ model made by onnxruntime.quantization.quantize_static
                                 (u8/i8 = activation type, weights always int8;
                                  pt = per-tensor weights, pc = per-channel weights)
+  <cnn>.i8.sym.onnx             the same with symmetric int8 activations (zero point 0, so the
+                                quantizer keeps Relu/Clip: their Q zero point is not -128),
+                                per-channel weights, for <cnn> in resnet_block, mobilenet_block
   trt_style.onnx                hand-built TensorRT/pytorch-quantization style QAT model
   external_data.onnx(+.data)    a QDQ model stored with external data
   kitchen_sink.onnx             I/O-only model with every "extra" a lossless round trip must keep
@@ -256,6 +259,9 @@ def build_transformer_block() -> onnx.ModelProto:
     )
 
 
+# CNNs also quantized with symmetric int8 activations (`<name>.i8.sym.onnx`).
+SYMMETRIC_VARIANTS = ("resnet_block", "mobilenet_block")
+
 FLOAT_MODELS = {
     "resnet_block": build_resnet_block,
     "mobilenet_block": build_mobilenet_block,
@@ -332,7 +338,9 @@ def make_calibration_cache(float_path: Path, model: onnx.ModelProto, seed: int, 
     return rounded
 
 
-def quantize(float_path: Path, cache: Path, out_path: Path, act_u8: bool, per_channel: bool, tmp: Path):
+def quantize(
+    float_path: Path, cache: Path, out_path: Path, act_u8: bool, per_channel: bool, tmp: Path, symmetric: bool = False
+):
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     tmp_out = tmp / out_path.name
@@ -345,11 +353,12 @@ def quantize(float_path: Path, cache: Path, out_path: Path, act_u8: bool, per_ch
         activation_type=QuantType.QUInt8 if act_u8 else QuantType.QInt8,
         weight_type=QuantType.QInt8,
         calibration_cache_path=str(cache),
+        extra_options={"ActivationSymmetric": True} if symmetric else None,
     )
     m = onnx.load_model(str(tmp_out))
     m.doc_string = (
         f"onnxruntime.quantization.quantize_static(QDQ, activation={'QUInt8' if act_u8 else 'QInt8'}, "
-        f"weight=QInt8, per_channel={per_channel}) of {float_path.name}"
+        f"weight=QInt8, per_channel={per_channel}{', ActivationSymmetric=True' if symmetric else ''}) of {float_path.name}"
     )
     save(finalize(m), out_path)
 
@@ -578,6 +587,10 @@ def generate(out: Path) -> list[Path]:
                     qpath = out / f"{name}.{'u8' if act_u8 else 'i8'}.{'pc' if pc else 'pt'}.onnx"
                     quantize(fpath, cache, qpath, act_u8, pc, tmp)
                     written.append(qpath)
+            if name in SYMMETRIC_VARIANTS:
+                qpath = out / f"{name}.i8.sym.onnx"
+                quantize(fpath, cache, qpath, False, True, tmp, symmetric=True)
+                written.append(qpath)
 
         trt = build_trt_style()
         onnx.checker.check_model(trt, full_check=True)
