@@ -283,6 +283,9 @@ pub struct Graph {
     /// metadata_props); its node/tensor/value lists are kept empty.
     pub meta: crate::proto::GraphProto,
     next_order: u64,
+    /// Per base name, the suffix [`Graph::fresh_name`] tries next (so that thousands of rewrites
+    /// naming values after the same base stay linear).
+    name_hints: HashMap<String, u64>,
 }
 
 /// Spacing of the order keys given to nodes as they are added, leaving room between them.
@@ -441,12 +444,15 @@ impl Graph {
     // ---- editing -------------------------------------------------------------------------
 
     /// A name not used in the graph, based on `base`.
-    pub fn fresh_name(&self, base: &str) -> String {
+    pub fn fresh_name(&mut self, base: &str) -> String {
         let free = |n: &str| !self.names.contains_key(n) && !self.value_info_orphans.contains(n);
         if !base.is_empty() && free(base) {
             return base.to_string();
         }
-        (1..).map(|i| format!("{base}_{i}")).find(|n| free(n)).unwrap()
+        let start = self.name_hints.get(base).copied().unwrap_or(1);
+        let (i, name) = (start..).map(|i| (i, format!("{base}_{i}"))).find(|(_, n)| free(n)).unwrap();
+        self.name_hints.insert(base.to_string(), i + 1);
+        name
     }
 
     fn register(&mut self, name: &str, op: Operand) -> Result<(), GraphError> {
