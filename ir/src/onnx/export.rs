@@ -175,6 +175,17 @@ pub(crate) fn export_graph(graph: &Graph) -> Result<GraphProto, Error> {
 pub(crate) fn export_model(model: &Model) -> Result<ModelProto, Error> {
     let mut m = model.meta.clone();
     m.graph = Some(export_graph(&model.graph)?);
+    // Domains the graph came to use (a pass wrote com.microsoft ops) are imported too; the
+    // model's own opset_import list is kept as it was, in its order.
+    let norm = |d: &str| if d == "ai.onnx" { String::new() } else { d.to_string() };
+    let declared: std::collections::HashSet<String> =
+        m.opset_import.iter().map(|o| norm(o.domain.as_deref().unwrap_or(""))).collect();
+    for (domain, &version) in &model.graph.opsets {
+        if !declared.contains(&norm(domain)) {
+            m.opset_import
+                .push(crate::proto::OperatorSetIdProto { domain: Some(domain.clone()), version: Some(version) });
+        }
+    }
     Ok(m)
 }
 
