@@ -2,6 +2,7 @@
 //! text forms. The `qdqc` binary only parses flags and prints what these return.
 
 pub mod diff;
+pub mod report;
 pub mod stats;
 pub mod verify;
 
@@ -77,6 +78,10 @@ pub struct Compiled {
     pub model: Model,
     /// Node count of the input graph (graph inputs excluded).
     pub input_nodes: usize,
+    /// Statistics of the input graph (for [`report::Report`]).
+    pub before: stats::Stats,
+    /// Nodes of the input graph in the com.microsoft domain (for [`report::Report`]).
+    pub before_microsoft_ops: usize,
     /// The verification report, when compiling with verification.
     pub verify: Option<verify::VerifyReport>,
     pub passes: Vec<PassRun>,
@@ -106,10 +111,21 @@ fn pipeline(opts: &Options) -> Result<PassManager, Error> {
 pub fn compile(mut model: Model, path: &Path, opts: &Options) -> Result<Compiled, Error> {
     let pm = pipeline(opts)?;
     let input_nodes = model.graph.op_count();
+    let before = stats::stats(&model.graph);
+    let before_microsoft_ops = report::microsoft_ops(&model.graph);
     let run = pm
         .run_with(&mut model.graph, &opts.instrument)
         .map_err(|error| Error::Pass { path: path.to_path_buf(), error })?;
-    Ok(Compiled { model, input_nodes, passes: run.runs, remarks: run.remarks, converged: run.converged, verify: None })
+    Ok(Compiled {
+        model,
+        input_nodes,
+        before,
+        before_microsoft_ops,
+        passes: run.runs,
+        remarks: run.remarks,
+        converged: run.converged,
+        verify: None,
+    })
 }
 
 /// Loads `input`, compiles it, verifies it when `verify` asks to, and writes `output` (atomically:

@@ -304,8 +304,46 @@ impl PassManager {
                 break;
             }
         }
+        if out.converged {
+            out.remarks.extend(unfused_remarks(graph, &out.remarks));
+        }
         Ok(out)
     }
+}
+
+/// A remark for every op still computing in float between quantized values (it reads a
+/// DequantizeLinear or feeds a QuantizeLinear) that no rule explained: no rule has its pattern.
+pub fn unfused_remarks(graph: &Graph, known: &Remarks) -> Vec<Remark> {
+    use qdqc_ir::{Op, Operand};
+    let explained: std::collections::HashSet<&str> = known.iter().map(|r| r.node.as_str()).collect();
+    let mut out = Vec::new();
+    for id in graph.topo_order().unwrap_or_default() {
+        let n = graph.node(id);
+        if matches!(n.op, Op::QuantizeLinear | Op::DequantizeLinear | Op::Input) {
+            continue;
+        }
+        let float_out = n.outputs.iter().any(|v| v.ty.as_ref().is_some_and(|t| t.dtype.is_float()));
+        let reads_dq = n.inputs().iter().any(|&i| match i {
+            Operand::Value(o) => graph.node(o.node).op == Op::DequantizeLinear,
+            _ => false,
+        });
+        let feeds_q = graph.uses(id).any(|(c, _)| graph.node(c).op == Op::QuantizeLinear);
+        let label = n.label();
+        // A rule rooted at the Q after it (fusions match from their Q) may have explained it.
+        let q_explained = graph.uses(id).any(|(c, _)| explained.contains(graph.node(c).label().as_str()));
+        if float_out && (reads_dq || feeds_q) && !explained.contains(label.as_str()) && !q_explained {
+            let reason =
+                format!("no rule fuses {} here: it stays in float between DequantizeLinear and QuantizeLinear", n.op);
+            out.push(Remark {
+                pass: "pipeline".into(),
+                rule: "unfused".into(),
+                node: label,
+                op: n.op.to_string(),
+                reason,
+            });
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -377,5 +415,29 @@ mod tests {
         assert!(r.stopped && !r.converged);
         assert_eq!(r.runs.len(), 1);
         assert!(qdqc_ir::text::print(&g).contains("%dead"), "dce did not run");
+    }
+
+    #[test]
+    fn ops_left_in_float_between_q_and_dq_are_explained() {
+        let text = r#"graph "g" opset(ai.onnx=17) {
+  input %x: f32[4]
+  const %s: f32[] 0.5
+  const %z: u8[] 128
+  %q = QuantizeLinear(%x, %s, %z)
+  %d = DequantizeLinear(%q, %s, %z)
+  %e = Erf(%d)  "erf1"
+  %y = QuantizeLinear(%e, %s, %z)
+  %r = Relu(%x)
+  output %y
+  output %r
+}
+"#;
+        let mut g = parse(text).unwrap();
+        let r = PassManager::default_pipeline().run_with(&mut g, &Instrument::default()).unwrap();
+        let r: Vec<String> = r.remarks.iter().map(|r| format!("{}: {r}", r.pass)).collect();
+        assert_eq!(
+            r,
+            ["pipeline: unfused: Erf 'erf1': no rule fuses Erf here: it stays in float between DequantizeLinear and QuantizeLinear"]
+        );
     }
 }

@@ -214,8 +214,10 @@ impl fmt::Display for Refusal {
 #[macro_export]
 macro_rules! ensure {
     ($cond:expr, $($reason:tt)+) => {
-        if !$cond {
-            return Err($crate::rule::Refusal(format!($($reason)+)));
+        // (`match`, not `if !`: a NaN must refuse, and clippy rightly dislikes `!(a < b)`.)
+        match $cond {
+            true => {}
+            false => return Err($crate::rule::Refusal(format!($($reason)+))),
         }
     };
 }

@@ -79,6 +79,9 @@ enum Command {
         force: bool,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Write the report (stats before/after, pass changes, remarks, verify result) as JSON.
+        #[arg(long, value_name = "FILE.json")]
+        report: Option<PathBuf>,
     },
     /// Run a model with the reference interpreter and write one .npy per output.
     Run {
@@ -181,6 +184,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             verify,
             force,
             seed,
+            report: report_file,
         } => {
             let external = match external_data {
                 ExternalMode::Keep => ExternalData::Keep,
@@ -204,6 +208,10 @@ fn run(cli: Cli) -> Result<(), Error> {
             let bar = Bar::new("verifying", verify.unwrap_or(0));
             let c = qdqc::compile_file(&input, &output, &opts, check.as_ref(), &|d, n| bar.set(d, n))?;
             bar.finish();
+            let summary = qdqc::report::Report::new(&c);
+            if let Some(path) = &report_file {
+                qdqc::write_atomic(path, summary.to_json().as_bytes())?;
+            }
             for (i, run) in c.passes.iter().enumerate() {
                 for (text, ext) in [(&run.dump, "ir"), (&run.diff, "diff")] {
                     let Some(text) = text else { continue };
@@ -230,6 +238,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             if remarks {
                 emit(&qdqc::remarks_text(&c.remarks));
             }
+            emit(&summary.table(remarks));
             let runs: Vec<String> = c.passes.iter().map(|r| format!("{} ({} changes)", r.pass, r.changes)).collect();
             let mut runs = if runs.is_empty() { "none".to_string() } else { runs.join(", ") };
             if !c.converged {

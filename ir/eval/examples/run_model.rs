@@ -64,6 +64,7 @@ fn main() {
             *guard.1.entry(p.node.op.to_string()).or_default() += dt;
             guard.0 = now;
         })),
+        ..Default::default()
     };
     for r in 0..runs {
         profile.lock().unwrap().0 = Instant::now();

@@ -285,7 +285,7 @@ mod tests {
     #[test]
     fn qlinear_add_with_a_constant_bias() {
         insta::assert_snapshot!(check(&BINARY.replace("OP", "Add")), @r#"
-        graph "g" opset(ai.onnx=17) {
+        graph "g" opset(ai.onnx=17, com.microsoft=1) {
           input %x: u8[N,4] q(0.5, 128)
           const %xs: f32[] 0.5
           const %xz: u8[] 128
@@ -304,7 +304,7 @@ mod tests {
     fn qlinear_mul_i8() {
         let text = BINARY.replace("OP", "Mul").replace("u8", "i8").replace("128", "-3").replace("100", "5");
         insta::assert_snapshot!(check(&text), @r#"
-        graph "g" opset(ai.onnx=17) {
+        graph "g" opset(ai.onnx=17, com.microsoft=1) {
           input %x: i8[N,4] q(0.5, -3)
           const %xs: f32[] 0.5
           const %xz: i8[] -3
@@ -366,7 +366,7 @@ mod tests {
     #[test]
     fn qlinear_global_average_pool() {
         insta::assert_snapshot!(check(&UNARY.replace("OP", "GlobalAveragePool")), @r#"
-        graph "g" opset(ai.onnx=17) {
+        graph "g" opset(ai.onnx=17, com.microsoft=1) {
           input %x: u8[1,3,4,4] q(0.5, 128)
           const %xs: f32[] 0.5
           const %xz: u8[] 128
@@ -389,7 +389,7 @@ mod tests {
             .replace("u8", "i8")
             .replace("128", "-1");
         insta::assert_snapshot!(check(&text), @r#"
-        graph "g" opset(ai.onnx=17) {
+        graph "g" opset(ai.onnx=17, com.microsoft=1) {
           input %x: i8[1,3,4,4] q(0.5, -1)
           const %xs: f32[] 0.5
           const %xz: i8[] -1
@@ -406,7 +406,7 @@ mod tests {
     #[test]
     fn qlinear_sigmoid_and_leaky_relu() {
         insta::assert_snapshot!(check(&UNARY.replace("OP", "Sigmoid")), @r#"
-        graph "g" opset(ai.onnx=17) {
+        graph "g" opset(ai.onnx=17, com.microsoft=1) {
           input %x: u8[1,3,4,4] q(0.5, 128)
           const %xs: f32[] 0.5
           const %xz: u8[] 128
@@ -417,7 +417,7 @@ mod tests {
         }
         "#);
         insta::assert_snapshot!(check(&UNARY.replace("OP", "LeakyRelu[alpha=0.2]").replace("u8", "i8").replace("128", "0")), @r#"
-        graph "g" opset(ai.onnx=17) {
+        graph "g" opset(ai.onnx=17, com.microsoft=1) {
           input %x: i8[1,3,4,4] q(0.5, 0)
           const %xs: f32[] 0.5
           const %xz: i8[] 0
@@ -437,7 +437,7 @@ mod tests {
             .replace("%ys: f32[] 0.25", "%ys: f32[] 0.00390625")
             .replace("%yz: u8[] 10", "%yz: u8[] 0");
         insta::assert_snapshot!(check(&text), @r#"
-        graph "g" opset(ai.onnx=17) {
+        graph "g" opset(ai.onnx=17, com.microsoft=1) {
           input %x: u8[1,3,4,4] q(0.5, 128)
           const %xs: f32[] 0.5
           const %xz: u8[] 128
@@ -479,7 +479,7 @@ mod tests {
     #[test]
     fn qlinear_concat_of_three_with_an_omitted_zero_point() {
         insta::assert_snapshot!(check(CONCAT), @r#"
-        graph "g" opset(ai.onnx=17) {
+        graph "g" opset(ai.onnx=17, com.microsoft=1) {
           input %x: u8[1,2,4] q(0.5, 128)
           input %w: u8[1,3,4] q(0.25, 0)
           const %xs: f32[] 0.5

@@ -7,7 +7,7 @@
 //! weight scale `s_w = |f|/127`, so `w·s_w = f`; and the int32 bias `round(o / (s_x·s_w))`,
 //! whose step is 127× finer than the input's step scaled by `f`. The accumulation is exact in
 //! integers; the result rounds once, to the output's step, as the BN → Q did. (A channel with
-//! `f = 0` gets weight 0 and the bias alone.)
+//! `f = 0` gets weight 0 and the bias alone, at a step of 1/127 of the output's.)
 //!
 //! Folding such a BN into the conv before it instead (`fold-bn-qdq`, not in `-O2`) would drop the
 //! conv's own rounding step and move the outputs by several steps against the QDQ model.
@@ -70,7 +70,7 @@ fn channels(g: &Graph, m: &Match) -> Result<(), Refusal> {
     for (name, v) in [("scale", &b.gamma), ("bias", &b.beta), ("mean", &b.mean), ("variance", &b.var)] {
         ensure!(v.len() == c, "BN {name} has {} values for {c} channels", v.len());
     }
-    let bad = b.var.iter().position(|&v| !(v as f64 + b.eps as f64 > 0.0));
+    let bad = b.var.iter().position(|&v| (v as f64 + b.eps as f64).is_nan() || v as f64 + b.eps as f64 <= 0.0);
     ensure!(bad.is_none(), "BN variance + epsilon is not positive at channel {}", bad.unwrap());
     Ok(())
 }
@@ -88,17 +88,22 @@ fn build(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     let (c, rank) = channel_count(g, m)?;
     let (x, _) = params(g, m)?;
     let (f, o) = Bn::read_node(g, bn(m), m)?.factors();
-    let xs = x.scale[0] as f64;
+    let (xs, ys) = (x.scale[0] as f64, params(g, m)?.1.scale[0] as f64);
     let (mut w, mut sw, mut bias) = (Vec::with_capacity(c), Vec::with_capacity(c), Vec::with_capacity(c));
     for ch in 0..c {
         let s = (f[ch].abs() / 127.0) as f32;
-        let (wc, sc) = if s > 0.0 && s.is_finite() { (127 * f[ch].signum() as i64, s) } else { (0, 1.0) };
+        // A channel with f = 0 is its bias alone: any weight scale does; one that puts the bias
+        // step at 1/127 of the output step.
+        let flat = (ys / xs / 127.0) as f32;
+        let (wc, sc) = if s > 0.0 && s.is_finite() { (127 * f[ch].signum() as i64, s) } else { (0, flat) };
         let b = (o[ch] / (xs * sc as f64)).round_ties_even();
         ensure!(b.abs() <= i32::MAX as f64, "the bias of channel {ch} does not fit in int32 at the input's scale");
         w.push(wc);
         sw.push(sc);
         bias.push(b as i64);
     }
+    let acc: Vec<f32> = sw.iter().map(|&s| (xs * s as f64) as f32).collect();
+    super::bias_rounding_fits(&o, &bias, &acc, ys as f32)?;
     let mut p = Patch::new();
     let base = g.value(Outlet::new(bn(m), 0)).name.clone();
     let mut wdims = vec![c as i64, 1];
@@ -177,9 +182,9 @@ mod tests {
           const %sy: f32[] 0.04
           const %zy: u8[] 100
           const %bn_weight_quantized: i8[3,1,1,1] [127, -127, 0]
-          const %bn_weight_scale: f32[3] [0.007874016, 0.007874016, 1.0]
+          const %bn_weight_scale: f32[3] [0.007874016, 0.007874016, 0.0062992126]
           const %bn_weight_zero_point: i8[3] [0, 0, 0]
-          const %bn_bias_quantized: i32[3] [-1270, 1905, 2]
+          const %bn_bias_quantized: i32[3] [-1270, 1905, 397]
           %xq: u8[1,3,2,2] q(0.05, 128) = QuantizeLinear(%x, %sx, %zx)
           %y: u8[1,3,2,2] q(0.04, 100) = QLinearConv[group=3, kernel_shape=[1,1]](%xq, %sx, %zx, %bn_weight_quantized, %bn_weight_scale, %bn_weight_zero_point, %sy, %zy, %bn_bias_quantized)  "bn1"
           output %y

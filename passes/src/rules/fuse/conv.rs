@@ -293,6 +293,10 @@ fn build_qlinearconv(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     if let Bias::Exact(b, _) = cq.bias {
         inputs.push(b.into());
     } else if let Some(b) = int32_bias(&cq) {
+        if let Bias::Float(v) = &cq.bias {
+            let v: Vec<f64> = v.iter().map(|&x| x as f64).collect();
+            super::bias_rounding_fits(&v, &b, &cq.acc_scale, y.scale[0]).map_err(|r| Refusal(format!("{who}: {r}")))?;
+        }
         let b_name = format!("{}_quantized", g.operand_name(m.get("b")));
         inputs.push(p.add_const(&b_name, Tensor::from_i64("", DType::I32, &[cq.c as i64], &b)));
     }
@@ -558,8 +562,8 @@ mod tests {
     }
 
     #[test]
-    fn qlinearconv_float_bias_rounds_half_to_even_and_saturates() {
-        // 1.0/0.125 = 8, −0.3125/0.125 = −2.5 → −2 (half to even); 1e12/0.125 saturates.
+    fn qlinearconv_float_bias_rounds_half_to_even_unless_that_moves_the_output() {
+        // 1.0/0.125 = 8, −0.3125/0.125 = −2.5 → −2 (half to even).
         let text = U8_PT
             .replace("  %b = DequantizeLinear(%bq, %bs, %bz)\n", "")
             .replace("const %bq: i32[2] [100, -50]", "const %b: f32[2] [1.0, -0.3125]");
@@ -579,8 +583,14 @@ mod tests {
         }
         "#);
         assert!(max_diff(&text, DType::U8, &[1, 2, 3, 3]) <= 1.0);
-        let big = text.replace("[1.0, -0.3125]", "[1e12, -1e12]");
-        assert!(check(&big).contains("const %b_quantized: i32[2] [2147483647, -2147483648]"));
+        // A bias that saturates int32 (or rounds by half an output step) would move the output:
+        // refused.
+        let big = check(&text.replace("[1.0, -0.3125]", "[1e12, -1e12]"));
+        assert!(big.contains("the bias rounds to int32 at the input×weight scale with an error of"), "{big}");
+        assert!(!big.contains("QLinearConv"), "{big}");
+        // xs·ws = 0.125 against ys = 0.01: 0.3125 rounds to 0.25, 6.25 output steps off.
+        let coarse = check(&text.replace("const %ys: f32[] 2.0", "const %ys: f32[] 0.01"));
+        assert!(coarse.contains("with an error of 6.25 output steps (≥ 0.5)"), "{coarse}");
     }
 
     #[test]

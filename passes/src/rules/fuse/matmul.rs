@@ -356,14 +356,20 @@ fn bias_values(g: &Graph, c: Operand, n: usize) -> Result<Vec<f64>, Refusal> {
     Ok(if vals.len() == 1 { vec![vals[0] as f64; n] } else { vals.iter().map(|&v| v as f64).collect() })
 }
 
-/// `round(beta·C / s_j)` as int32 per column, `s_j` the accumulator scale of column j.
-fn bias_int32(g: &Graph, c: Operand, beta: f32, acc_scale: &[f32]) -> Result<Vec<i64>, Refusal> {
+/// `round(beta·C / s_j)` as int32 per column, `s_j` the accumulator scale of column j; with a
+/// quantized output of scale `y_scale`, refused when the rounding would move it (see
+/// [`super::bias_rounding_fits`]).
+fn bias_int32(g: &Graph, c: Operand, beta: f32, acc_scale: &[f32], y_scale: Option<f32>) -> Result<Vec<i64>, Refusal> {
     let n = acc_scale.len();
-    let v = bias_values(g, c, n)?;
-    let q: Vec<f64> = (0..n).map(|j| (beta as f64 * v[j] / acc_scale[j] as f64).round_ties_even()).collect();
+    let v: Vec<f64> = bias_values(g, c, n)?.into_iter().map(|x| beta as f64 * x).collect();
+    let q: Vec<f64> = (0..n).map(|j| (v[j] / acc_scale[j] as f64).round_ties_even()).collect();
     let bad = q.iter().position(|x| !x.is_finite() || x.abs() > i32::MAX as f64);
     ensure!(bad.is_none(), "the bias '{}' at column {} overflows int32", g.operand_name(c), bad.unwrap());
-    Ok(q.into_iter().map(|x| x as i64).collect())
+    let q: Vec<i64> = q.into_iter().map(|x| x as i64).collect();
+    if let Some(ys) = y_scale {
+        super::bias_rounding_fits(&v, &q, acc_scale, ys)?;
+    }
+    Ok(q)
 }
 
 /// A zero point operand: the DQ/Q's own, or a new zero of its type when it was omitted.
@@ -437,7 +443,7 @@ fn qgemm(g: &Graph, m: &Match, y: Option<&QParams>) -> Result<Patch, Refusal> {
         c => {
             // QGemm adds C to the accumulator, whose scale is alpha·s_a·s_b (as onnxruntime computes it).
             let s: Vec<f32> = per_col(&b.p, n_cols).iter().map(|&bs| fc.alpha * a.p.scale[0] * bs).collect();
-            let q = bias_int32(g, c, fc.beta, &s)?;
+            let q = bias_int32(g, c, fc.beta, &s, y.map(|y| y.scale[0]))?;
             p.add_const(&format!("{name}_bias_int32"), Tensor::from_i64("", DType::I32, &[n_cols as i64], &q))
         }
     };
@@ -501,7 +507,7 @@ fn build_conv(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     if fc.c != Operand::None {
         // QLinearConv adds the bias to the accumulator at s_x·s_w.
         let s: Vec<f32> = per_col(&b.p, mo).iter().map(|&bs| a.p.scale[0] * bs).collect();
-        let q = bias_int32(g, fc.c, fc.beta, &s)?;
+        let q = bias_int32(g, fc.c, fc.beta, &s, Some(y.scale[0]))?;
         inputs.push(p.add_const(&format!("{name}_bias_int32"), Tensor::from_i64("", DType::I32, &[mo as i64], &q)));
     }
     let conv = p.add_node(PatchNode {
@@ -890,7 +896,7 @@ mod tests {
     fn qgemm_per_channel_with_beta() {
         // C = round(0.5·[1.3, -2.6, 100] / (0.5·[0.25, 0.5, 0.125])) = [5, -5, 800].
         insta::assert_snapshot!(check(GEMM), @r#"
-        graph "g" opset(ai.onnx=17) {
+        graph "g" opset(ai.onnx=17, com.microsoft=1) {
           input %x: u8[N,4] q(0.5, 128)
           const %xs: f32[] 0.5
           const %xz: u8[] 128
@@ -1019,7 +1025,7 @@ mod tests {
         // A TensorRT-style logits layer: no Q after the Gemm; QGemm without y_scale outputs f32.
         let g = GEMM.replace("  %y = QuantizeLinear(%g, %ys, %yz)\n  output %y", "  output %g");
         insta::assert_snapshot!(check(&g), @r#"
-        graph "g" opset(ai.onnx=17) {
+        graph "g" opset(ai.onnx=17, com.microsoft=1) {
           input %x: u8[N,4] q(0.5, 128)
           const %xs: f32[] 0.5
           const %xz: u8[] 128
@@ -1075,7 +1081,7 @@ mod tests {
     fn matmul_add_bias() {
         // The bias already at s_x·s_w keeps its integers.
         insta::assert_snapshot!(check(MM_ADD), @r#"
-        graph "g" opset(ai.onnx=17) {
+        graph "g" opset(ai.onnx=17, com.microsoft=1) {
           input %x: i8[N,4] q(0.5, 1)
           const %xs: f32[] 0.5
           const %xz: i8[] 1
@@ -1115,7 +1121,7 @@ mod tests {
         // The bias on the left of the Add.
         let g = MM_ADD.replace("Add(%m, %bias)", "Add(%bias, %m)");
         insta::assert_snapshot!(check(&g), @r#"
-        graph "g" opset(ai.onnx=17) {
+        graph "g" opset(ai.onnx=17, com.microsoft=1) {
           input %x: i8[N,4] q(0.5, 1)
           const %xs: f32[] 0.5
           const %xz: i8[] 1

@@ -3,7 +3,7 @@
 //! One file per op family; this table joins them.
 
 use crate::driver::RulePass;
-use crate::rule::Rule;
+use crate::rule::{Refusal, Rule};
 
 pub mod batchnorm;
 pub mod conv;
@@ -16,4 +16,19 @@ pub fn rules() -> Vec<Rule> {
 
 pub fn pass() -> RulePass {
     RulePass::new("fuse", rules)
+}
+
+/// Refuses when rounding a bias to int32 at the accumulator scale moves it by half an output step
+/// or more: `|b − q·s|` (the values as computed, per channel) must stay below `y_scale / 2`, so
+/// that with the fused op's own rounding the output stays within one step of the float path.
+/// (Quantizers choose `s = s_x·s_w` far below `y_scale`; random scales need not.)
+pub(crate) fn bias_rounding_fits(bias: &[f64], int32: &[i64], acc_scale: &[f32], y_scale: f32) -> Result<(), Refusal> {
+    let worst = (0..bias.len())
+        .map(|c| (bias[c] - int32[c] as f64 * acc_scale[c] as f64).abs() / y_scale as f64)
+        .fold(0.0f64, f64::max);
+    crate::ensure!(
+        worst < 0.5,
+        "the bias rounds to int32 at the input×weight scale with an error of {worst:.2} output steps (≥ 0.5)"
+    );
+    Ok(())
 }
