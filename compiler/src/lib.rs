@@ -89,6 +89,17 @@ pub struct Compiled {
     pub remarks: Remarks,
     /// The pipeline reached a fixed point (false when cut short or out of iterations).
     pub converged: bool,
+    /// Wall times of the phases around the passes (each pass's own is in [`PassRun`]).
+    pub times: Times,
+}
+
+/// Wall times of a [`compile_file`] run (zero for phases that did not run).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Times {
+    pub load: std::time::Duration,
+    pub passes: std::time::Duration,
+    pub check: std::time::Duration,
+    pub save: std::time::Duration,
 }
 
 fn pipeline(opts: &Options) -> Result<PassManager, Error> {
@@ -113,9 +124,11 @@ pub fn compile(mut model: Model, path: &Path, opts: &Options) -> Result<Compiled
     let input_nodes = model.graph.op_count();
     let before = stats::stats(&model.graph);
     let before_microsoft_ops = report::microsoft_ops(&model.graph);
+    let start = std::time::Instant::now();
     let run = pm
         .run_with(&mut model.graph, &opts.instrument)
         .map_err(|error| Error::Pass { path: path.to_path_buf(), error })?;
+    let times = Times { passes: start.elapsed(), ..Times::default() };
     Ok(Compiled {
         model,
         input_nodes,
@@ -125,6 +138,7 @@ pub fn compile(mut model: Model, path: &Path, opts: &Options) -> Result<Compiled
         remarks: run.remarks,
         converged: run.converged,
         verify: None,
+        times,
     })
 }
 
@@ -138,9 +152,13 @@ pub fn compile_file(
     progress: Progress,
 ) -> Result<Compiled, Error> {
     pipeline(opts)?; // reject bad pass names before reading anything
+    let start = std::time::Instant::now();
     let model = load(input)?;
+    let load_time = start.elapsed();
     let original = check.map(|_| model.graph.clone());
     let mut compiled = compile(model, input, opts)?;
+    compiled.times.load = load_time;
+    let start = std::time::Instant::now();
     if let (Some(v), Some(orig)) = (check, original) {
         let report = verify_graphs(&orig, &compiled.model.graph, v, progress)
             .map_err(|error| Error::Run { path: input.to_path_buf(), error })?;
@@ -150,8 +168,34 @@ pub fn compile_file(
             return Err(e);
         }
     }
+    compiled.times.check = start.elapsed();
+    let start = std::time::Instant::now();
     onnx::save(&compiled.model, output, &opts.save)?;
+    compiled.times.save = start.elapsed();
     Ok(compiled)
+}
+
+/// `--time-passes`: one line per phase and per pass run, in seconds.
+pub fn times_text(c: &Compiled) -> String {
+    let secs = |d: std::time::Duration| d.as_secs_f64();
+    let mut out = format!("time: load {:.3} s\n", secs(c.times.load));
+    for (i, r) in c.passes.iter().enumerate() {
+        out += &format!(
+            "time: #{:<3} {:<14} {:.3} s  (graph check {:.3} s, {} changes)\n",
+            i + 1,
+            r.pass,
+            secs(r.time),
+            secs(r.verify_time),
+            r.changes
+        );
+    }
+    out += &format!("time: passes {:.3} s\n", secs(c.times.passes));
+    if !c.times.check.is_zero() {
+        out += &format!("time: verify {:.3} s\n", secs(c.times.check));
+    }
+    out += &format!("time: save {:.3} s\n", secs(c.times.save));
+    out += &format!("time: total {:.3} s\n", secs(c.times.load + c.times.passes + c.times.check + c.times.save));
+    out
 }
 
 /// How `verify` runs the models.

@@ -106,6 +106,33 @@ pub fn random_inputs(graph: &Graph, seed: u64, dim: usize) -> Result<Inputs, Ver
     Ok(out)
 }
 
+/// The per-tensor (scale bits, zero point) of each integer value with a quantization annotation,
+/// by name: a pass may move a value to another integer type with a shifted zero point (int8 `q`
+/// with `z` holds the same reals as uint8 `q + 128` with `z + 128`).
+fn int_params(graph: &Graph) -> HashMap<String, (u32, i64)> {
+    let mut out = HashMap::new();
+    for id in graph.node_ids() {
+        for v in &graph.node(id).outputs {
+            let Some(q) = v.quant.as_ref().filter(|q| q.axis.is_none() && q.block_size.is_none()) else { continue };
+            let scale = graph.constant(q.scale).tensor().and_then(|t| t.to_f32().ok()).filter(|s| s.len() == 1);
+            let zp = match q.zero_point {
+                Some(z) => graph.constant(z).tensor().and_then(|t| t.to_i64().ok()).filter(|z| z.len() == 1),
+                None => Some(vec![0]),
+            };
+            if let (Some(s), Some(z)) = (scale, zp) {
+                out.insert(v.name.clone(), (s[0].to_bits(), z[0]));
+            }
+        }
+    }
+    out
+}
+
+/// `v` (an integer value with zero point `from`) as `dtype` with zero point `to`: `v - from + to`.
+fn shift(v: &Value, dtype: DType, from: i64, to: i64) -> Option<Value> {
+    let data: Vec<i64> = v.to_i64_vec().ok()?.into_iter().map(|x| x - from + to).collect();
+    Value::from_i64(dtype, v.shape(), &data).ok()
+}
+
 /// The quantization step of each float value that a DQ produces or a Q reads, by name, as one
 /// scale per channel along `axis` (a single scale for per-tensor).
 fn steps(graph: &Graph) -> HashMap<String, (Vec<f64>, Option<usize>)> {
@@ -220,6 +247,16 @@ pub fn verify(
     }
     let (ia, ib) = (Interpreter::new(orig)?, Interpreter::new(compiled)?);
     let steps = steps(orig);
+    // Integer tensors that changed type with their zero point (same scale): compared and forced
+    // through the zero points.
+    let (pa, pb) = (int_params(orig), int_params(compiled));
+    let retyped: HashMap<String, (i64, i64)> = pa
+        .iter()
+        .filter_map(|(name, &(sa, za))| {
+            pb.get(name).filter(|&&(sb, _)| sb == sa).map(|&(_, zb)| (name.clone(), (za, zb)))
+        })
+        .filter(|(_, (za, zb))| za != zb)
+        .collect();
     let outputs: Vec<String> = orig.outputs.iter().map(|o| o.name().to_string()).collect();
     let mut order: Vec<String> = outputs.clone();
     for id in orig.topo_order().map_err(qdqc_eval::EvalError::from)? {
@@ -236,11 +273,26 @@ pub fn verify(
         let free = ib.run(inputs, &RunOptions::keep_all())?;
         let mut reference = ra.values.clone();
         reference.extend(ra.outputs.iter().cloned());
+        let compiled_dtype = |name: &str| compiled.lookup(name).and_then(|o| compiled.operand_type(o)).map(|t| t.dtype);
+        for (name, &(za, zb)) in &retyped {
+            let (Some(v), Some(dt)) = (reference.get(name), compiled_dtype(name)) else { continue };
+            if let Some(shifted) = shift(v, dt, za, zb) {
+                reference.insert(name.clone(), shifted);
+            }
+        }
         let forced = RunOptions { forced: Some(std::sync::Arc::new(reference)), ..RunOptions::keep_all() };
         let rf = ib.run(inputs, &forced)?;
         let get = |r: &qdqc_eval::RunResult, name: &str| r.output(name).or_else(|| r.values.get(name)).cloned();
         for (slot, name) in order.iter().enumerate() {
-            let (Some(a), Some(b), Some(c)) = (get(&ra, name), get(&rf, name), get(&free, name)) else { continue };
+            let (Some(a), Some(mut b), Some(mut c)) = (get(&ra, name), get(&rf, name), get(&free, name)) else {
+                continue;
+            };
+            if let Some(&(za, zb)) = retyped.get(name) {
+                // Back into the first model's type and zero point.
+                if let (Some(b2), Some(c2)) = (shift(&b, a.dtype(), zb, za), shift(&c, a.dtype(), zb, za)) {
+                    (b, c) = (b2, c2);
+                }
+            }
             let (local, e2e) = accs[slot].get_or_insert_with(|| {
                 let acc = || Acc {
                     report: TensorReport {
@@ -378,5 +430,32 @@ mod tests {
     fn splitmix_is_fixed() {
         let mut r = SplitMix64(0);
         assert_eq!(r.next(), 0xe220_a839_7b1d_cdaf);
+    }
+
+    fn run(a: &str, b: &str) -> VerifyReport {
+        let (a, b) = (qdqc_ir::text::parse(a).unwrap(), qdqc_ir::text::parse(b).unwrap());
+        let samples: Vec<Inputs> = (0..3).map(|k| random_inputs(&a, k, 2).unwrap()).collect();
+        verify(&a, &b, &samples, 0, &|_| {}).unwrap()
+    }
+
+    #[test]
+    fn an_int8_tensor_moved_to_uint8_with_its_zero_point_compares_equal() {
+        let i8 = "graph {\n  input %x: f32[8]\n  const %s: f32[] 0.05\n  const %z: i8[] 3\n  %q = QuantizeLinear(%x, %s, %z)\n  %m = MaxPool[kernel_shape=[1]](%q)\n  %y = DequantizeLinear(%m, %s, %z)\n  output %y\n}\n";
+        let u8 = i8.replace("const %z: i8[] 3", "const %z: u8[] 131");
+        let r = run(
+            &i8.replace("MaxPool[kernel_shape=[1]]", "Identity"),
+            &u8.replace("MaxPool[kernel_shape=[1]]", "Identity"),
+        );
+        assert!(r.passed, "{}", r.table(true));
+        let q = r.tensors.iter().find(|t| t.name == "q").expect("q is compared");
+        assert_eq!((q.max_steps, q.exact), (Some(0.0), 1.0));
+        // A real difference still shows: a dequantization zero point two steps off.
+        let off = i8.replace("MaxPool[kernel_shape=[1]]", "Identity");
+        let bad = u8
+            .replace("MaxPool[kernel_shape=[1]]", "Identity")
+            .replace("%y = DequantizeLinear(%m, %s, %z)", "%y = DequantizeLinear(%m, %s2, %z2)")
+            .replace("const %z: u8[] 131", "const %z: u8[] 131\n  const %s2: f32[] 0.05\n  const %z2: u8[] 129");
+        let r = run(&off, &bad);
+        assert!(!r.passed, "{}", r.table(true));
     }
 }

@@ -62,6 +62,10 @@ enum Command {
         /// List why rules did not fire.
         #[arg(long)]
         remarks: bool,
+        /// Print the wall time of loading, each pass (and the graph check after it), verifying
+        /// and saving, on stderr.
+        #[arg(long)]
+        time_passes: bool,
         /// With --remarks: print them as JSON (and nothing else on stdout).
         #[arg(long, requires = "remarks")]
         json: bool,
@@ -178,6 +182,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             dump_dir,
             stop_after,
             remarks,
+            time_passes,
             json,
             external_data,
             external_threshold,
@@ -208,6 +213,9 @@ fn run(cli: Cli) -> Result<(), Error> {
             let bar = Bar::new("verifying", verify.unwrap_or(0));
             let c = qdqc::compile_file(&input, &output, &opts, check.as_ref(), &|d, n| bar.set(d, n))?;
             bar.finish();
+            if time_passes {
+                eprint!("{}", qdqc::times_text(&c));
+            }
             let summary = qdqc::report::Report::new(&c);
             if let Some(path) = &report_file {
                 qdqc::write_atomic(path, summary.to_json().as_bytes())?;
