@@ -126,7 +126,7 @@ mod tests {
     use qdqc_ir::Outlet;
 
     /// A long chain of Relu → Identity: one sweep removes every Identity, a second sees nothing.
-    /// A quadratic driver would take minutes here.
+    /// A quadratic driver would take minutes here (speed is measured in benchmarks, not asserted).
     #[test]
     fn long_chains_are_rewritten_in_linear_time() {
         let n = 20_000;
@@ -136,13 +136,11 @@ mod tests {
         }
         text.push_str(&format!("  output %x{n}\n}}\n"));
         let mut g = parse(&text).unwrap();
-        let start = std::time::Instant::now();
         let changes =
             super::run_rules("cleanup", &mut g, &rules::cleanup::rules(), Target::Ort, &mut Remarks::new()).unwrap();
         assert_eq!(changes, n);
         assert_eq!(g.op_count(), n);
         g.verify().unwrap();
-        assert!(start.elapsed().as_secs() < 60, "took {:?}", start.elapsed());
     }
 
     fn noop_refusal(_: &qdqc_ir::Graph, _: &crate::rule::Match) -> Result<Patch, crate::rule::Refusal> {

@@ -25,10 +25,12 @@ pub mod rules;
 mod dce;
 mod dedup_consts;
 mod int8_to_uint8;
+mod unique_dq;
 
 pub use dce::DeadCodeElimination;
 pub use dedup_consts::DedupConsts;
 pub use int8_to_uint8::Int8ToUint8;
+pub use unique_dq::UniqueDq;
 
 use qdqc_ir::{Graph, GraphError};
 use std::collections::BTreeSet;
@@ -120,8 +122,8 @@ pub fn registry_for(target: Target) -> Vec<Box<dyn Pass>> {
         rules::fuse::pass(),
         rules::fuse_contrib::pass(),
     ];
-    let mut passes: Vec<Box<dyn Pass>> =
-        rule_passes.into_iter().map(|p| Box::new(p.for_target(target)) as Box<dyn Pass>).collect();
+    let mut passes: Vec<Box<dyn Pass>> = vec![Box::new(UniqueDq)];
+    passes.extend(rule_passes.into_iter().map(|p| Box::new(p.for_target(target)) as Box<dyn Pass>));
     passes.push(Box::new(Int8ToUint8));
     passes.push(Box::new(DedupConsts));
     passes.push(Box::new(DeadCodeElimination));
@@ -131,7 +133,7 @@ pub fn registry_for(target: Target) -> Vec<Box<dyn Pass>> {
 /// The default pipeline (`-O2`), repeated to a fixed point: fold BN, move Q earlier and DQ later,
 /// drop the DQ→Q pairs that meet, fuse what is left between a DQ and a Q into integer ops.
 pub const DEFAULT_PIPELINE: &[&str] =
-    &["fold-bn", "propagate", "cleanup", "fuse", "fuse-contrib", "int8-to-uint8", "dedup-consts", "dce"];
+    &["unique-dq", "fold-bn", "propagate", "cleanup", "fuse", "fuse-contrib", "int8-to-uint8", "dedup-consts", "dce"];
 
 /// The passes of a named pipeline: `O0` (none) or `O2` (the default); the `O` may be left out.
 pub fn pipeline(name: &str) -> Option<&'static [&'static str]> {
@@ -370,7 +372,7 @@ mod tests {
         assert!(PassManager::parse("").unwrap().names().is_empty());
         assert_eq!(PassManager::parse("dce").unwrap().names(), vec!["dce"]);
         let err = PassManager::parse("dce,fuse-everything").err().unwrap();
-        assert_eq!(err.to_string(), "unknown pass 'fuse-everything' (known: fold-bn, fold-bn-qdq, cleanup, propagate, fuse, fuse-contrib, int8-to-uint8, dedup-consts, dce, none)");
+        assert_eq!(err.to_string(), "unknown pass 'fuse-everything' (known: unique-dq, fold-bn, fold-bn-qdq, cleanup, propagate, fuse, fuse-contrib, int8-to-uint8, dedup-consts, dce, none)");
         assert!(PassManager::named("O0").unwrap().names().is_empty());
         assert_eq!(PassManager::named("2").unwrap().names(), DEFAULT_PIPELINE);
         assert_eq!(PassManager::parse("fuse").unwrap().for_target(Target::Onnx).target(), Target::Onnx);
