@@ -367,7 +367,10 @@ fn compile_pipelines_diffs_dumps_stop_after_and_remarks() {
     assert_eq!(o.status.code(), Some(2));
     // The list of known passes grows with the rule families: check its shape, not its length.
     let err = stderr(&o);
-    assert!(err.contains("unknown pass 'clenaup' (known: ") && err.contains(" fold-bn, fold-bn-qdq, cleanup, "), "{err}");
+    assert!(
+        err.contains("unknown pass 'clenaup' (known: ") && err.contains(" fold-bn, fold-bn-qdq, cleanup, "),
+        "{err}"
+    );
     assert!(err.contains(", dce, all)"), "{err}");
     let o = qdqc(&["compile", m, "-o", out, "-O0"]);
     assert!(stdout(&o).contains("passes: none"), "{}", stdout(&o));

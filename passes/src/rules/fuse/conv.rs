@@ -189,12 +189,9 @@ fn int32_bias(cq: &ConvQ) -> Option<Vec<i64>> {
     }
 }
 
-/// The operand of a zero point, or a new zero constant of `dtype` when it was omitted.
+/// The operand of a zero point, or a new scalar zero of `dtype` when it was omitted.
 fn zero_point(p: &mut Patch, o: Operand, dtype: DType, base: &str) -> PatchOperand {
-    match o {
-        Operand::None => p.add_const(base, Tensor::from_i64("", dtype, &[], &[0])),
-        o => o.into(),
-    }
+    super::zero_point_or_new(p, o, dtype, 1, base)
 }
 
 /// A constant of shape `[1, C, 1, …]` for broadcasting along a conv output's channels.

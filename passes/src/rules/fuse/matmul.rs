@@ -374,13 +374,7 @@ fn bias_int32(g: &Graph, c: Operand, beta: f32, acc_scale: &[f32], y_scale: Opti
 
 /// A zero point operand: the DQ/Q's own, or a new zero of its type when it was omitted.
 fn zp_or_zero(p: &mut Patch, zp: Operand, params: &QParams, base: &str) -> PatchOperand {
-    match zp {
-        Operand::None => {
-            let dims: Vec<i64> = if params.scale.len() == 1 { vec![] } else { vec![params.scale.len() as i64] };
-            p.add_const(base, Tensor::from_i64("", params.dtype, &dims, &vec![0; params.scale.len()]))
-        }
-        z => z.into(),
-    }
+    super::zero_point_or_new(p, zp, params.dtype, params.scale.len(), base)
 }
 
 /// Per-column scales of b, `n` long.

@@ -3,7 +3,8 @@
 //! One file per op family; this table joins them.
 
 use crate::driver::RulePass;
-use crate::rule::{Refusal, Rule};
+use crate::rule::{Patch, PatchOperand, Refusal, Rule};
+use qdqc_ir::{DType, Operand, Tensor};
 
 pub mod batchnorm;
 pub mod conv;
@@ -31,4 +32,16 @@ pub(crate) fn bias_rounding_fits(bias: &[f64], int32: &[i64], acc_scale: &[f32],
         "the bias rounds to int32 at the input×weight scale with an error of {worst:.2} output steps (≥ 0.5)"
     );
     Ok(())
+}
+
+/// A zero-point operand: the Q/DQ's own, or a new zero constant of `dtype` when it was omitted
+/// (the fused ops take it as a required input): a scalar, or `n` zeros for per-axis parameters.
+pub(crate) fn zero_point_or_new(p: &mut Patch, zp: Operand, dtype: DType, n: usize, base: &str) -> PatchOperand {
+    match zp {
+        Operand::None => {
+            let dims: Vec<i64> = if n == 1 { vec![] } else { vec![n as i64] };
+            p.add_const(base, Tensor::from_i64("", dtype, &dims, &vec![0; n]))
+        }
+        z => z.into(),
+    }
 }
