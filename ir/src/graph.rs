@@ -11,7 +11,7 @@ use crate::op::Op;
 use crate::proto::{AttributeProto, NodeProto, SparseTensorProto, ValueInfoProto};
 use crate::tensor::Tensor;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
-use petgraph::visit::EdgeRef;
+use petgraph::visit::{EdgeRef, NodeIndexable};
 use petgraph::Direction;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -411,14 +411,15 @@ impl Graph {
     /// Nodes (graph inputs excluded) in topological order, preferring the smallest order key
     /// among ready nodes. Errors on a cycle, naming a node on it.
     pub fn topo_order(&self) -> Result<Vec<NodeId>, GraphError> {
-        let mut indeg: HashMap<NodeId, usize> = HashMap::with_capacity(self.g.node_count());
+        // In-degrees by node index (a Vec, not a map: this runs in every sweep of every pass).
+        let mut indeg: Vec<u32> = vec![0; self.g.node_bound()];
         let mut ready = BinaryHeap::new();
         for id in self.g.node_indices() {
-            let n = self.g.edges_directed(id, Direction::Incoming).count();
+            let n = self.g.edges_directed(id, Direction::Incoming).count() as u32;
             if n == 0 {
                 ready.push(Reverse((self.g[id].order, id)));
             } else {
-                indeg.insert(id, n);
+                indeg[id.index()] = n;
             }
         }
         let mut out = Vec::with_capacity(self.g.node_count());
@@ -427,14 +428,15 @@ impl Graph {
                 out.push(id);
             }
             for e in self.g.edges_directed(id, Direction::Outgoing) {
-                let d = indeg.get_mut(&e.target()).expect("indegree");
+                let d = &mut indeg[e.target().index()];
                 *d -= 1;
                 if *d == 0 {
                     ready.push(Reverse((self.g[e.target()].order, e.target())));
                 }
             }
         }
-        if let Some((&id, _)) = indeg.iter().filter(|(_, &d)| d > 0).min_by_key(|(id, _)| self.g[**id].order) {
+        let on_cycle = self.g.node_indices().filter(|id| indeg[id.index()] > 0).min_by_key(|&id| self.g[id].order);
+        if let Some(id) = on_cycle {
             let n = &self.g[id];
             return Err(GraphError::Cycle { node: n.label(), op: n.op.to_string() });
         }
