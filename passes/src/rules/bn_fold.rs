@@ -104,33 +104,7 @@ fn const_floats(g: &Graph, o: Operand, what: &str) -> Result<Vec<f32>, Refusal> 
     let t = g.const_tensor(node.input(0)).ok_or_else(not_const)?;
     let q = t.to_i64().map_err(|_| not_const())?;
     let p = qparams::of_node(g, out.node)?;
-    dequantize(&q, t.dims(), &p)
-}
-
-fn dequantize(q: &[i64], dims: &[i64], p: &qparams::QParams) -> Result<Vec<f32>, Refusal> {
-    let (len, inner) = channels(dims, p)?;
-    Ok(q.iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            let c = (i / inner) % len;
-            (v - p.zero_point[c]) as f32 * p.scale[c]
-        })
-        .collect())
-}
-
-/// How many parameter channels and the elements per channel step.
-fn channels(dims: &[i64], p: &qparams::QParams) -> Result<(usize, usize), Refusal> {
-    match p.axis {
-        None => Ok((1, 1)),
-        Some(a) => {
-            ensure!(
-                dims.get(a) == Some(&(p.scale.len() as i64)),
-                "{} scales for axis {a} of dims {dims:?}",
-                p.scale.len()
-            );
-            Ok((p.scale.len(), dims[a + 1..].iter().product::<i64>().max(1) as usize))
-        }
-    }
+    qparams::dequantize(&q, t.dims(), &p)
 }
 
 /// γ, β, mean, var and ε of the matched BatchNormalization.

@@ -1,6 +1,7 @@
 //! The quantization parameters of a QuantizeLinear or DequantizeLinear node, read by value from
 //! its constant inputs, for rules to compare and compute with.
 
+use crate::ensure;
 use crate::rule::Refusal;
 use qdqc_ir::{attr, DType, Graph, NodeId, Op, Operand};
 
@@ -77,4 +78,32 @@ pub(crate) fn first_difference<T: PartialEq + std::fmt::Display>(a: &[T], b: &[T
     }
     let i = a.iter().zip(b).position(|(x, y)| x != y)?;
     Some(if a.len() == 1 { format!("{} vs {}", a[0], b[0]) } else { format!("at {i}: {} vs {}", a[i], b[i]) })
+}
+
+/// The values `(q − z)·s` (in f32, as DequantizeLinear computes them) of integer data `q` of shape
+/// `dims` under the parameters `p`, per tensor or per axis.
+pub(crate) fn dequantize(q: &[i64], dims: &[i64], p: &QParams) -> Result<Vec<f32>, Refusal> {
+    let (len, inner) = channels(dims, p)?;
+    Ok(q.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let c = (i / inner) % len;
+            (v - p.zero_point[c]) as f32 * p.scale[c]
+        })
+        .collect())
+}
+
+/// How many parameter channels and the elements per channel step.
+fn channels(dims: &[i64], p: &QParams) -> Result<(usize, usize), Refusal> {
+    match p.axis {
+        None => Ok((1, 1)),
+        Some(a) => {
+            ensure!(
+                dims.get(a) == Some(&(p.scale.len() as i64)),
+                "{} scales for axis {a} of dims {dims:?}",
+                p.scale.len()
+            );
+            Ok((p.scale.len(), dims[a + 1..].iter().product::<i64>().max(1) as usize))
+        }
+    }
 }

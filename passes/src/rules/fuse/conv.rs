@@ -167,8 +167,7 @@ fn read_bias(g: &Graph, b: Operand, c: usize, acc_scale: &[f32], who: &str) -> R
         {
             return Ok(Bias::Exact(dq.input(0), q));
         }
-        // DequantizeLinear computes (q − z)·s in f32.
-        (0..c).map(|ch| (q[ch] - p.zero_point[at(ch)]) as f32 * p.scale[at(ch)]).collect()
+        qparams::dequantize(&q, t.dims(), &p)?
     };
     ensure!(values.len() == c, "{who}: bias has {} values for {c} output channels", values.len());
     ensure!(values.iter().all(|v| v.is_finite()), "{who}: bias has a non-finite value");

@@ -337,15 +337,7 @@ fn bias_values(g: &Graph, c: Operand, n: usize) -> Result<Vec<f64>, Refusal> {
         let q = t.to_i64().map_err(|_| not_const())?;
         let p = qparams::of_node(g, o.node)?;
         ensure!(p.axis.is_none() || t.dims().len() == 1, "the bias '{name}' is quantized per axis of rank > 1");
-        let v = q
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| {
-                let ch = if p.scale.len() == 1 { 0 } else { i % p.scale.len() };
-                (v - p.zero_point[ch]) as f32 * p.scale[ch]
-            })
-            .collect();
-        (v, t.dims().to_vec())
+        (qparams::dequantize(&q, t.dims(), &p)?, t.dims().to_vec())
     };
     let per_col = match dims.as_slice() {
         [] | [1] | [1, 1] => vals.len() == 1,
