@@ -6,5 +6,13 @@
 fn main() {
     println!("cargo:rerun-if-changed=proto/onnx.proto");
     let fds = protox::compile(["onnx.proto"], ["proto"]).expect("proto/onnx.proto must parse");
-    prost_build::Config::new().bytes(["."]).compile_fds(fds).expect("prost code generation for onnx.proto");
+    // AttributeProto holds a TensorProto, GraphProto, SparseTensorProto and TypeProto inline:
+    // 1672 bytes per attribute, 8 kB per Conv node, most of a million-node graph's memory.
+    // Boxed, these rare payloads cost a pointer each.
+    let mut config = prost_build::Config::new();
+    config.bytes(["."]);
+    for field in ["t", "g", "sparse_tensor", "tp"] {
+        config.boxed(format!(".onnx.AttributeProto.{field}"));
+    }
+    config.compile_fds(fds).expect("prost code generation for onnx.proto");
 }

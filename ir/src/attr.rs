@@ -41,7 +41,7 @@ pub fn tensor(attrs: &[AttributeProto], name: &str) -> Option<Tensor> {
     find(attrs, name)
         .filter(|a| kind(a) == AttributeType::Tensor)
         .and_then(|a| a.t.clone())
-        .map(|proto| Tensor { proto, external: None })
+        .map(|proto| Tensor { proto: *proto, external: None })
 }
 
 fn base(name: &str, ty: AttributeType) -> AttributeProto {
@@ -69,7 +69,7 @@ pub fn make_string(name: &str, v: &str) -> AttributeProto {
 }
 
 pub fn make_tensor(name: &str, t: Tensor) -> AttributeProto {
-    AttributeProto { t: Some(t.proto), ..base(name, AttributeType::Tensor) }
+    AttributeProto { t: Some(Box::new(t.proto)), ..base(name, AttributeType::Tensor) }
 }
 
 #[cfg(test)]

@@ -13,8 +13,9 @@ use crate::tensor::Tensor;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::{EdgeRef, NodeIndexable};
 use petgraph::Direction;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt;
 
 pub type NodeId = NodeIndex<u32>;
@@ -265,7 +266,9 @@ pub enum GraphError {
 pub struct Graph {
     g: StableDiGraph<Node, Edge, u32>,
     consts: Vec<Option<Const>>,
-    names: HashMap<String, Operand>,
+    /// Every value and constant by name (FxHash: names are hashed on every rewrite, and the
+    /// graph is not exposed to untrusted hash-flooding input beyond the model being compiled).
+    names: FxHashMap<String, Operand>,
     /// Graph inputs, in order: each is an [`Op::Input`] node.
     pub inputs: Vec<NodeId>,
     pub outputs: Vec<GraphOutput>,
@@ -278,14 +281,14 @@ pub struct Graph {
     /// Names of `value_info` entries that named no value already in the input model (onnxruntime's
     /// quantizer leaves such entries). They are written back verbatim, and no new value takes
     /// their names.
-    pub value_info_orphans: HashSet<String>,
+    pub value_info_orphans: FxHashSet<String>,
     /// The GraphProto fields the IR does not model (name, doc_string, quantization_annotation,
     /// metadata_props); its node/tensor/value lists are kept empty.
     pub meta: crate::proto::GraphProto,
     next_order: u64,
     /// Per base name, the suffix [`Graph::fresh_name`] tries next (so that thousands of rewrites
     /// naming values after the same base stay linear).
-    name_hints: HashMap<String, u64>,
+    name_hints: FxHashMap<String, u64>,
 }
 
 /// Spacing of the order keys given to nodes as they are added, leaving room between them.
@@ -335,6 +338,11 @@ impl Graph {
     /// All nodes (graph inputs included) in index order.
     pub fn node_ids(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.g.node_indices()
+    }
+
+    /// An upper bound of node indices (`NodeId::index()`), for tables indexed by node.
+    pub fn node_bound(&self) -> usize {
+        self.g.node_bound()
     }
 
     /// Number of nodes, graph inputs excluded.
@@ -461,12 +469,13 @@ impl Graph {
         if name.is_empty() {
             return Ok(());
         }
-        match self.names.insert(name.to_string(), op) {
-            Some(prev) if prev != op => {
-                self.names.insert(name.to_string(), prev);
-                Err(GraphError::DuplicateName(name.to_string()))
+        match self.names.get(name) {
+            Some(&prev) if prev != op => Err(GraphError::DuplicateName(name.to_string())),
+            Some(_) => Ok(()),
+            None => {
+                self.names.insert(name.to_string(), op);
+                Ok(())
             }
-            _ => Ok(()),
         }
     }
 
@@ -547,18 +556,25 @@ impl Graph {
         proto.input.clear();
         proto.output.clear();
         proto.attribute.clear();
-        let names: Vec<String> = outputs.iter().map(|v| v.name.clone()).collect();
-        let node = Node { op, attrs, outputs, proto: Box::new(proto), order, inputs: vec![], captures: vec![] };
-        let id = self.g.add_node(node);
-        for (slot, name) in names.iter().enumerate() {
-            if let Err(e) = self.register(name, Operand::Value(Outlet::new(id, slot as u32))) {
-                for n in &names[..slot] {
-                    self.names.remove(n);
+        let id = self.g.add_node(Node {
+            op,
+            attrs,
+            outputs: vec![],
+            proto: Box::new(proto),
+            order,
+            inputs: vec![],
+            captures: vec![],
+        });
+        for (slot, v) in outputs.iter().enumerate() {
+            if let Err(e) = self.register(&v.name, Operand::Value(Outlet::new(id, slot as u32))) {
+                for v in &outputs[..slot] {
+                    self.names.remove(&v.name);
                 }
                 self.g.remove_node(id);
                 return Err(e);
             }
         }
+        self.g[id].outputs = outputs;
         self.set_inputs(id, inputs);
         Ok(id)
     }
@@ -683,35 +699,49 @@ impl Graph {
 
     // ---- checking ------------------------------------------------------------------------
 
-    /// Checks the structural invariants: acyclic; every operand refers to a live node output or
-    /// constant; edges match operands; names unique and indexed; graph outputs defined; node
-    /// output types agree with what inference derives from the inputs.
+    /// Checks the structural invariants ([`Graph::verify_structure`]) and that node output types
+    /// agree with what inference derives from the inputs.
     pub fn verify(&self) -> Result<(), GraphError> {
-        let inv = |m: String| Err(GraphError::Invariant(m));
-        let mut defs: Vec<(&str, Operand)> = Vec::new();
+        let order = self.structure()?;
+        crate::infer::check_types(self, &order)
+    }
+
+    /// Checks the structural invariants: acyclic; every operand refers to a live node output or
+    /// constant; edges match operands; names unique and indexed; graph outputs defined. (A graph
+    /// just imported from ONNX has had its types inferred and checked, so loading needs no more.)
+    pub fn verify_structure(&self) -> Result<(), GraphError> {
+        self.structure().map(drop)
+    }
+
+    /// The structural checks; returns the topological order.
+    fn structure(&self) -> Result<Vec<NodeId>, GraphError> {
+        let inv = GraphError::Invariant;
+        // Every definition must be indexed under its name. Two definitions of one name cannot
+        // both be (the index maps a name to one operand), and a count check finds stale entries.
+        let mut defined = 0;
+        let mut check_def = |name: &str, op: Operand| -> Result<(), GraphError> {
+            if name.is_empty() {
+                return Ok(());
+            }
+            defined += 1;
+            match self.names.get(name) {
+                Some(&o) if o == op => Ok(()),
+                Some(_) => Err(GraphError::DuplicateName(name.to_string())),
+                None => Err(inv(format!("name index is stale for '{name}'"))),
+            }
+        };
         for (id, c) in self.constants() {
             if c.origin != ConstOrigin::InputDefault {
-                defs.push((c.name.as_str(), Operand::Const(id)));
+                check_def(&c.name, Operand::Const(id))?;
             }
         }
         for id in self.g.node_indices() {
             for (slot, v) in self.g[id].outputs.iter().enumerate() {
-                defs.push((v.name.as_str(), Operand::Value(Outlet::new(id, slot as u32))));
+                check_def(&v.name, Operand::Value(Outlet::new(id, slot as u32)))?;
             }
         }
-        let mut seen: HashMap<&str, Operand> = HashMap::with_capacity(defs.len());
-        for (name, op) in defs {
-            if !name.is_empty() && seen.insert(name, op).is_some() {
-                return Err(GraphError::DuplicateName(name.to_string()));
-            }
-        }
-        for (name, op) in &seen {
-            if self.names.get(*name) != Some(op) {
-                return inv(format!("name index is stale for '{name}'"));
-            }
-        }
-        if seen.len() != self.names.len() {
-            return inv("name index holds names of removed values".into());
+        if defined != self.names.len() {
+            return Err(inv("name index holds names of removed values".into()));
         }
         let check_operand = |n: &Node, op: Operand| -> Result<(), GraphError> {
             let bad = |msg: String| GraphError::Node { node: n.label(), op: n.op.to_string(), msg };
@@ -764,10 +794,10 @@ impl Graph {
             expect.sort_by_key(key);
             actual.sort_by_key(key);
             if expect != actual {
-                return inv(format!("edges of node {} do not match its inputs", n.label()));
+                return Err(inv(format!("edges of node {} do not match its inputs", n.label())));
             }
             if n.op == Op::Input && !self.inputs.contains(&id) {
-                return inv(format!("input node {} is not listed as a graph input", n.label()));
+                return Err(inv(format!("input node {} is not listed as a graph input", n.label())));
             }
         }
         for out in &self.outputs {
@@ -780,8 +810,7 @@ impl Graph {
                 return Err(GraphError::DanglingOutput(out.name().to_string()));
             }
         }
-        let order = self.topo_order()?;
-        crate::infer::check_types(self, &order)
+        self.topo_order()
     }
 }
 
@@ -789,5 +818,18 @@ fn port_key(p: Port) -> (u8, u32) {
     match p {
         Port::Input(i) => (0, i),
         Port::Capture(i) => (1, i),
+    }
+}
+#[cfg(test)]
+mod layout {
+    /// Million-node graphs keep one of each per node (and several attributes): guard against a
+    /// schema or field change silently multiplying memory (AttributeProto was 1672 bytes before
+    /// its tensor/graph payloads were boxed in build.rs).
+    #[test]
+    fn per_node_structures_stay_small() {
+        use std::mem::size_of;
+        assert!(size_of::<crate::proto::AttributeProto>() <= 400, "{}", size_of::<crate::proto::AttributeProto>());
+        assert!(size_of::<super::Node>() <= 160, "{}", size_of::<super::Node>());
+        assert!(size_of::<super::Value>() <= 112, "{}", size_of::<super::Value>());
     }
 }

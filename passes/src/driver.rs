@@ -8,7 +8,7 @@
 use crate::rule::{Refusal, Rule};
 use crate::{Pass, PassError, Remark, Remarks, Target};
 use qdqc_ir::{Graph, GraphError, NodeId, Op};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 /// Sweeps after which the driver gives up converging (each sweep is linear in the graph).
 pub const MAX_SWEEPS: usize = 8;
@@ -47,11 +47,15 @@ type Refusals = Vec<(&'static str, String, String, String)>;
 
 fn sweep(graph: &mut Graph, by_op: &HashMap<&Op, Vec<&Rule>>, target: Target) -> Result<(usize, Refusals), GraphError> {
     let mut work: VecDeque<NodeId> = graph.topo_order()?.into();
-    let mut queued: HashSet<NodeId> = work.iter().copied().collect();
+    // Queued flags by node index (grown as rewrites add nodes).
+    let mut queued = vec![false; graph.node_bound()];
+    for &id in &work {
+        queued[id.index()] = true;
+    }
     let mut changes = 0;
     let mut refusals = Vec::new();
     while let Some(id) = work.pop_front() {
-        queued.remove(&id);
+        queued[id.index()] = false;
         if !graph.contains(id) {
             continue;
         }
@@ -68,7 +72,11 @@ fn sweep(graph: &mut Graph, by_op: &HashMap<&Op, Vec<&Rule>>, target: Target) ->
                         changes += 1;
                         let again = applied.new_nodes.into_iter().chain(applied.touched).chain([id]);
                         for n in again {
-                            if graph.contains(n) && queued.insert(n) {
+                            if n.index() >= queued.len() {
+                                queued.resize(graph.node_bound().max(n.index() + 1), false);
+                            }
+                            if graph.contains(n) && !queued[n.index()] {
+                                queued[n.index()] = true;
                                 work.push_back(n);
                             }
                         }

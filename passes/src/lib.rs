@@ -188,12 +188,23 @@ impl PrintAfter {
 }
 
 /// Instrumentation of a run (rustc's `-Z dump-mir`, `-Z mir-opt-bisect-limit` in spirit).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Instrument {
     pub print_after: Option<PrintAfter>,
     pub diff: bool,
     /// Stop after this many pass executions (for bisecting a bad rewrite).
     pub stop_after: Option<usize>,
+    /// Run the graph check ([`Graph::verify`]) after every pass that changed the graph, naming
+    /// the pass that broke an invariant (LLVM's `-verify-each`, rustc's `-Z validate-mir`).
+    /// Otherwise the graph is checked once, after the pipeline. On by default in debug builds
+    /// (so every test checks every pass); `qdqc --check-each-pass` turns it on in release.
+    pub check_each_pass: bool,
+}
+
+impl Default for Instrument {
+    fn default() -> Instrument {
+        Instrument { print_after: None, diff: false, stop_after: None, check_each_pass: cfg!(debug_assertions) }
+    }
 }
 
 /// The outcome of [`PassManager::run_with`].
@@ -205,9 +216,12 @@ pub struct PipelineRun {
     pub converged: bool,
     /// `stop_after` cut the run short.
     pub stopped: bool,
+    /// The graph check after the pipeline (zero when every pass was checked on its own).
+    pub final_check_time: std::time::Duration,
 }
 
-/// Runs a list of passes to a fixed point, verifying the graph after each one.
+/// Runs a list of passes to a fixed point, checking the graph after each one or once at the end
+/// ([`Instrument::check_each_pass`]).
 pub struct PassManager {
     passes: Vec<Box<dyn Pass>>,
     target: Target,
@@ -277,20 +291,20 @@ impl PassManager {
         }
         let texts = inst.diff || inst.print_after.is_some();
         let mut text = texts.then(|| qdqc_ir::text::print(graph));
-        for iteration in 0..MAX_ITERATIONS {
+        'repeat: for iteration in 0..MAX_ITERATIONS {
             let mut changed = 0;
             let mut remarks = Remarks::new();
             for pass in &self.passes {
                 if inst.stop_after.is_some_and(|n| out.runs.len() >= n) {
                     out.stopped = true;
                     out.remarks = remarks;
-                    return Ok(out);
+                    break 'repeat;
                 }
                 let start = std::time::Instant::now();
                 let changes = pass.run(graph, &mut remarks)?;
                 let time = start.elapsed();
                 // A pass that changed nothing left the graph as the last check saw it.
-                if changes > 0 {
+                if changes > 0 && inst.check_each_pass {
                     graph.verify().map_err(|error| PassError::Invalid { pass: pass.name(), error })?;
                 }
                 let verify_time = start.elapsed() - time;
@@ -317,6 +331,13 @@ impl PassManager {
             if changed == 0 {
                 out.converged = true;
                 break;
+            }
+        }
+        if !inst.check_each_pass {
+            if let Some(last) = out.runs.iter().rev().find(|r| r.changes > 0) {
+                let start = std::time::Instant::now();
+                graph.verify().map_err(|error| PassError::Invalid { pass: last.pass, error })?;
+                out.final_check_time = start.elapsed();
             }
         }
         if out.converged {
@@ -397,7 +418,12 @@ mod tests {
     fn fixed_point_diffs_dumps_and_stop_after() {
         let pm = PassManager::parse("fold-bn,cleanup,dce").unwrap();
         let mut g = parse(G).unwrap();
-        let inst = Instrument { print_after: Some(PrintAfter::parse("dce")), diff: true, stop_after: None };
+        let inst = Instrument {
+            print_after: Some(PrintAfter::parse("dce")),
+            diff: true,
+            stop_after: None,
+            check_each_pass: true,
+        };
         let r = pm.run_with(&mut g, &inst).unwrap();
         assert!(r.converged && !r.stopped);
         let summary: Vec<_> = r.runs.iter().map(|r| (r.pass, r.iteration, r.changes)).collect();

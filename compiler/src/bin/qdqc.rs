@@ -9,6 +9,16 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc instead of the system allocator: a compile allocates and frees millions of small
+/// names, shapes and nodes, and glibc's malloc spends a large share of a 1M-node compile there
+/// (measured in docs/benchmarks.md, "Compile time at scale").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `mi_option_purge_delay` of mimalloc.h, which libmimalloc-sys does not export by name; it
+/// comes right before `mi_option_use_numa_nodes` in both mimalloc v2 and v3.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = libmimalloc_sys::mi_option_use_numa_nodes - 1;
+
 #[derive(Parser)]
 #[command(name = "qdqc", version, about = "Compiles quantized ONNX models in QDQ form into integer ONNX graphs")]
 struct Cli {
@@ -59,6 +69,10 @@ enum Command {
         /// Stop after N pass runs (for bisecting a bad rewrite).
         #[arg(long, value_name = "N")]
         stop_after: Option<usize>,
+        /// Check the graph's invariants after every pass that changed it, naming the pass that
+        /// broke one (the default in debug builds; release builds check once, after the pipeline).
+        #[arg(long)]
+        check_each_pass: bool,
         /// List why rules did not fire.
         #[arg(long)]
         remarks: bool,
@@ -181,6 +195,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             diff,
             dump_dir,
             stop_after,
+            check_each_pass,
             remarks,
             time_passes,
             json,
@@ -203,6 +218,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                 print_after: print_after.as_deref().map(qdqc::passes::PrintAfter::parse),
                 diff,
                 stop_after,
+                check_each_pass: check_each_pass || cfg!(debug_assertions),
             };
             let target = match target {
                 TargetArg::Ort => qdqc::passes::Target::Ort,
@@ -368,6 +384,11 @@ fn file_stem(name: &str) -> String {
 }
 
 fn main() -> ExitCode {
+    // Never hand freed memory back to the OS during a run: a compile frees and reallocates
+    // hundreds of MB (the decoded protobuf, grown tables), and purging made the kernel zero the
+    // same pages again (4 s of system time in a 1M-node compile, docs/benchmarks.md).
+    // SAFETY: sets a process-wide allocator option before any thread is started.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -260,7 +260,7 @@ mod tests {
         let sp = AttributeProto {
             name: Some("sparse_value".into()),
             r#type: Some(crate::proto::attribute_proto::AttributeType::SparseTensor as i32),
-            sparse_tensor: Some(sparse),
+            sparse_tensor: Some(Box::new(sparse)),
             ..Default::default()
         };
         let sv = b.node(Op::Constant, &[]).attr(sp).out1();

@@ -184,15 +184,15 @@ pub(crate) fn nodes_tensors(
 ) -> Result<(), Error> {
     for n in nodes {
         for a in &mut n.attribute {
-            for t in a.t.iter_mut().chain(a.tensors.iter_mut()) {
+            for t in a.t.iter_mut().map(|t| &mut **t).chain(a.tensors.iter_mut()) {
                 f(t)?;
             }
-            for s in a.sparse_tensor.iter_mut().chain(a.sparse_tensors.iter_mut()) {
+            for s in a.sparse_tensor.iter_mut().map(|s| &mut **s).chain(a.sparse_tensors.iter_mut()) {
                 for t in [&mut s.values, &mut s.indices].into_iter().flatten() {
                     f(t)?;
                 }
             }
-            for g in a.g.iter_mut().chain(a.graphs.iter_mut()) {
+            for g in a.g.iter_mut().map(|g| &mut **g).chain(a.graphs.iter_mut()) {
                 graph_tensors(g, f)?;
             }
         }

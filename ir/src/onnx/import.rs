@@ -82,7 +82,7 @@ fn constant_value(n: &NodeProto, store: &ExternalStore) -> Result<Option<Tensor>
     let kind = crate::attr::kind(a);
     let t = match (a.name.as_deref(), kind) {
         (Some("value"), AttributeType::Tensor) => match &a.t {
-            Some(t) => checked_tensor(t.clone(), store)?,
+            Some(t) => checked_tensor((**t).clone(), store)?,
             None => return Ok(None),
         },
         (Some("value_float"), AttributeType::Float) => Tensor::from_f32("", &[], &[a.f.unwrap_or(0.0)]),
@@ -111,7 +111,7 @@ pub(crate) fn free_names(g: &GraphProto, out: &mut Vec<String>) {
             push(i, out);
         }
         for a in &n.attribute {
-            for sub in a.g.iter().chain(a.graphs.iter()) {
+            for sub in a.g.iter().map(|g| &**g).chain(a.graphs.iter()) {
                 let mut inner = Vec::new();
                 free_names(sub, &mut inner);
                 for name in inner {
@@ -163,7 +163,7 @@ fn import_graph(mut gp: GraphProto, graph: &mut Graph, store: &ExternalStore) ->
         let attrs = std::mem::take(&mut n.attribute);
         let mut captured = Vec::new();
         for a in &attrs {
-            for sub in a.g.iter().chain(a.graphs.iter()) {
+            for sub in a.g.iter().map(|g| &**g).chain(a.graphs.iter()) {
                 free_names(sub, &mut captured);
             }
         }

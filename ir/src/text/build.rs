@@ -53,10 +53,10 @@ fn constant_node(value: &ConstValue) -> NodeProto {
     let a =
         |name: &str, ty: A| AttributeProto { name: Some(name.into()), r#type: Some(ty as i32), ..Default::default() };
     let attr = match value {
-        ConstValue::Dense(t) => AttributeProto { t: Some(t.proto.clone()), ..a("value", A::Tensor) },
-        ConstValue::Elided(e) => AttributeProto { t: Some(e.to_proto("")), ..a("value", A::Tensor) },
+        ConstValue::Dense(t) => AttributeProto { t: Some(Box::new(t.proto.clone())), ..a("value", A::Tensor) },
+        ConstValue::Elided(e) => AttributeProto { t: Some(Box::new(e.to_proto(""))), ..a("value", A::Tensor) },
         ConstValue::Sparse(s) => {
-            AttributeProto { sparse_tensor: Some((**s).clone()), ..a("sparse_value", A::SparseTensor) }
+            AttributeProto { sparse_tensor: Some(s.clone()), ..a("sparse_value", A::SparseTensor) }
         }
     };
     NodeProto { op_type: Some("Constant".into()), attribute: vec![attr], ..Default::default() }
@@ -79,7 +79,7 @@ pub(super) fn free_names(g: &GraphProto, out: &mut Vec<String>) {
         for i in &n.input {
             push(i, out);
         }
-        for sub in n.attribute.iter().flat_map(|a| a.g.iter().chain(&a.graphs)) {
+        for sub in n.attribute.iter().flat_map(|a| a.g.iter().map(|g| &**g).chain(&a.graphs)) {
             let mut inner = Vec::new();
             free_names(sub, &mut inner);
             inner.iter().for_each(|name| push(name, out));
@@ -150,7 +150,7 @@ impl<'a> IrBuilder<'a> {
     fn node(&mut self, n: NodeDecl<'a>) -> Result<(), ParseError> {
         let (op, domain) = resolve_op(n.domain.as_deref(), &n.op_type);
         let mut captures = Vec::new();
-        for sub in n.attrs.iter().flat_map(|a| a.g.iter().chain(&a.graphs)) {
+        for sub in n.attrs.iter().flat_map(|a| a.g.iter().map(|g| &**g).chain(&a.graphs)) {
             free_names(sub, &mut captures);
         }
         let proto = NodeProto { name: n.name, op_type: Some(n.op_type), domain, ..Default::default() };

@@ -665,9 +665,9 @@ impl<'a> Parser<'a> {
             Elem::Int(i) => AttributeProto { i: Some(i), ..typed(A::Int) },
             Elem::Float(f) => AttributeProto { f: Some(f), ..typed(A::Float) },
             Elem::Str(s) => AttributeProto { s: Some(s), ..typed(A::String) },
-            Elem::Tensor(t) => AttributeProto { t: Some(*t), ..typed(A::Tensor) },
-            Elem::Sparse(s) => AttributeProto { sparse_tensor: Some(*s), ..typed(A::SparseTensor) },
-            Elem::Graph(g) => AttributeProto { g: Some(*g), ..typed(A::Graph) },
+            Elem::Tensor(t) => AttributeProto { t: Some(t), ..typed(A::Tensor) },
+            Elem::Sparse(s) => AttributeProto { sparse_tensor: Some(s), ..typed(A::SparseTensor) },
+            Elem::Graph(g) => AttributeProto { g: Some(g), ..typed(A::Graph) },
         })
     }
 

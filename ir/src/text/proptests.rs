@@ -104,16 +104,16 @@ fn plain_attr() -> impl Strategy<Value = AttributeProto> {
         vec(any::<i64>(), 0..4).prop_map(move |ints| AttributeProto { ints, ..t(A::Ints) }),
         vec(f32s(), 0..4).prop_map(move |floats| AttributeProto { floats, ..t(A::Floats) }),
         vec(bytes(), 0..3).prop_map(move |strings| AttributeProto { strings, ..t(A::Strings) }),
-        tensor().prop_map(move |x| AttributeProto { t: Some(x.proto), ..t(A::Tensor) }),
+        tensor().prop_map(move |x| AttributeProto { t: Some(Box::new(x.proto)), ..t(A::Tensor) }),
         vec(tensor(), 0..3)
             .prop_map(move |ts| AttributeProto { tensors: ts.into_iter().map(|x| x.proto).collect(), ..t(A::Tensors) }),
-        sparse().prop_map(move |s| AttributeProto { sparse_tensor: Some(s), ..t(A::SparseTensor) }),
+        sparse().prop_map(move |s| AttributeProto { sparse_tensor: Some(Box::new(s)), ..t(A::SparseTensor) }),
         vec(sparse(), 0..2).prop_map(move |sparse_tensors| AttributeProto { sparse_tensors, ..t(A::SparseTensors) }),
         Just(AttributeProto { graphs: vec![], ..t(A::Graphs) }),
         // The rest are written as protobuf bytes.
         any::<i64>().prop_map(move |i| AttributeProto { ref_attr_name: Some("r".into()), i: Some(i), ..t(A::Int) }),
         any::<i64>().prop_map(move |i| AttributeProto { doc_string: Some("d".into()), i: Some(i), ..t(A::Int) }),
-        Just(AttributeProto { tp: Some(TypeProto::default()), ..t(A::TypeProto) }),
+        Just(AttributeProto { tp: Some(Box::new(TypeProto::default())), ..t(A::TypeProto) }),
         any::<i64>().prop_map(|i| AttributeProto { i: Some(i), ..Default::default() }),
     ];
     (name(), value).prop_map(|(name, a)| AttributeProto { name: Some(name), ..a })
@@ -369,7 +369,7 @@ fn add_node(g: &mut Graph, n: &NodeRecipe, values: &mut Vec<Operand>, consts: &[
             let proto = NodeProto { domain: Some(domain.clone()), ..proto };
             let id = g.add_node(op, proto, attrs, inputs, outs.clone()).unwrap();
             let mut captures = Vec::new();
-            for sub in g.node(id).attrs.iter().flat_map(|a| a.g.iter().chain(&a.graphs)) {
+            for sub in g.node(id).attrs.iter().flat_map(|a| a.g.iter().map(|g| &**g).chain(&a.graphs)) {
                 super::build::free_names(sub, &mut captures);
             }
             let captures = captures.iter().map(|c| g.lookup(c).unwrap()).collect();
@@ -387,7 +387,7 @@ fn add_node(g: &mut Graph, n: &NodeRecipe, values: &mut Vec<Operand>, consts: &[
 fn build_attr(a: &Attr, outer: &[String]) -> AttributeProto {
     match a {
         Attr::Plain(a) => (**a).clone(),
-        Attr::Graph(n, r) => AttributeProto { g: Some(build_proto(r, outer)), ..typed(n.clone(), A::Graph) },
+        Attr::Graph(n, r) => AttributeProto { g: Some(Box::new(build_proto(r, outer))), ..typed(n.clone(), A::Graph) },
         Attr::Graphs(n, rs) => {
             AttributeProto { graphs: rs.iter().map(|r| build_proto(r, outer)).collect(), ..typed(n.clone(), A::Graphs) }
         }

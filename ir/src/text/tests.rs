@@ -358,7 +358,7 @@ fn other_attributes_are_written_as_protobuf_bytes() {
         AttributeProto {
             name: Some("tp".into()),
             r#type: Some(A::TypeProto as i32),
-            tp: Some(TypeProto::default()),
+            tp: Some(Box::new(TypeProto::default())),
             ..Default::default()
         },
         AttributeProto { name: Some("untyped".into()), i: Some(3), ..Default::default() },
@@ -430,14 +430,14 @@ fn nested_graph_protos_keep_what_the_text_shows() {
         output: vec![crate::proto::ValueInfoProto { name: Some("o".into()), ..Default::default() }],
         ..Default::default()
     };
-    let a = AttributeProto { g: Some(body.clone()), ..AttributeProto::default() };
+    let a = AttributeProto { g: Some(Box::new(body.clone())), ..AttributeProto::default() };
     let a = AttributeProto { name: Some("body".into()), r#type: Some(A::Graph as i32), ..a };
     let mut g = crate::Graph::new();
     g.add_node(crate::Op::from_onnx("com.x", "Scan"), NodeProto::default(), vec![a], vec![], vec![Value::named("y")])
         .unwrap();
     let back = rt(&print(&g));
     let n = back.node(back.topo_order().unwrap()[0]);
-    assert_eq!(attr::find(&n.attrs, "body").unwrap().g.as_ref(), Some(&body));
+    assert_eq!(attr::find(&n.attrs, "body").unwrap().g.as_deref(), Some(&body));
 }
 
 // ---- the header, comments, errors ----------------------------------------------------------
