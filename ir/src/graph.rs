@@ -391,6 +391,19 @@ impl Graph {
         }
     }
 
+    /// The element type of an operand (without cloning its shape, unlike [`Graph::operand_type`]).
+    pub fn operand_dtype(&self, op: Operand) -> Option<DType> {
+        match op {
+            Operand::Value(o) => self.value(o).ty.as_ref().map(|t| t.dtype),
+            Operand::Const(c) => match &self.constant(c).value {
+                ConstValue::Dense(t) => DType::from_onnx(t.proto.data_type?),
+                ConstValue::Sparse(s) => DType::from_onnx(s.values.as_ref()?.data_type?),
+                ConstValue::Elided(e) => Some(e.dtype),
+            },
+            Operand::None => None,
+        }
+    }
+
     pub fn operand_type(&self, op: Operand) -> Option<TensorType> {
         match op {
             Operand::Value(o) => self.value(o).ty.clone(),

@@ -2,7 +2,7 @@
 //! nothing reads. Graph inputs and input defaults are interface, never removed.
 
 use crate::{Pass, PassError, Remarks};
-use qdqc_ir::{ConstId, ConstOrigin, Graph, Operand};
+use qdqc_ir::{ConstId, ConstOrigin, Graph, Op, Operand};
 use std::collections::HashSet;
 
 pub struct DeadCodeElimination;
@@ -15,12 +15,14 @@ impl Pass for DeadCodeElimination {
     fn run(&self, graph: &mut Graph, _remarks: &mut Remarks) -> Result<usize, PassError> {
         let fail = |error| PassError::Failed { pass: "dce", error };
         // Mark: walk back from the graph outputs (linear: each node is pushed once).
-        let mut live = HashSet::new();
+        // Live flags by node index: this runs on every repetition of the pipeline.
+        let mut live = vec![false; graph.node_bound()];
         let mut live_consts: HashSet<ConstId> = HashSet::new();
         let mut stack = Vec::new();
-        let mark = |op: Operand, stack: &mut Vec<_>, live: &mut HashSet<_>, consts: &mut HashSet<ConstId>| match op {
+        let mark = |op: Operand, stack: &mut Vec<_>, live: &mut Vec<bool>, consts: &mut HashSet<ConstId>| match op {
             Operand::Value(o) => {
-                if live.insert(o.node) {
+                if !live[o.node.index()] {
+                    live[o.node.index()] = true;
                     stack.push(o.node);
                 }
             }
@@ -39,12 +41,13 @@ impl Pass for DeadCodeElimination {
             }
         }
         // Sweep: dead nodes in reverse topological order, so consumers go before producers.
-        let order = graph.topo_order().map_err(fail)?;
         let mut changes = 0;
-        for &id in order.iter().rev() {
-            if !live.contains(&id) {
-                graph.remove_node(id).map_err(fail)?;
-                changes += 1;
+        if graph.node_ids().any(|id| !live[id.index()] && graph.node(id).op != Op::Input) {
+            for &id in graph.topo_order().map_err(fail)?.iter().rev() {
+                if !live[id.index()] {
+                    graph.remove_node(id).map_err(fail)?;
+                    changes += 1;
+                }
             }
         }
         let dead: Vec<ConstId> = graph
@@ -56,7 +59,7 @@ impl Pass for DeadCodeElimination {
         // A quantization annotation is no use of its constants: one naming a removed constant
         // (the scale of a value that a fused op now reads with its own parameters) goes too.
         let dead_set: HashSet<ConstId> = dead.iter().copied().collect();
-        let ids: Vec<_> = graph.node_ids().collect();
+        let ids: Vec<_> = if dead_set.is_empty() { vec![] } else { graph.node_ids().collect() };
         for id in ids {
             for v in &mut graph.node_mut(id).outputs {
                 if v.quant

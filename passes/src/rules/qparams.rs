@@ -28,10 +28,9 @@ fn show_op(graph: &Graph, id: NodeId) -> String {
 pub(crate) fn of_node(graph: &Graph, id: NodeId) -> Result<QParams, Refusal> {
     let node = graph.node(id);
     let who = || show_op(graph, id);
-    let x_ty = graph.operand_type(node.input(0));
     let dtype = match node.op {
         Op::QuantizeLinear => node.outputs[0].ty.as_ref().map(|t| t.dtype),
-        Op::DequantizeLinear => x_ty.as_ref().map(|t| t.dtype),
+        Op::DequantizeLinear => graph.operand_dtype(node.input(0)),
         _ => None,
     }
     .ok_or_else(|| Refusal(format!("integer type of {} is unknown", who())))?;
@@ -58,7 +57,8 @@ pub(crate) fn of_node(graph: &Graph, id: NodeId) -> Result<QParams, Refusal> {
     let axis = if per_tensor {
         None
     } else {
-        let rank = x_ty
+        let rank = graph
+            .operand_type(node.input(0))
             .and_then(|t| t.rank())
             .ok_or_else(|| Refusal(format!("{} is per-axis but its input's rank is unknown", who())))?;
         let a = attr::int(&node.attrs, "axis").unwrap_or(1);
