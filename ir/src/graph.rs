@@ -289,6 +289,9 @@ pub struct Graph {
     /// Per base name, the suffix [`Graph::fresh_name`] tries next (so that thousands of rewrites
     /// naming values after the same base stay linear).
     name_hints: FxHashMap<String, u64>,
+    /// [`Graph::topo_order`] of the current graph, kept until an edit that can change it (every
+    /// pass sorts the graph; a pass that changes nothing leaves the next one the same order).
+    topo: std::sync::OnceLock<Vec<NodeId>>,
 }
 
 /// Spacing of the order keys given to nodes as they are added, leaving room between them.
@@ -328,6 +331,7 @@ impl Graph {
     /// Mutable access to a node's op, attributes, outputs' metadata and proto. Inputs are edited
     /// through [`Graph::set_input`] so that edges stay consistent.
     pub fn node_mut(&mut self, id: NodeId) -> &mut Node {
+        self.topo.take(); // the order key may change
         &mut self.g[id]
     }
 
@@ -432,6 +436,14 @@ impl Graph {
     /// Nodes (graph inputs excluded) in topological order, preferring the smallest order key
     /// among ready nodes. Errors on a cycle, naming a node on it.
     pub fn topo_order(&self) -> Result<Vec<NodeId>, GraphError> {
+        if let Some(order) = self.topo.get() {
+            return Ok(order.clone());
+        }
+        let order = self.sort()?;
+        Ok(self.topo.get_or_init(|| order).clone())
+    }
+
+    fn sort(&self) -> Result<Vec<NodeId>, GraphError> {
         // In-degrees by node index (a Vec, not a map: this runs in every sweep of every pass).
         let mut indeg: Vec<u32> = vec![0; self.g.node_bound()];
         let mut ready = BinaryHeap::new();
@@ -494,6 +506,7 @@ impl Graph {
 
     /// Adds a graph input.
     pub fn add_input(&mut self, value: Value) -> Result<Outlet, GraphError> {
+        self.topo.take();
         let order = self.take_order();
         let name = value.name.clone();
         let node = Node {
@@ -566,6 +579,7 @@ impl Graph {
         outputs: Vec<Value>,
         order: u64,
     ) -> Result<NodeId, GraphError> {
+        self.topo.take();
         proto.input.clear();
         proto.output.clear();
         proto.attribute.clear();
@@ -594,6 +608,7 @@ impl Graph {
 
     /// Replaces all inputs of a node.
     pub fn set_inputs(&mut self, id: NodeId, inputs: Vec<Operand>) {
+        self.topo.take();
         let old: Vec<_> = self
             .g
             .edges_directed(id, Direction::Incoming)
@@ -613,6 +628,7 @@ impl Graph {
 
     /// Replaces input `i` of a node (extending the list with `None` if needed).
     pub fn set_input(&mut self, id: NodeId, i: usize, op: Operand) {
+        self.topo.take();
         let mut inputs = self.g[id].inputs.clone();
         if inputs.len() <= i {
             inputs.resize(i + 1, Operand::None);
@@ -635,6 +651,7 @@ impl Graph {
 
     /// Sets the outer-scope values a node's subgraphs read.
     pub fn set_captures(&mut self, id: NodeId, captures: Vec<Operand>) {
+        self.topo.take();
         let old: Vec<_> = self
             .g
             .edges_directed(id, Direction::Incoming)
@@ -673,6 +690,7 @@ impl Graph {
 
     /// Removes a node. Its outputs must be unused (no consumers, not graph outputs).
     pub fn remove_node(&mut self, id: NodeId) -> Result<Node, GraphError> {
+        self.topo.take();
         let node = &self.g[id];
         if self.uses(id).next().is_some()
             || self.outputs.iter().any(|o| matches!(o.operand, Operand::Value(v) if v.node == id))
