@@ -2,14 +2,16 @@
 """Compile time and memory at scale: qdqc's greedy -O2 on synthetic QDQ CNNs of 1k to 1M ops,
 next to onnxruntime's session optimization of the same models.
 
-    bench_scale.py [--sizes 1000,10000,100000,1000000] [--dir target/bench_scale]
-                   [--ort-max 100000] [--ort-timeout 600] [--no-docs]
+    bench_scale.py [--sizes 1000,10000,100000,1000000] [--dir target/bench_scale] [--runs 3]
+                   [--ort-max 100000] [--saturate-max 100000] [--ort-timeout 600] [--no-docs]
 
 Models come from `benches/src/bin/gen_synthetic.rs` (ORT-style QDQ residual blocks, uint8
 activations, int8 per-channel weights, 16 weight DQs shared by every block). For each size:
 
-  - `qdqc compile MODEL -o OUT --time-passes` (the -O2 pipeline): wall time and peak RSS of the
-    process (`/usr/bin/time`), and the load / passes / save split that `--time-passes` prints;
+  - `qdqc compile MODEL -o OUT --time-passes` (the -O2 pipeline), and with -O3 (equality
+    saturation) up to --saturate-max ops: wall time and peak RSS of the process (`/usr/bin/time`,
+    the median of --runs runs), the load / passes / save split and each pass's time that
+    `--time-passes` prints;
   - onnxruntime 1.32: `InferenceSession` creation with ORT_ENABLE_EXTENDED (its QDQ fusion runs
     there) and with ORT_DISABLE_ALL; the difference is its optimization time. Sizes above
     --ort-max are skipped, and a session taking longer than --ort-timeout seconds is reported as
@@ -65,27 +67,55 @@ def ort_session(model: Path, level: str, timeout: float) -> str:
     return f"{float(r.stdout.strip()):.2f} s"
 
 
+def median_run(cmd: list[str], runs: int) -> tuple[float, int, str]:
+    """The run with the median wall time of `runs` runs (the first run after a build or another
+    process freeing memory pays several seconds of kernel page zeroing; see docs)."""
+    results = sorted((timed(cmd) for _ in range(runs)), key=lambda r: r[0])
+    return results[len(results) // 2]
+
+
+def split(err: str) -> tuple[dict[str, float], float, list[tuple[str, float, int]]]:
+    """Phases, graph-check total and per-pass (name, seconds, changes) from --time-passes."""
+    phase = {k: float(v) for k, v in re.findall(r"time: (load|passes|save) ([0-9.]+) s", err)}
+    check = sum(float(v) for v in re.findall(r"graph check ([0-9.]+) s", err))
+    check += sum(float(v) for v in re.findall(r"graph check after the pipeline ([0-9.]+) s", err))
+    passes = [(m[0], float(m[1]), int(m[2])) for m in re.findall(r"time: #\d+ +(\S+) +([0-9.]+) s .*?(\d+) changes", err)]
+    return phase, check, passes
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1000,10000,100000,1000000")
     ap.add_argument("--dir", default=str(ROOT / "target/bench_scale"))
+    ap.add_argument("--runs", type=int, default=3, help="qdqc runs per measurement (the median is reported)")
     ap.add_argument("--ort-max", type=int, default=100000)
+    ap.add_argument("--saturate-max", type=int, default=100000)
     ap.add_argument("--ort-timeout", type=float, default=600)
     ap.add_argument("--no-docs", action="store_true")
     args = ap.parse_args()
     out = Path(args.dir)
     out.mkdir(parents=True, exist_ok=True)
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "qdqc", "-p", "qdqc-bench"], check=True, cwd=ROOT)
-    qdqc, gen = ROOT / "target/release/qdqc", ROOT / "target/release/gen_synthetic"
-    rows = []
+    release = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release"
+    qdqc, gen = release / "qdqc", release / "gen_synthetic"
+    rows, per_pass = [], {}
     for n in [int(s) for s in args.sizes.split(",")]:
         model = out / f"synthetic-{n}.onnx"
         if not model.exists():
             subprocess.run([str(gen), "--ops", str(n), "-o", str(model)], check=True, capture_output=True)
-        wall, rss, err = timed([str(qdqc), "compile", str(model), "-o", str(out / f"compiled-{n}.onnx"), "--time-passes"])
-        phase = {k: float(v) for k, v in re.findall(r"time: (load|passes|save) ([0-9.]+) s", err)}
-        check = sum(float(v) for v in re.findall(r"graph check ([0-9.]+) s", err))
-        rt_wall, rt_rss, _ = timed([str(qdqc), "compile", str(model), "-o", str(out / f"rt-{n}.onnx"), "--passes", "none"])
+        compile_cmd = [str(qdqc), "compile", str(model), "--time-passes", "-o"]
+        wall, rss, err = median_run([*compile_cmd, str(out / f"compiled-{n}.onnx")], args.runs)
+        phase, check, passes = split(err)
+        per_pass[("greedy -O2", n)] = passes
+        sat = None
+        if n <= args.saturate_max:
+            probe = subprocess.run([*compile_cmd, str(out / f"o3-{n}.onnx"), "-O3"], capture_output=True, text=True)
+            if probe.returncode == 0:
+                s_wall, s_rss, s_err = median_run([*compile_cmd, str(out / f"o3-{n}.onnx"), "-O3"], args.runs)
+                s_phase, _, s_passes = split(s_err)
+                per_pass[("saturate -O3", n)] = s_passes
+                sat = (s_wall, s_rss, s_phase)
+        rt_wall, rt_rss, _ = median_run([*compile_cmd, str(out / f"rt-{n}.onnx"), "--passes", "none"], args.runs)
         ops = int(re.search(r"input had (\d+)", subprocess.run(
             [str(qdqc), "compile", str(model), "-o", str(out / "tmp.onnx"), "--passes", "none"],
             capture_output=True, text=True).stdout).group(1))
@@ -94,17 +124,29 @@ def main() -> int:
             off = ort_session(model, "ORT_DISABLE_ALL", args.ort_timeout)
         else:
             ext = off = "not run"
-        rows.append((n, ops, model.stat().st_size / 1e6, wall, rss, phase, check, rt_wall, rt_rss, ext, off))
+        rows.append((n, ops, model.stat().st_size / 1e6, wall, rss, phase, check, sat, rt_wall, rt_rss, ext, off))
         print(rows[-1], flush=True)
     lines = [
-        "| ops | file | qdqc -O2 wall | peak RSS | load / passes (graph checks) / save | round trip (--passes none) | onnxruntime session EXTENDED | onnxruntime session DISABLE_ALL |",
-        "|--:|--:|--:|--:|---|--:|--:|--:|",
+        "| ops | file | qdqc -O2 wall | ×time per 10× ops | peak RSS | load / passes (graph check) / save | qdqc -O3 (saturate) wall, RSS | round trip (--passes none) | onnxruntime session EXTENDED | onnxruntime session DISABLE_ALL |",
+        "|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|",
     ]
-    for n, ops, mb, wall, rss, ph, check, rt_wall, rt_rss, ext, off in rows:
-        split = f"{ph.get('load', 0):.2f} / {ph.get('passes', 0):.2f} ({check:.2f}) / {ph.get('save', 0):.2f} s"
+    prev = None
+    for n, ops, mb, wall, rss, ph, check, sat, rt_wall, rt_rss, ext, off in rows:
+        ratio = f"{wall / prev[1]:.1f}×" if prev and n == 10 * prev[0] else ""
+        prev = (n, wall)
+        sp = f"{ph.get('load', 0):.2f} / {ph.get('passes', 0):.2f} ({check:.2f}) / {ph.get('save', 0):.2f} s"
+        o3 = f"{sat[0]:.2f} s, {sat[1]:,} MB" if sat else ("not run" if n > args.saturate_max else "unavailable")
         lines.append(
-            f"| {ops:,} | {mb:.1f} MB | {wall:.2f} s | {rss:,} MB | {split} | {rt_wall:.2f} s, {rt_rss:,} MB | {ext} | {off} |"
+            f"| {ops:,} | {mb:.1f} MB | {wall:.2f} s | {ratio} | {rss:,} MB | {sp} | {o3} | {rt_wall:.2f} s, {rt_rss:,} MB | {ext} | {off} |"
         )
+    biggest = {}
+    for (mode, n), passes in per_pass.items():
+        if passes and n >= biggest.get(mode, (0, None))[0]:
+            biggest[mode] = (n, passes)
+    for mode, (n, passes) in sorted(biggest.items()):
+        lines += ["", f"Each pass of {mode} at {n:,} ops (the median run; a pass listed twice ran in both repetitions of the pipeline):", "",
+                  "| # | pass | time | changes |", "|--:|---|--:|--:|"]
+        lines += [f"| {i + 1} | {name} | {t:.3f} s | {c:,} |" for i, (name, t, c) in enumerate(passes)]
     table = "\n".join(lines)
     print(table)
     if not args.no_docs:
@@ -113,8 +155,9 @@ def main() -> int:
             f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs, {platform.platform()}; qdqc at "
             f"`{subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=ROOT).stdout.strip()}`. "
             "Reproduce: `scripts/bench_scale.py` (models from `cargo run --release -p qdqc-bench --bin gen_synthetic -- --ops N`).\n"
-            "One run each; wall time and peak RSS of the whole process (`/usr/bin/time`); the split is what `--time-passes` prints, "
-            "the graph checks being `Graph::verify` after each pass that changed the graph.\n\n"
+            f"qdqc: the median of {args.runs} runs, wall time and peak RSS of the whole process (`/usr/bin/time`); the split is what "
+            "`--time-passes` prints (in release builds the graph check runs once, after the pipeline; `--check-each-pass` runs it "
+            "after every pass). onnxruntime: one session creation each.\n\n"
         )
         doc = ROOT / "docs/benchmarks.md"
         text = doc.read_text()
