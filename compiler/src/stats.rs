@@ -27,7 +27,7 @@ pub fn stats(graph: &Graph) -> Stats {
         nodes: graph.op_count(),
         constants: graph.constants().count(),
         inputs: graph.inputs.len(),
-        outputs: graph.outputs.len(),
+        outputs: graph.outputs().len(),
         quantize_linear: 0,
         dequantize_linear: 0,
         float_compute: 0,

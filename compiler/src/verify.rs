@@ -257,7 +257,7 @@ pub fn verify(
         })
         .filter(|(_, (za, zb))| za != zb)
         .collect();
-    let outputs: Vec<String> = orig.outputs.iter().map(|o| o.name().to_string()).collect();
+    let outputs: Vec<String> = orig.outputs().iter().map(|o| o.name().to_string()).collect();
     let mut order: Vec<String> = outputs.clone();
     for id in orig.topo_order().map_err(qdqc_eval::EvalError::from)? {
         for v in &orig.node(id).outputs {

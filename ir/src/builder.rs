@@ -143,7 +143,7 @@ impl GraphBuilder {
         }
         let name = self.g.operand_name(op).to_string();
         let declared = ValueInfoProto { name: Some(name), r#type: ty.as_ref().map(type_proto), ..Default::default() };
-        self.g.outputs.push(GraphOutput { operand: op, declared });
+        self.g.add_output(GraphOutput { operand: op, declared });
         self
     }
 
@@ -156,9 +156,9 @@ impl GraphBuilder {
     pub fn finish(self) -> Result<Graph, GraphError> {
         let mut g = self.finish_unchecked()?;
         crate::infer::infer_graph(&mut g)?;
-        for i in 0..g.outputs.len() {
-            if g.outputs[i].declared.r#type.is_none() {
-                g.outputs[i].declared.r#type = g.operand_type(g.outputs[i].operand).as_ref().map(type_proto);
+        for i in 0..g.outputs().len() {
+            if g.outputs()[i].declared.r#type.is_none() {
+                g.output_declared_mut(i).r#type = g.operand_type(g.outputs()[i].operand).as_ref().map(type_proto);
             }
         }
         g.verify()?;
@@ -304,9 +304,9 @@ mod tests {
         assert_eq!(g.operand_name(d), "DequantizeLinear_1_out");
         assert_eq!(g.operand_name(parts[1]), "Split_2_out1");
         assert_eq!(show(g.operand_type(named).as_ref()), "f32[N,1,?,8]");
-        assert_eq!(g.outputs.len(), 2);
+        assert_eq!(g.outputs().len(), 2);
         // Outputs get declared types from inference.
-        assert!(g.outputs[0].declared.r#type.is_some());
+        assert!(g.outputs()[0].declared.r#type.is_some());
         assert_eq!(g.opset(), 17);
         assert!(g.lookup("x").is_some() && g.lookup("s").is_some());
     }

@@ -1,4 +1,4 @@
-//! The IR graph: a petgraph `StableDiGraph` of [`Node`]s whose values are addressed as
+//! The IR graph: [`Node`]s in a stable-index arena ([`crate::arena`], O(1) edge removal) whose values are addressed as
 //! [`Outlet`] `{node, slot}`; constants live once in a side table ([`ConstId`]), never as graph
 //! nodes, so a scale shared by thousands of Q/DQ nodes costs no edges.
 //!
@@ -6,12 +6,12 @@
 //! and an `order` key: export is a topological sort that prefers the smallest key, so a graph
 //! that no pass touched is written back in exactly its original node order.
 
+use crate::arena::Arena;
 use crate::dtype::DType;
 use crate::op::Op;
 use crate::proto::{AttributeProto, NodeProto, SparseTensorProto, ValueInfoProto};
 use crate::tensor::Tensor;
-use petgraph::stable_graph::{NodeIndex, StableDiGraph};
-use petgraph::visit::{EdgeRef, NodeIndexable};
+use petgraph::stable_graph::NodeIndex;
 use petgraph::Direction;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::cmp::Reverse;
@@ -264,14 +264,18 @@ pub enum GraphError {
 /// The IR graph. See the module documentation.
 #[derive(Clone, Debug, Default)]
 pub struct Graph {
-    g: StableDiGraph<Node, Edge, u32>,
+    g: Arena<Node, Edge>,
     consts: Vec<Option<Const>>,
     /// Every value and constant by name (FxHash: names are hashed on every rewrite, and the
     /// graph is not exposed to untrusted hash-flooding input beyond the model being compiled).
     names: FxHashMap<String, Operand>,
     /// Graph inputs, in order: each is an [`Op::Input`] node.
     pub inputs: Vec<NodeId>,
-    pub outputs: Vec<GraphOutput>,
+    /// Graph outputs, in order (read with [`Graph::outputs`], added with [`Graph::add_output`]).
+    outputs: Vec<GraphOutput>,
+    /// Which graph outputs (positions in `outputs`) each operand is: "is this a graph output" is
+    /// asked for every rewrite, and a model may have tens of thousands of outputs.
+    output_at: FxHashMap<Operand, Vec<u32>>,
     /// Opset version per domain (`""` for ai.onnx), from the model's opset_import.
     pub opsets: BTreeMap<String, i64>,
     /// The model's `value_info` list, verbatim and in order. Value types read from it live on the
@@ -430,7 +434,29 @@ impl Graph {
 
     /// Whether a value is a graph output.
     pub fn is_output(&self, op: Operand) -> bool {
-        self.outputs.iter().any(|o| o.operand == op)
+        self.output_at.contains_key(&op)
+    }
+
+    /// Whether any output of a node is a graph output.
+    pub fn feeds_output(&self, id: NodeId) -> bool {
+        self.contains(id)
+            && (0..self.g[id].outputs.len()).any(|slot| self.is_output(Operand::Value(Outlet::new(id, slot as u32))))
+    }
+
+    /// The graph outputs, in order.
+    pub fn outputs(&self) -> &[GraphOutput] {
+        &self.outputs
+    }
+
+    /// Appends a graph output.
+    pub fn add_output(&mut self, out: GraphOutput) {
+        self.output_at.entry(out.operand).or_default().push(self.outputs.len() as u32);
+        self.outputs.push(out);
+    }
+
+    /// The declared `ValueInfoProto` of graph output `i` (its name is the output's name).
+    pub fn output_declared_mut(&mut self, i: usize) -> &mut ValueInfoProto {
+        &mut self.outputs[i].declared
     }
 
     /// Nodes (graph inputs excluded) in topological order, preferring the smallest order key
@@ -629,24 +655,23 @@ impl Graph {
     /// Replaces input `i` of a node (extending the list with `None` if needed).
     pub fn set_input(&mut self, id: NodeId, i: usize, op: Operand) {
         self.topo.take();
-        let mut inputs = self.g[id].inputs.clone();
-        if inputs.len() <= i {
-            inputs.resize(i + 1, Operand::None);
-        }
-        inputs[i] = op;
         // Only the one edge changes; avoid rebuilding all edges for nodes with many inputs.
-        if let Some(e) = self
+        let old = self
             .g
             .edges_directed(id, Direction::Incoming)
             .find(|e| e.weight().port == Port::Input(i as u32))
-            .map(|e| e.id())
-        {
+            .map(|e| e.id());
+        if let Some(e) = old {
             self.g.remove_edge(e);
         }
         if let Operand::Value(o) = op {
             self.g.add_edge(o.node, id, Edge { slot: o.slot, port: Port::Input(i as u32) });
         }
-        self.g[id].inputs = inputs;
+        let inputs = &mut self.g[id].inputs;
+        if inputs.len() <= i {
+            inputs.resize(i + 1, Operand::None);
+        }
+        inputs[i] = op;
     }
 
     /// Sets the outer-scope values a node's subgraphs read.
@@ -681,10 +706,13 @@ impl Graph {
                 }
             }
         }
-        for out in &mut self.outputs {
-            if out.operand == Operand::Value(old) {
-                out.operand = new;
+        if let Some(at) = self.output_at.remove(&Operand::Value(old)) {
+            for &i in &at {
+                self.outputs[i as usize].operand = new;
             }
+            let positions = self.output_at.entry(new).or_default();
+            positions.extend(at);
+            positions.sort_unstable();
         }
     }
 
@@ -692,9 +720,7 @@ impl Graph {
     pub fn remove_node(&mut self, id: NodeId) -> Result<Node, GraphError> {
         self.topo.take();
         let node = &self.g[id];
-        if self.uses(id).next().is_some()
-            || self.outputs.iter().any(|o| matches!(o.operand, Operand::Value(v) if v.node == id))
-        {
+        if self.uses(id).next().is_some() || self.feeds_output(id) {
             return Err(GraphError::Node {
                 node: node.label(),
                 op: node.op.to_string(),
@@ -830,6 +856,15 @@ impl Graph {
             if n.op == Op::Input && !self.inputs.contains(&id) {
                 return Err(inv(format!("input node {} is not listed as a graph input", n.label())));
             }
+        }
+        let indexed: usize = self.output_at.values().map(Vec::len).sum();
+        let index_ok = indexed == self.outputs.len()
+            && self
+                .output_at
+                .iter()
+                .all(|(op, at)| at.iter().all(|&i| self.outputs.get(i as usize).is_some_and(|o| o.operand == *op)));
+        if !index_ok {
+            return Err(inv("the graph output index is stale".into()));
         }
         for out in &self.outputs {
             let ok = match out.operand {

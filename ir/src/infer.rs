@@ -595,7 +595,7 @@ mod tests {
                 assert!(quantized > 0, "{name}");
             }
             if name != "kitchen_sink.onnx" {
-                let out = g.operand_type(g.outputs[0].operand).unwrap();
+                let out = g.operand_type(g.outputs()[0].operand).unwrap();
                 assert_eq!(out.shape.unwrap()[0], Dim::Sym("N".into()), "{name}");
             }
             seen += 1;

@@ -1,12 +1,13 @@
 //! The qdqc intermediate representation.
 //!
-//! - [`Graph`]: a petgraph `StableDiGraph` of [`Node`]s; a value is an [`Outlet`] `{node, slot}`;
-//!   constants live once in a side table ([`ConstId`]).
+//! - [`Graph`]: [`Node`]s in a stable-index arena with doubly linked edge lists (`arena`); a value
+//!   is an [`Outlet`] `{node, slot}`; constants live once in a side table ([`ConstId`]).
 //! - [`Op`]: the closed set of operators the compiler reasons about, plus `Other` for the rest.
 //! - [`onnx`]: lossless ONNX I/O with prost (zero-copy tensor data, mmap, external data).
 //! - [`infer`]: type, shape and quantization-parameter inference.
 //! - [`text`]: the text form (printer and parser).
 
+mod arena;
 pub mod attr;
 pub mod builder;
 pub mod dtype;

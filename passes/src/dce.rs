@@ -31,7 +31,7 @@ impl Pass for DeadCodeElimination {
             }
             Operand::None => {}
         };
-        for out in &graph.outputs {
+        for out in graph.outputs() {
             mark(out.operand, &mut stack, &mut live, &mut live_consts);
         }
         while let Some(id) = stack.pop() {

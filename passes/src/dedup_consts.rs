@@ -21,7 +21,7 @@ impl Pass for DedupConsts {
     fn run(&self, graph: &mut Graph, _remarks: &mut Remarks) -> Result<usize, PassError> {
         // Constants that must keep their identity.
         let mut pinned: HashSet<ConstId> = HashSet::new();
-        for out in &graph.outputs {
+        for out in graph.outputs() {
             if let Operand::Const(c) = out.operand {
                 pinned.insert(c);
             }

@@ -313,7 +313,7 @@ fn convertible_values(g: &Graph) -> HashSet<Outlet> {
             }
         }
     }
-    for out in &g.outputs {
+    for out in g.outputs() {
         if let Operand::Value(o) = out.operand {
             if let Some(&k) = index.get(&o) {
                 stuck[k] = true;

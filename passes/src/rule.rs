@@ -144,10 +144,7 @@ impl Match {
     /// Whether a matched node other than the root has outputs used outside the match.
     pub fn interior_used_elsewhere(&self, graph: &Graph) -> bool {
         let inside: HashSet<NodeId> = self.nodes.iter().copied().collect();
-        self.nodes[1..].iter().any(|&id| {
-            graph.uses(id).any(|(c, _)| !inside.contains(&c))
-                || graph.outputs.iter().any(|o| matches!(o.operand, Operand::Value(v) if v.node == id))
-        })
+        self.nodes[1..].iter().any(|&id| graph.uses(id).any(|(c, _)| !inside.contains(&c)) || graph.feeds_output(id))
     }
 }
 
@@ -450,11 +447,9 @@ impl Patch {
                 keep("its producer is not removed")?;
                 continue;
             }
+            let slots = graph.node(old.node).outputs.len() as u32;
             let other_slot_used = graph.uses(old.node).any(|(_, e)| e.slot != old.slot)
-                || graph
-                    .outputs
-                    .iter()
-                    .any(|g| matches!(g.operand, Operand::Value(v) if v.node == old.node && v != old));
+                || (0..slots).any(|s| s != old.slot && graph.is_output(Operand::Value(Outlet::new(old.node, s))));
             let read_by_new = self.nodes.iter().any(|n| n.inputs.contains(&PatchOperand::Old(Operand::Value(old))));
             if other_slot_used || read_by_new || renames.iter().any(|(r, _, _)| *r == new) {
                 keep("its producer stays")?;
@@ -470,9 +465,7 @@ impl Patch {
 }
 
 fn is_dead(graph: &Graph, id: NodeId) -> bool {
-    graph.uses(id).next().is_none()
-        && !graph.outputs.iter().any(|o| matches!(o.operand, Operand::Value(v) if v.node == id))
-        && graph.node(id).op != Op::Input
+    graph.uses(id).next().is_none() && !graph.feeds_output(id) && graph.node(id).op != Op::Input
 }
 
 #[cfg(test)]

@@ -115,7 +115,7 @@ impl<'g> Interpreter<'g> {
                 }
             }
         }
-        for out in &graph.outputs {
+        for out in graph.outputs() {
             if let Operand::Const(c) = out.operand {
                 decode(c);
             }
@@ -167,7 +167,7 @@ impl<'g> Interpreter<'g> {
                 }
             }
         }
-        for out in &graph.outputs {
+        for out in graph.outputs() {
             if let Operand::Value(o) = out.operand {
                 last_use.insert(o, usize::MAX);
             }
@@ -277,8 +277,8 @@ impl<'g> Interpreter<'g> {
                 p(Progress { done: i + 1, total, node });
             }
         }
-        let mut outputs = Vec::with_capacity(g.outputs.len());
-        for out in &g.outputs {
+        let mut outputs = Vec::with_capacity(g.outputs().len());
+        for out in g.outputs() {
             let v = match out.operand {
                 Operand::Value(o) => {
                     own.get(&o).or_else(|| env.get(&o)).or_else(|| self.folded.get(&o)).cloned().ok_or_else(|| {

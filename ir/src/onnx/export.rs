@@ -156,7 +156,7 @@ pub(crate) fn export_graph(graph: &Graph) -> Result<GraphProto, Error> {
         let v = &graph.node(id).outputs[0];
         gp.input.push(value_info(&v.name, v.declared.as_deref(), v.ty.as_ref()));
     }
-    for out in &graph.outputs {
+    for out in graph.outputs() {
         let name = graph.operand_name(out.operand);
         gp.output.push(value_info(name, Some(&out.declared), graph.operand_type(out.operand).as_ref()));
     }

@@ -194,7 +194,7 @@ fn import_graph(mut gp: GraphProto, graph: &mut Graph, store: &ExternalStore) ->
         if let (Operand::Value(o), Some(ty)) = (operand, tensor_type(&name, vi.r#type.as_ref())?) {
             graph.value_mut(o).ty.get_or_insert(ty);
         }
-        graph.outputs.push(crate::graph::GraphOutput { operand, declared: vi });
+        graph.add_output(crate::graph::GraphOutput { operand, declared: vi });
     }
     for vi in &gp.value_info {
         let name = vi.name.as_deref().unwrap_or("");

@@ -197,7 +197,7 @@ impl<'a> IrBuilder<'a> {
         for (name, pos) in std::mem::take(&mut self.outputs) {
             let operand = operand(g, &name, pos)?;
             let declared = ValueInfoProto { name: Some(name), ..Default::default() };
-            g.outputs.push(GraphOutput { operand, declared });
+            g.add_output(GraphOutput { operand, declared });
         }
         Ok(())
     }
@@ -234,11 +234,11 @@ impl<'a> IrBuilder<'a> {
     /// `value_info`.
     fn declare_types(&mut self) {
         let g = &mut self.g;
-        for i in 0..g.outputs.len() {
-            let ty = g.operand_type(g.outputs[i].operand);
-            g.outputs[i].declared.r#type = ty.as_ref().map(crate::onnx::type_proto);
+        for i in 0..g.outputs().len() {
+            let ty = g.operand_type(g.outputs()[i].operand);
+            g.output_declared_mut(i).r#type = ty.as_ref().map(crate::onnx::type_proto);
         }
-        let outputs: HashSet<Operand> = g.outputs.iter().map(|o| o.operand).collect();
+        let outputs: HashSet<Operand> = g.outputs().iter().map(|o| o.operand).collect();
         let mut value_info = Vec::new();
         for n in &self.nodes {
             for (slot, v) in g.node(n.id).outputs.iter().enumerate() {

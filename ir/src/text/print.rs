@@ -208,7 +208,7 @@ impl<'a> Printer<'a> {
             self.newline();
             self.node(id);
         }
-        for o in &g.outputs {
+        for o in g.outputs() {
             self.newline();
             self.s("output ");
             self.operand(o.operand);

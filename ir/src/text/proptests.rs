@@ -302,7 +302,7 @@ fn build(r: &Recipe) -> Graph {
     for i in &r.outputs {
         if let Some(&operand) = (!values.is_empty()).then(|| &values[i.index(values.len())]) {
             let name = g.operand_name(operand).to_string();
-            g.outputs.push(crate::GraphOutput {
+            g.add_output(crate::GraphOutput {
                 operand,
                 declared: ValueInfoProto { name: Some(name), ..Default::default() },
             });

@@ -204,7 +204,7 @@ fn bn_inference(g: &Graph, m: &Match) -> Result<(), Refusal> {
     let bn = g.node(m.root());
     ensure!(attr::int(&bn.attrs, "training_mode").unwrap_or(0) == 0, "BatchNormalization is in training mode");
     let extra = g.uses(m.root()).any(|(_, e)| e.slot != 0)
-        || g.outputs.iter().any(|o| matches!(o.operand, Operand::Value(v) if v.node == m.root() && v.slot != 0));
+        || g.outputs().iter().any(|o| matches!(o.operand, Operand::Value(v) if v.node == m.root() && v.slot != 0));
     ensure!(!extra, "BatchNormalization's running mean/var outputs are used");
     Ok(())
 }

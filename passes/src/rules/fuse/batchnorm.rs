@@ -36,9 +36,9 @@ fn bn_inference_single_use(g: &Graph, m: &Match) -> Result<(), Refusal> {
     let n = g.node(bn(m));
     ensure!(attr::int(&n.attrs, "training_mode").unwrap_or(0) == 0, "BatchNormalization is in training mode");
     let out = Operand::Value(Outlet::new(bn(m), 0));
-    let other_uses = g.uses(bn(m)).count() != 1 || g.outputs.iter().any(|o| o.operand == out);
+    let other_uses = g.uses(bn(m)).count() != 1 || g.outputs().iter().any(|o| o.operand == out);
     ensure!(!other_uses, "the BatchNormalization's float output is also used elsewhere");
-    let extra = g.outputs.iter().any(|o| matches!(o.operand, Operand::Value(v) if v.node == bn(m) && v.slot != 0));
+    let extra = g.outputs().iter().any(|o| matches!(o.operand, Operand::Value(v) if v.node == bn(m) && v.slot != 0));
     ensure!(!extra, "BatchNormalization's running mean/var outputs are used");
     Ok(())
 }

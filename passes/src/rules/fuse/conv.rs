@@ -59,8 +59,7 @@ fn conv_node(g: &Graph, m: &Match) -> NodeId {
 
 /// Whether node `id`'s outputs are read by `consumer` only (and are no graph output).
 fn only_feeds(g: &Graph, id: NodeId, consumer: NodeId) -> bool {
-    g.uses(id).all(|(c, _)| c == consumer)
-        && !g.outputs.iter().any(|o| matches!(o.operand, Operand::Value(v) if v.node == id))
+    g.uses(id).all(|(c, _)| c == consumer) && !g.feeds_output(id)
 }
 
 /// The bias as the original graph adds it.

@@ -164,8 +164,7 @@ fn interior_single_use(g: &Graph, m: &Match) -> Result<(), Refusal> {
         if n.op == Op::DequantizeLinear {
             continue;
         }
-        let outside = g.uses(id).any(|(c, _)| !m.nodes.contains(&c))
-            || g.outputs.iter().any(|o| matches!(o.operand, Operand::Value(v) if v.node == id));
+        let outside = g.uses(id).any(|(c, _)| !m.nodes.contains(&c)) || g.feeds_output(id);
         ensure!(!outside, "the output of {} {} has other consumers", n.op, n.label());
     }
     Ok(())
