@@ -454,6 +454,20 @@ impl Graph {
         self.outputs.push(out);
     }
 
+    /// Makes graph output `i` read `op`.
+    pub fn set_output(&mut self, i: usize, op: Operand) {
+        let old = std::mem::replace(&mut self.outputs[i].operand, op);
+        if let Some(at) = self.output_at.get_mut(&old) {
+            at.retain(|&j| j as usize != i);
+            if at.is_empty() {
+                self.output_at.remove(&old);
+            }
+        }
+        let at = self.output_at.entry(op).or_default();
+        at.push(i as u32);
+        at.sort_unstable();
+    }
+
     /// The declared `ValueInfoProto` of graph output `i` (its name is the output's name).
     pub fn output_declared_mut(&mut self, i: usize) -> &mut ValueInfoProto {
         &mut self.outputs[i].declared
@@ -886,6 +900,30 @@ fn port_key(p: Port) -> (u8, u32) {
         Port::Capture(i) => (1, i),
     }
 }
+#[cfg(test)]
+mod output_index {
+    use crate::text::parse;
+    use crate::{Operand, Outlet};
+
+    #[test]
+    fn outputs_stay_indexed_through_edits() {
+        let mut g = parse(
+            "graph \"g\" opset(ai.onnx=17) {\n  input %x: f32[4]\n  %a = Relu(%x)\n  %b = Neg(%a)\n  output %a\n  output %b\n  output %a\n}\n",
+        )
+        .unwrap();
+        let (Some(Operand::Value(a)), Some(Operand::Value(b))) = (g.lookup("a"), g.lookup("b")) else { panic!() };
+        assert!(g.is_output(Operand::Value(a)) && g.feeds_output(a.node));
+        g.set_output(0, Operand::Value(b));
+        assert!(g.is_output(Operand::Value(a)), "output 2 still reads a");
+        g.set_output(2, Operand::Value(b));
+        assert!(!g.is_output(Operand::Value(a)) && !g.feeds_output(a.node));
+        g.replace_uses(b, Operand::Value(Outlet::new(a.node, 0)));
+        assert!(g.outputs().iter().all(|o| o.operand == Operand::Value(a)));
+        assert!(!g.is_output(Operand::Value(b)));
+        g.verify_structure().unwrap();
+    }
+}
+
 #[cfg(test)]
 mod layout {
     /// Million-node graphs keep one of each per node (and several attributes): guard against a
