@@ -91,6 +91,8 @@ def main() -> int:
     ap.add_argument("--ort-max", type=int, default=100000)
     ap.add_argument("--saturate-max", type=int, default=100000)
     ap.add_argument("--ort-timeout", type=float, default=600)
+    ap.add_argument("--fanout-sizes", default="10000,100000,1000000",
+                    help="sizes of the use-list stress test (gen_synthetic --fanout); empty for none")
     ap.add_argument("--no-docs", action="store_true")
     args = ap.parse_args()
     out = Path(args.dir)
@@ -139,6 +141,25 @@ def main() -> int:
         lines.append(
             f"| {ops:,} | {mb:.1f} MB | {wall:.2f} s | {ratio} | {rss:,} MB | {sp} | {o3} | {rt_wall:.2f} s, {rt_rss:,} MB | {ext} | {off} |"
         )
+    fan_rows = []
+    for n in [int(x) for x in args.fanout_sizes.split(",") if x]:
+        model = out / f"fanout-{n}.onnx"
+        if not model.exists():
+            subprocess.run([str(gen), "--fanout", "--ops", str(n), "-o", str(model)], check=True, capture_output=True)
+        wall, rss, err = median_run([str(qdqc), "compile", str(model), "--time-passes", "-o", str(out / f"fanout-o-{n}.onnx")], args.runs)
+        phase, check, _ = split(err)
+        fan_rows.append((n, wall, rss, phase))
+        print(fan_rows[-1], flush=True)
+    if fan_rows:
+        lines += ["", "Use-list stress test (`gen_synthetic --fanout`: one activation read by N/6 branches):", "",
+                  "| ops | consumers of one value | qdqc -O2 wall | ×time per 10× ops | peak RSS | load / passes / save |",
+                  "|--:|--:|--:|--:|--:|---|"]
+        prev = None
+        for n, wall, rss, ph in fan_rows:
+            ratio = f"{wall / prev[1]:.1f}×" if prev and n == 10 * prev[0] else ""
+            prev = (n, wall)
+            sp = f"{ph.get('load', 0):.2f} / {ph.get('passes', 0):.2f} / {ph.get('save', 0):.2f} s"
+            lines.append(f"| {n:,} | {max((n - 2) // 6, 1):,} | {wall:.2f} s | {ratio} | {rss:,} MB | {sp} |")
     biggest = {}
     for (mode, n), passes in per_pass.items():
         if passes and n >= biggest.get(mode, (0, None))[0]:

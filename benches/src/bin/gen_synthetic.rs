@@ -13,6 +13,10 @@
 //! every Q/DQ. Activations are tiny ([1, 8, 4, 4]) so the models also run.
 //!
 //! `cargo run --release -p qdqc-bench --bin gen_synthetic -- --ops 1000000 -o synth-1M.onnx`
+//!
+//! `--fanout` writes a stress test for use lists instead: one dequantized activation read by
+//! every branch, each `Relu → Q → DQ` summed into a running `Add → Q → DQ` (N/6 consumers of
+//! one value at N ops; with singly linked edge lists rewriting them was quadratic).
 
 use anyhow::Result;
 use clap::Parser;
@@ -29,6 +33,9 @@ struct Args {
     ops: usize,
     #[arg(short, long)]
     output: PathBuf,
+    /// One activation read by N/6 branches instead of the CNN.
+    #[arg(long)]
+    fanout: bool,
 }
 
 const C: i64 = 8;
@@ -64,6 +71,18 @@ fn main() -> Result<()> {
         let q = b.node(Op::QuantizeLinear, &[v, s, z]).out1();
         b.node(Op::DequantizeLinear, &[q, s, z]).out1()
     };
+    if args.fanout {
+        let shared = qdq(&mut b, x, s, z);
+        let mut acc = shared;
+        for _ in 0..(args.ops.saturating_sub(2) / 6).max(1) {
+            let r = b.node(Op::Relu, &[shared]).out1();
+            let r = qdq(&mut b, r, s, z);
+            let sum = b.node(Op::Add, &[acc, r]).out1();
+            acc = qdq(&mut b, sum, s, z);
+        }
+        b.output(acc);
+        return write(b, &args, 0);
+    }
     // The shared weights and biases, each behind one DequantizeLinear.
     let mut weights = Vec::new();
     for k in 0..SHARED {
@@ -125,6 +144,10 @@ fn main() -> Result<()> {
     let y = b.node(Op::Gemm, &[flat, fwd]).attr(attr::make_int("transB", 1)).out1();
     let y = qdq(&mut b, y, s, z);
     b.output(y);
+    write(b, &args, blocks)
+}
+
+fn write(b: GraphBuilder, args: &Args, blocks: usize) -> Result<()> {
     let graph = b.finish()?;
     let ops = graph.op_count();
     let meta = ModelProto {
