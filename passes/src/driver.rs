@@ -8,7 +8,8 @@
 use crate::rule::{Refusal, Rule};
 use crate::{Pass, PassError, Remark, Remarks, Target};
 use qdqc_ir::{Graph, GraphError, NodeId, Op};
-use std::collections::{HashMap, VecDeque};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::VecDeque;
 
 /// Sweeps after which the driver gives up converging (each sweep is linear in the graph).
 pub const MAX_SWEEPS: usize = 8;
@@ -21,7 +22,7 @@ pub fn run_rules(
     target: Target,
     remarks: &mut Remarks,
 ) -> Result<usize, PassError> {
-    let mut by_op: HashMap<&Op, Vec<&Rule>> = HashMap::new();
+    let mut by_op: HashMap<&Op, Vec<&Rule>> = HashMap::default();
     for r in rules {
         by_op.entry(r.pattern.root_op().expect("rule roots are ops")).or_default().push(r);
     }
@@ -30,12 +31,10 @@ pub fn run_rules(
         let (changes, refusals) = sweep(graph, &by_op, target).map_err(|error| PassError::Failed { pass, error })?;
         total += changes;
         if changes == 0 {
-            remarks.extend(refusals.into_iter().map(|(rule, node, op, reason)| Remark {
-                pass: pass.to_string(),
-                rule: rule.to_string(),
-                node,
-                op,
-                reason,
+            // This sweep changed nothing, so the refused nodes are all still there.
+            remarks.extend(refusals.into_iter().map(|(rule, id, reason)| {
+                let n = graph.node(id);
+                Remark { pass: pass.to_string(), rule: rule.to_string(), node: n.label(), op: n.op.to_string(), reason }
             }));
             break;
         }
@@ -43,7 +42,8 @@ pub fn run_rules(
     Ok(total)
 }
 
-type Refusals = Vec<(&'static str, String, String, String)>;
+/// (rule, node, reason): labels are made only for the sweep whose refusals become remarks.
+type Refusals = Vec<(&'static str, NodeId, String)>;
 
 fn sweep(graph: &mut Graph, by_op: &HashMap<&Op, Vec<&Rule>>, target: Target) -> Result<(usize, Refusals), GraphError> {
     let mut work: VecDeque<NodeId> = graph.topo_order()?.into();
@@ -89,10 +89,7 @@ fn sweep(graph: &mut Graph, by_op: &HashMap<&Op, Vec<&Rule>>, target: Target) ->
             match refusal {
                 None => break,
                 Some(r) if !r.is_remark() => {}
-                Some(r) => {
-                    let n = graph.node(id);
-                    refusals.push((rule.name, n.label(), n.op.to_string(), r.0));
-                }
+                Some(r) => refusals.push((rule.name, id, r.0)),
             }
         }
     }
