@@ -134,7 +134,7 @@ def main() -> int:
     ]
     prev = None
     for n, ops, mb, wall, rss, ph, check, sat, rt_wall, rt_rss, ext, off in rows:
-        ratio = f"{wall / prev[1]:.1f}×" if prev and n == 10 * prev[0] else ""
+        ratio = f"{wall / prev[1]:.1f}×" if prev and prev[1] > 0 and n == 10 * prev[0] else ""
         prev = (n, wall)
         sp = f"{ph.get('load', 0):.2f} / {ph.get('passes', 0):.2f} ({check:.2f}) / {ph.get('save', 0):.2f} s"
         o3 = f"{sat[0]:.2f} s, {sat[1]:,} MB" if sat else ("not run" if n > args.saturate_max else "unavailable")
@@ -156,7 +156,7 @@ def main() -> int:
                   "|--:|--:|--:|--:|--:|---|"]
         prev = None
         for n, wall, rss, ph in fan_rows:
-            ratio = f"{wall / prev[1]:.1f}×" if prev and n == 10 * prev[0] else ""
+            ratio = f"{wall / prev[1]:.1f}×" if prev and prev[1] > 0 and n == 10 * prev[0] else ""
             prev = (n, wall)
             sp = f"{ph.get('load', 0):.2f} / {ph.get('passes', 0):.2f} / {ph.get('save', 0):.2f} s"
             lines.append(f"| {n:,} | {max((n - 2) // 6, 1):,} | {wall:.2f} s | {ratio} | {rss:,} MB | {sp} |")

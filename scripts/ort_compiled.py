@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Compiled models run in onnxruntime and compute what the originals compute.
 
-    ort_compiled.py [--fixtures DIR] [--qdqc PATH] [--samples N] [--seed S] [--keep DIR] [--strict]
+    ort_compiled.py [--fixtures DIR] [--qdqc PATH] [-O 2|3] [--samples N] [--seed S] [--keep DIR] [--strict]
 
 For every runnable fixture (every *.onnx in DIR except the I/O-only ones of ort_parity.IO_ONLY),
-and for each target (`--target ort`, `--target onnx`): `qdqc compile F -o OUT --target T`, then
+and for each target (`--target ort`, `--target onnx`): `qdqc compile F -o OUT --target T -O L` (L = 2,
+greedy, by default; -O 3 checks equality saturation's output), then
 run OUT and F in onnxruntime (CPUExecutionProvider, GraphOptimizationLevel.ORT_DISABLE_ALL, one
 thread) on the same seeded random inputs (ort_parity's inputs: symbolic dims 1 for even samples, 2
 for odd ones) and compare every output per element, in steps:
@@ -198,6 +199,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fixtures", type=Path, default=ROOT / "tests/fixtures")
     ap.add_argument("--qdqc", type=Path, default=ROOT / "target/release/qdqc")
+    ap.add_argument("-O", dest="opt", default="2", choices=["2", "3"], help="qdqc's pipeline (-O2 greedy, -O3 saturation)")
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", type=Path, default=None, help="write the compiled models here (default: a temp dir)")
@@ -228,7 +230,7 @@ def main(argv=None) -> int:
             out = out_dir / f"{model.stem}.{target}.onnx"
             label = f"{model.name} --target {target}"
             r = subprocess.run(
-                [str(args.qdqc), "compile", str(model), "-o", str(out), "--target", target],
+                [str(args.qdqc), "compile", str(model), "-o", str(out), "--target", target, f"-O{args.opt}"],
                 capture_output=True,
                 text=True,
             )

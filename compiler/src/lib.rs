@@ -19,7 +19,7 @@ pub use qdqc_passes as passes;
 pub struct Options {
     /// Comma-separated pass names, `none` for a lossless round trip; `None` for the named pipeline.
     pub passes: Option<String>,
-    /// A named pipeline (`O0`, `O2`; the `O` may be left out) when `passes` is `None`; `None`
+    /// A named pipeline (`O0`, `O2`, `O3`; the `O` may be left out) when `passes` is `None`; `None`
     /// for the default (`O2`).
     pub opt_level: Option<String>,
     /// What the output may contain: `ort` (default) or standard `onnx` ops only.

@@ -375,8 +375,13 @@ fn compile_pipelines_diffs_dumps_stop_after_and_remarks() {
     let o = qdqc(&["compile", m, "-o", out, "-O0"]);
     assert!(stdout(&o).contains("passes: none"), "{}", stdout(&o));
     let o = qdqc(&["compile", m, "-o", out, "-O3"]);
+    assert!(stdout(&o).contains("passes: unique-dq"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("saturate ("), "{}", stdout(&o));
+    let o = qdqc(&["compile", m, "-o", out, "--search", "saturate"]);
+    assert!(stdout(&o).contains("saturate ("), "{}", stdout(&o));
+    let o = qdqc(&["compile", m, "-o", out, "-O4"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("unknown pipeline 'O3'"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unknown pipeline 'O4'"), "{}", stderr(&o));
     let dumps = dir.path().join("dumps");
     let o = qdqc(&[
         "compile",

@@ -21,6 +21,7 @@ pub mod diff;
 pub mod driver;
 pub mod rule;
 pub mod rules;
+pub mod saturate;
 
 mod dce;
 mod dedup_consts;
@@ -68,7 +69,7 @@ pub type Remarks = BTreeSet<Remark>;
 pub enum PassError {
     #[error("unknown pass '{name}' (known: {known})")]
     Unknown { name: String, known: String },
-    #[error("unknown pipeline '{name}' (known: O0, O2)")]
+    #[error("unknown pipeline '{name}' (known: O0, O2, O3)")]
     UnknownPipeline { name: String },
     #[error("after pass '{pass}': the graph is invalid: {error}")]
     Invalid { pass: &'static str, error: GraphError },
@@ -124,6 +125,7 @@ pub fn registry_for(target: Target) -> Vec<Box<dyn Pass>> {
     ];
     let mut passes: Vec<Box<dyn Pass>> = vec![Box::new(UniqueDq)];
     passes.extend(rule_passes.into_iter().map(|p| Box::new(p.for_target(target)) as Box<dyn Pass>));
+    passes.push(Box::new(saturate::Saturate { target }));
     passes.push(Box::new(Int8ToUint8));
     passes.push(Box::new(DedupConsts));
     passes.push(Box::new(DeadCodeElimination));
@@ -135,11 +137,17 @@ pub fn registry_for(target: Target) -> Vec<Box<dyn Pass>> {
 pub const DEFAULT_PIPELINE: &[&str] =
     &["unique-dq", "fold-bn", "propagate", "cleanup", "fuse", "fuse-contrib", "int8-to-uint8", "dedup-consts", "dce"];
 
-/// The passes of a named pipeline: `O0` (none) or `O2` (the default); the `O` may be left out.
+/// `-O3`: the greedy pre-passes, equality saturation over the fold-bn, propagate, cleanup, fuse
+/// and fuse-contrib rules (instead of running them greedily), then the greedy post-passes.
+pub const SATURATE_PIPELINE: &[&str] = &["unique-dq", "fold-bn", "saturate", "int8-to-uint8", "dedup-consts", "dce"];
+
+/// The passes of a named pipeline: `O0` (none), `O2` (the default, greedy) or `O3` (saturation);
+/// the `O` may be left out.
 pub fn pipeline(name: &str) -> Option<&'static [&'static str]> {
     match name.strip_prefix('O').unwrap_or(name) {
         "0" => Some(&[]),
         "2" => Some(DEFAULT_PIPELINE),
+        "3" => Some(SATURATE_PIPELINE),
         _ => None,
     }
 }
@@ -393,11 +401,12 @@ mod tests {
         assert!(PassManager::parse("").unwrap().names().is_empty());
         assert_eq!(PassManager::parse("dce").unwrap().names(), vec!["dce"]);
         let err = PassManager::parse("dce,fuse-everything").err().unwrap();
-        assert_eq!(err.to_string(), "unknown pass 'fuse-everything' (known: unique-dq, fold-bn, fold-bn-qdq, cleanup, propagate, fuse, fuse-contrib, int8-to-uint8, dedup-consts, dce, none)");
+        assert_eq!(err.to_string(), "unknown pass 'fuse-everything' (known: unique-dq, fold-bn, fold-bn-qdq, cleanup, propagate, fuse, fuse-contrib, saturate, int8-to-uint8, dedup-consts, dce, none)");
         assert!(PassManager::named("O0").unwrap().names().is_empty());
         assert_eq!(PassManager::named("2").unwrap().names(), DEFAULT_PIPELINE);
         assert_eq!(PassManager::parse("fuse").unwrap().for_target(Target::Onnx).target(), Target::Onnx);
-        assert_eq!(PassManager::named("O3").err().unwrap().to_string(), "unknown pipeline 'O3' (known: O0, O2)");
+        assert_eq!(PassManager::named("O3").unwrap().names(), SATURATE_PIPELINE);
+        assert_eq!(PassManager::named("O4").err().unwrap().to_string(), "unknown pipeline 'O4' (known: O0, O2, O3)");
     }
 
     const G: &str = r#"graph "g" opset(ai.onnx=17) {

@@ -49,9 +49,13 @@ enum Command {
         /// Comma-separated passes to run, or `none` for a lossless round trip. Default: the -O2 pipeline.
         #[arg(long, value_name = "LIST|none", conflicts_with = "opt_level")]
         passes: Option<String>,
-        /// Named pipeline: -O0 (no passes) or -O2 (the default).
+        /// Named pipeline: -O0 (no passes), -O2 (the default, greedy rewriting) or -O3 (equality
+        /// saturation, docs/saturate.md).
         #[arg(short = 'O', value_name = "LEVEL")]
         opt_level: Option<String>,
+        /// How rules are applied: `greedy` (the -O2 pipeline) or `saturate` (the -O3 pipeline).
+        #[arg(long, value_enum, conflicts_with_all = ["opt_level", "passes"])]
+        search: Option<SearchArg>,
         /// What the output may contain: `ort` (standard ops plus the com.microsoft ops onnxruntime
         /// runs) or `onnx` (standard ops only; what has no standard form stays a DQ→op→Q island).
         #[arg(long, value_enum, default_value_t = TargetArg::Ort)]
@@ -149,6 +153,12 @@ enum Command {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum SearchArg {
+    Greedy,
+    Saturate,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum TargetArg {
     Ort,
     Onnx,
@@ -190,6 +200,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             output,
             passes,
             opt_level,
+            search,
             target,
             print_after,
             diff,
@@ -224,6 +235,10 @@ fn run(cli: Cli) -> Result<(), Error> {
                 TargetArg::Ort => qdqc::passes::Target::Ort,
                 TargetArg::Onnx => qdqc::passes::Target::Onnx,
             };
+            let opt_level = opt_level.or(search.map(|s| match s {
+                SearchArg::Greedy => "O2".to_string(),
+                SearchArg::Saturate => "O3".to_string(),
+            }));
             let opts = Options { passes, opt_level, target, instrument, save: SaveOptions { external } };
             let check = verify.map(|samples| VerifyOptions { samples, seed, force, ..Default::default() });
             let bar = Bar::new("verifying", verify.unwrap_or(0));

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod qdq_gen;
+
 use onnx_protobuf::Message as _;
 use protobuf::UnknownFields;
 use std::path::{Path, PathBuf};
