@@ -223,12 +223,21 @@ impl Const {
         }
     }
     pub fn ty(&self) -> Option<TensorType> {
-        let (code, dims) = match &self.value {
-            ConstValue::Dense(t) => (t.proto.data_type, &t.proto.dims),
-            ConstValue::Sparse(s) => (s.values.as_ref().and_then(|v| v.data_type), &s.dims),
-            ConstValue::Elided(e) => (Some(e.dtype.to_onnx()), &e.dims),
+        let dims = match &self.value {
+            ConstValue::Dense(t) => &t.proto.dims,
+            ConstValue::Sparse(s) => &s.dims,
+            ConstValue::Elided(e) => &e.dims,
         };
-        Some(TensorType::known(DType::from_onnx(code?)?, dims))
+        Some(TensorType::known(self.dtype()?, dims))
+    }
+
+    /// The element type (without building the shape, unlike [`Const::ty`]).
+    pub fn dtype(&self) -> Option<DType> {
+        match &self.value {
+            ConstValue::Dense(t) => DType::from_onnx(t.proto.data_type?),
+            ConstValue::Sparse(s) => DType::from_onnx(s.values.as_ref()?.data_type?),
+            ConstValue::Elided(e) => Some(e.dtype),
+        }
     }
 }
 
@@ -403,11 +412,7 @@ impl Graph {
     pub fn operand_dtype(&self, op: Operand) -> Option<DType> {
         match op {
             Operand::Value(o) => self.value(o).ty.as_ref().map(|t| t.dtype),
-            Operand::Const(c) => match &self.constant(c).value {
-                ConstValue::Dense(t) => DType::from_onnx(t.proto.data_type?),
-                ConstValue::Sparse(s) => DType::from_onnx(s.values.as_ref()?.data_type?),
-                ConstValue::Elided(e) => Some(e.dtype),
-            },
+            Operand::Const(c) => self.constant(c).dtype(),
             Operand::None => None,
         }
     }
