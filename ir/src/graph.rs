@@ -325,6 +325,15 @@ impl Graph {
         self.opsets.get(d).copied().unwrap_or(0)
     }
 
+    /// Imports the domain of `op` (opset version 1) if the graph does not import it yet, as a
+    /// rewrite into an op of another domain (com.microsoft) must.
+    pub fn import_domain_of(&mut self, op: &Op) {
+        let domain = op.default_domain();
+        if !domain.is_empty() && !self.opsets.contains_key(domain) {
+            self.opsets.insert(domain.to_string(), 1);
+        }
+    }
+
     /// Makes later nodes get order keys after `key`.
     pub fn reserve_order(&mut self, key: u64) {
         self.next_order = self.next_order.max(key);

@@ -341,10 +341,7 @@ impl Patch {
             PatchOperand::NewNode(i, slot) => Operand::Value(Outlet::new(added[i], slot)),
         };
         for n in self.nodes {
-            let domain = n.op.default_domain();
-            if !domain.is_empty() && !graph.opsets.contains_key(domain) {
-                graph.opsets.insert(domain.to_string(), 1);
-            }
+            graph.import_domain_of(&n.op);
             let inputs = n.inputs.iter().map(|&p| resolve(p, &added)).collect();
             let outputs = n.outputs.iter().map(|b| qdqc_ir::Value::named(graph.fresh_name(b))).collect();
             let proto = qdqc_ir::proto::NodeProto {

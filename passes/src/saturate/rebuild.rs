@@ -175,10 +175,7 @@ pub fn rebuild(original: &Graph, low: &Lowered, choice: &HashMap<Id, QNode>) -> 
                     }
                 }
                 // A rule may have introduced a domain (com.microsoft), as `Patch::apply` does.
-                let domain = t.op.default_domain();
-                if !domain.is_empty() && !g.opsets.contains_key(domain) {
-                    g.opsets.insert(domain.to_string(), 1);
-                }
+                g.import_domain_of(&t.op);
                 let key = orders.get(&c).copied().unwrap_or(0);
                 let id = g
                     .add_node_at(t.op.clone(), proto, t.attrs.clone(), inputs, outputs, key)
