@@ -229,7 +229,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                 print_after: print_after.as_deref().map(qdqc::passes::PrintAfter::parse),
                 diff,
                 stop_after,
-                check_each_pass: check_each_pass || cfg!(debug_assertions),
+                check_each_pass: check_each_pass || qdqc::passes::Instrument::default().check_each_pass,
             };
             let target = match target {
                 TargetArg::Ort => qdqc::passes::Target::Ort,
