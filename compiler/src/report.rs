@@ -63,7 +63,7 @@ pub fn microsoft_ops(graph: &Graph) -> usize {
         .map(|id| graph.node(id))
         .filter(|n| n.op != Op::Input)
         .filter(|n| {
-            let spelled = n.proto.domain.as_deref().unwrap_or("");
+            let spelled = n.domain().unwrap_or("");
             let domain = if Op::from_onnx(spelled, n.op.name()) == n.op { spelled } else { n.op.default_domain() };
             domain == MS_DOMAIN
         })

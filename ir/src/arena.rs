@@ -152,6 +152,10 @@ impl<N, E> Arena<N, E> {
         Some(weight)
     }
 
+    pub fn get(&self, id: NodeId) -> Option<&N> {
+        self.nodes.get(id.index())?.weight.as_ref()
+    }
+
     pub fn contains_node(&self, id: NodeId) -> bool {
         self.nodes.get(id.index()).is_some_and(|s| s.weight.is_some())
     }
@@ -168,6 +172,11 @@ impl<N, E> Arena<N, E> {
 
     pub fn node_count(&self) -> usize {
         self.node_count
+    }
+
+    /// The source and target of every live edge, in edge index order.
+    pub fn edge_ends(&self) -> impl Iterator<Item = (NodeId, NodeId)> + '_ {
+        self.edges.iter().filter(|e| e.weight.is_some()).map(|e| (e.ends[0], e.ends[1]))
     }
 
     /// The edges leaving (`Outgoing`) or entering (`Incoming`) a node, newest first.

@@ -97,24 +97,32 @@ pub fn infer_quant(graph: &mut Graph, id: NodeId) {
 /// Checks that recorded output types agree with inference, for nodes in `order`.
 /// Only contradictions are reported: a recorded type may be less precise than the inferred one.
 pub fn check_types(graph: &Graph, order: &[NodeId]) -> Result<(), GraphError> {
-    for &id in order {
-        let node = graph.node(id);
-        if matches!(node.op, Op::Input | Op::Other { .. }) {
+    // Each node is checked against its inputs' recorded types alone, so the nodes are
+    // independent: both cores share the work, and the first error in `order` is reported.
+    use rayon::prelude::*;
+    order
+        .par_chunks(4096)
+        .find_map_first(|chunk| chunk.iter().find_map(|&id| check_node(graph, id).err()))
+        .map_or(Ok(()), Err)
+}
+
+fn check_node(graph: &Graph, id: NodeId) -> Result<(), GraphError> {
+    let node = graph.node(id);
+    if matches!(node.op, Op::Input | Op::Other { .. }) {
+        return Ok(());
+    }
+    let inferred = infer_node(graph, id).map_err(|msg| node_error(node, msg))?;
+    for (v, ty) in node.outputs.iter().zip(&inferred) {
+        if v.name.is_empty() || compatible(v.ty.as_ref(), ty.as_ref()) {
             continue;
         }
-        let inferred = infer_node(graph, id).map_err(|msg| node_error(node, msg))?;
-        for (v, ty) in node.outputs.iter().zip(&inferred) {
-            if v.name.is_empty() || compatible(v.ty.as_ref(), ty.as_ref()) {
-                continue;
-            }
-            let msg = format!(
-                "output '{}' is recorded as {} but its inputs give {}",
-                v.name,
-                show(v.ty.as_ref()),
-                show(ty.as_ref())
-            );
-            return Err(node_error(node, msg));
-        }
+        let msg = format!(
+            "output '{}' is recorded as {} but its inputs give {}",
+            v.name,
+            show(v.ty.as_ref()),
+            show(ty.as_ref())
+        );
+        return Err(node_error(node, msg));
     }
     Ok(())
 }
@@ -265,7 +273,7 @@ pub(crate) struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     fn new(g: &'a Graph, node: &'a Node) -> Ctx<'a> {
-        let domain = node.proto.domain.as_deref().unwrap_or_else(|| node.op.default_domain());
+        let domain = node.domain().unwrap_or_else(|| node.op.default_domain());
         let v = g.opset_of(domain);
         Ctx { g, node, opset: if v <= 0 { LATEST_OPSET } else { v } }
     }

@@ -26,7 +26,7 @@ pub mod proto {
 
 pub use dtype::DType;
 pub use graph::{
-    Const, ConstId, ConstOrigin, ConstValue, Dim, Edge, Graph, GraphError, GraphOutput, Node, NodeId, Operand, Outlet,
+    Const, ConstId, ConstOrigin, ConstValue, Dim, Edge, Graph, GraphError, GraphOutput, Node, NodeId, NodeMeta, Operand, Outlet,
     Port, Quant, TensorType, Value,
 };
 pub use onnx::{load, save, Model, SaveOptions};

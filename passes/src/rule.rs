@@ -15,16 +15,22 @@
 
 use crate::Target;
 use qdqc_ir::{ConstId, Graph, NodeId, Op, Operand, Outlet, Tensor};
+use smallvec::SmallVec;
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::Arc;
 
 // ---- patterns ----------------------------------------------------------------------------
 
 /// A parsed pattern.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Pattern {
-    Var(String),
-    Node { op: Op, args: Vec<Pattern> },
+    /// (`Arc`: every match attempt binds it, and cloning must not allocate.)
+    Var(Arc<str>),
+    Node {
+        op: Op,
+        args: Vec<Pattern>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -84,7 +90,7 @@ fn parse_expr(tokens: &[&str], pos: &mut usize) -> Result<Pattern, String> {
             }
         }
         ")" => Err("unexpected `)`".into()),
-        v if v.len() > 1 && v.starts_with('?') => Ok(Pattern::Var(v[1..].to_string())),
+        v if v.len() > 1 && v.starts_with('?') => Ok(Pattern::Var(v[1..].into())),
         other => Err(format!("expected `(` or a `?variable`, found `{other}`")),
     }
 }
@@ -118,8 +124,10 @@ impl fmt::Display for Pattern {
 /// nodes (root first, then nested patterns in pre-order).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Match {
-    pub nodes: Vec<NodeId>,
-    bindings: Vec<(String, Operand)>,
+    /// (Inline: every node of every sweep is matched against its op's patterns, and an
+    /// allocation per attempt was a measurable part of a sweep that changes nothing.)
+    pub nodes: SmallVec<[NodeId; 6]>,
+    bindings: SmallVec<[(Arc<str>, Operand); 8]>,
 }
 
 impl Match {
@@ -131,14 +139,14 @@ impl Match {
     pub fn get(&self, var: &str) -> Operand {
         self.bindings
             .iter()
-            .find(|(v, _)| v == var)
+            .find(|(v, _)| &**v == var)
             .map(|(_, o)| *o)
             .unwrap_or_else(|| panic!("pattern has no variable ?{var}"))
     }
 
     /// The operand bound to `?var`, or `None` for a variable the pattern does not have.
     pub fn try_get(&self, var: &str) -> Option<Operand> {
-        self.bindings.iter().find(|(v, _)| v == var).map(|(_, o)| *o)
+        self.bindings.iter().find(|(v, _)| &**v == var).map(|(_, o)| *o)
     }
 
     /// Whether a matched node other than the root has outputs used outside the match.
@@ -150,7 +158,7 @@ impl Match {
 
 /// Matches `pattern` rooted at node `id`.
 pub fn match_at(graph: &Graph, pattern: &Pattern, id: NodeId) -> Option<Match> {
-    let mut m = Match { nodes: Vec::new(), bindings: Vec::new() };
+    let mut m = Match { nodes: SmallVec::new(), bindings: SmallVec::new() };
     match_node(graph, pattern, id, &mut m).then_some(m)
 }
 
@@ -344,17 +352,16 @@ impl Patch {
             graph.import_domain_of(&n.op);
             let inputs = n.inputs.iter().map(|&p| resolve(p, &added)).collect();
             let outputs = n.outputs.iter().map(|b| qdqc_ir::Value::named(graph.fresh_name(b))).collect();
-            let proto = qdqc_ir::proto::NodeProto {
-                name: (!n.name.is_empty()).then(|| n.name.clone()),
-                domain: (!n.op.default_domain().is_empty()).then(|| n.op.default_domain().to_string()),
-                op_type: Some(n.op.name().to_string()),
-                ..Default::default()
+            let meta = qdqc_ir::NodeMeta {
+                name: (!n.name.is_empty()).then(|| n.name.as_str().into()),
+                domain: (!n.op.default_domain().is_empty()).then(|| n.op.default_domain().into()),
+                rest: None,
             };
             // New nodes take the place of the first node the patch removes, so that the printed
             // and exported order (and hence diffs) stay local.
             let added_node = match self.remove.first() {
-                Some(&r) => graph.add_node_at(n.op, proto, n.attrs, inputs, outputs, graph.node(r).order),
-                None => graph.add_node(n.op, proto, n.attrs, inputs, outputs),
+                Some(&r) => graph.add_node_at(n.op, meta, n.attrs, inputs, outputs, graph.node(r).order),
+                None => graph.add_node(n.op, meta, n.attrs, inputs, outputs),
             };
             let inferred = added_node.map_err(|e| Refusal(e.to_string())).and_then(|id| {
                 added.push(id);
@@ -509,7 +516,7 @@ mod tests {
         };
         let p = Pattern::parse("(QuantizeLinear (DequantizeLinear ?q ?s1 ?z1) ?s2 ?z2)").unwrap();
         let m = match_at(&g, &p, node("r")).unwrap();
-        assert_eq!(m.nodes, vec![node("r"), node("d")]);
+        assert_eq!(m.nodes[..], [node("r"), node("d")]);
         assert_eq!(m.get("q"), g.lookup("q").unwrap());
         assert_eq!(m.get("s1"), g.lookup("s").unwrap());
         assert_eq!(m.get("z2"), Operand::None, "an omitted input binds None");

@@ -347,7 +347,7 @@ fn exec_node<'a>(
             }
         });
     }
-    let domain = node.proto.domain.as_deref().unwrap_or("");
+    let domain = node.domain().unwrap_or("");
     let ctx = Ctx { node, inputs: &args, opset: g.opset_of(domain) };
     kernel(&ctx).map_err(|e| match e {
         KernelError::Invalid(msg) => kernel_err(msg),

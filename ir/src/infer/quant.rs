@@ -555,7 +555,7 @@ mod tests {
             Operand::Value(o) => o.node,
             _ => unreachable!(),
         });
-        assert_eq!(n.proto.domain.as_deref(), Some("com.microsoft"));
+        assert_eq!(n.domain(), Some("com.microsoft"));
 
         let mut b = GraphBuilder::new(13);
         let x = b.input("x", DType::U8, &["N", "8"]);

@@ -63,7 +63,7 @@ fn value_info(name: &str, declared: Option<&ValueInfoProto>, ty: Option<&TensorT
 
 fn node_proto(graph: &Graph, id: crate::graph::NodeId) -> NodeProto {
     let n = graph.node(id);
-    let mut p = (*n.proto).clone();
+    let mut p = n.meta.to_proto();
     let domain = p.domain.as_deref().unwrap_or("");
     if Op::from_onnx(domain, n.op.name()) != n.op {
         let d = n.op.default_domain();

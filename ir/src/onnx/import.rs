@@ -148,7 +148,8 @@ fn import_graph(mut gp: GraphProto, graph: &mut Graph, store: &ExternalStore) ->
     let mut pending = Vec::new();
     for (i, mut n) in std::mem::take(&mut gp.node).into_iter().enumerate() {
         let order = (i as u64 + 1) * ORDER_STEP;
-        if Op::from_onnx(n.domain.as_deref().unwrap_or(""), n.op_type.as_deref().unwrap_or("")) == Op::Constant {
+        let op = Op::from_onnx(n.domain.as_deref().unwrap_or(""), n.op_type.as_deref().unwrap_or(""));
+        if op == Op::Constant {
             if let Some(mut tensor) = constant_value(&n, store)? {
                 let name = n.output[0].clone();
                 tensor.proto.name.get_or_insert_with(|| name.clone());
@@ -157,7 +158,6 @@ fn import_graph(mut gp: GraphProto, graph: &mut Graph, store: &ExternalStore) ->
                 continue;
             }
         }
-        let op = Op::from_onnx(n.domain.as_deref().unwrap_or(""), n.op_type.as_deref().unwrap_or(""));
         let inputs = std::mem::take(&mut n.input);
         let outputs = std::mem::take(&mut n.output).into_iter().map(Value::named).collect();
         let attrs = std::mem::take(&mut n.attribute);

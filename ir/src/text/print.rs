@@ -496,12 +496,12 @@ impl<'a> Printer<'a> {
         let g = self.graph.expect("an IR graph");
         let n = g.node(id);
         self.outputs(n.outputs.iter().map(|v| (v.name.as_str(), v.ty.as_ref(), v.quant.as_ref())));
-        self.op(&n.op, n.proto.domain.as_deref());
+        self.op(&n.op, n.domain());
         self.attrs(&n.attrs);
         self.s("(");
         self.comma(n.inputs(), |p, &op| p.operand(op));
         self.s(")");
-        self.node_name(n.proto.name.as_deref());
+        self.node_name(n.meta.name.as_deref());
     }
 
     /// `%a: f32[2], _ = ` (just `= ` for a node without outputs).

@@ -277,7 +277,7 @@ fn ops_are_written_with_the_domain_only_when_needed() {
         .topo_order()
         .unwrap()
         .into_iter()
-        .map(|id| (g.node(id).op.clone(), g.node(id).proto.domain.clone()))
+        .map(|id| (g.node(id).op.clone(), g.node(id).domain().map(str::to_string)))
         .collect();
     assert_eq!(ops[0], (crate::Op::QuantizeLinear, Some("com.microsoft".into())));
     assert!(

@@ -37,7 +37,7 @@ pub fn add(egraph: &mut EGraph, node: QNode, types: Vec<Option<TensorType>>) -> 
 /// The template of a node.
 pub fn template_of(graph: &Graph, id: NodeId) -> Template {
     let n = graph.node(id);
-    Template { op: n.op.clone(), attrs: n.attrs.clone(), proto: (*n.proto).clone(), n_outputs: n.outputs.len() }
+    Template { op: n.op.clone(), attrs: n.attrs.clone(), proto: n.meta.to_proto(), n_outputs: n.outputs.len() }
 }
 
 /// Adds an op e-node for a node with output types `types`; returns the e-class of each output

@@ -37,7 +37,7 @@ pub const MAX_CONSUMERS: usize = 16;
 #[derive(Clone, Debug, Default)]
 pub struct Found {
     pub nodes: Vec<(Id, QNode, Id)>,
-    bindings: Vec<(String, Id)>,
+    bindings: Vec<(std::sync::Arc<str>, Id)>,
 }
 
 impl Found {
@@ -211,7 +211,7 @@ pub fn materialize(
             Some(use_) => use_,
             None => {
                 let out = Value { name: g.fresh_name("sink"), ty: g.value(v).ty.clone(), ..Default::default() };
-                let id = g.add_node(Op::Identity, Default::default(), vec![], vec![Operand::Value(v)], vec![out]);
+                let id = g.add_node(Op::Identity, qdqc_ir::NodeMeta::default(), vec![], vec![Operand::Value(v)], vec![out]);
                 (id.ok()?, 0)
             }
         };

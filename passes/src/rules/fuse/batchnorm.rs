@@ -119,7 +119,7 @@ fn build(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     let out = g.value(Outlet::new(m.root(), 0)).name.clone();
     let n = p.add_node(PatchNode {
         op: Op::QLinearConv,
-        name: g.node(bn(m)).proto.name.clone().unwrap_or_default(),
+        name: g.node(bn(m)).name().to_string(),
         attrs,
         inputs: vec![m.get("x").into(), m.get("xs").into(), xz, w_op, ws_op, wz_op, m.get("ys").into(), yz, b_op],
         outputs: vec![out],

@@ -48,8 +48,19 @@ pub fn rules() -> Vec<Rule> {
 // ---- reading the match -------------------------------------------------------------------
 
 fn show(g: &Graph, id: NodeId) -> String {
-    let n = g.node(id);
-    format!("{} {}", n.op, n.label())
+    Who(g, id).to_string()
+}
+
+/// "Conv 'name'" for refusals, formatted only when a refusal is (every fused Conv passes the
+/// same checks, and formatting the label up front was a measurable part of fusing).
+#[derive(Clone, Copy)]
+struct Who<'a>(&'a Graph, NodeId);
+
+impl std::fmt::Display for Who<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.node(self.1);
+        write!(f, "{} {}", n.op, n.label())
+    }
 }
 
 /// The Conv node of a match: the root for `conv-integer`, else after the Q (and Relu/Clip).
@@ -88,16 +99,16 @@ struct ConvQ {
     acc_scale: Vec<f32>,
 }
 
-fn positive_f32_scales(p: &QParams, what: &str) -> Result<(), Refusal> {
-    ensure!(p.scale_dtype == DType::F32, "{what} scale is {}, not f32", p.scale_dtype);
+fn positive_f32_scales(p: &QParams, who: Who, what: &str) -> Result<(), Refusal> {
+    ensure!(p.scale_dtype == DType::F32, "{who}: {what} scale is {}, not f32", p.scale_dtype);
     let bad = p.scale.iter().find(|s| !(s.is_finite() && **s > 0.0));
-    ensure!(bad.is_none(), "{what} scale {} is not a positive finite number", bad.unwrap());
+    ensure!(bad.is_none(), "{who}: {what} scale {} is not a positive finite number", bad.unwrap());
     Ok(())
 }
 
 fn read_conv(g: &Graph, m: &Match) -> Result<ConvQ, Refusal> {
     let conv = conv_node(g, m);
-    let who = show(g, conv);
+    let who = Who(g, conv);
     let x_dq = m.nodes[m.nodes.iter().position(|&n| n == conv).unwrap() + 1];
     let w_dq = m.nodes[m.nodes.iter().position(|&n| n == conv).unwrap() + 2];
 
@@ -119,28 +130,28 @@ fn read_conv(g: &Graph, m: &Match) -> Result<ConvQ, Refusal> {
         w.axis.unwrap_or(0)
     );
     ensure!(w.axis.is_none() || w.scale.len() == c, "{who}: {} weight scales for {c} output channels", w.scale.len());
-    positive_f32_scales(&w, &format!("{who}: weight"))?;
+    positive_f32_scales(&w, who, "weight")?;
 
     // Input: per tensor, 8-bit, and a pairing onnxruntime runs.
     let x = qparams::of_node(g, x_dq)?;
     ensure!(x.axis.is_none(), "{who}: the input is quantized per axis, not per tensor");
     ensure!(matches!(x.dtype, DType::I8 | DType::U8), "{who}: the input is {}, not int8/uint8", x.dtype);
-    positive_f32_scales(&x, &format!("{who}: input"))?;
+    positive_f32_scales(&x, who, "input")?;
 
     let acc_scale: Vec<f32> = (0..c).map(|ch| x.scale[0] * w.scale[if w.axis.is_some() { ch } else { 0 }]).collect();
     ensure!(
         acc_scale.iter().all(|s| s.is_normal()),
         "{who}: the accumulator scale (input scale × weight scale) is not a normal f32"
     );
-    let bias = read_bias(g, m.get("b"), c, &acc_scale, &who)?;
+    let bias = read_bias(g, m.get("b"), c, &acc_scale, who)?;
     Ok(ConvQ { conv, x, w, w_dtype, c, w_rank: wt.dims().len(), bias, acc_scale })
 }
 
-fn read_bias(g: &Graph, b: Operand, c: usize, acc_scale: &[f32], who: &str) -> Result<Bias, Refusal> {
+fn read_bias(g: &Graph, b: Operand, c: usize, acc_scale: &[f32], who: Who) -> Result<Bias, Refusal> {
     if b == Operand::None {
         return Ok(Bias::None);
     }
-    let name = g.operand_name(b).to_string();
+    let name = g.operand_name(b);
     let not_const = || Refusal(format!("{who}: bias '{name}' is not a constant (or a DequantizeLinear of one)"));
     let values: Vec<f32> = if let Some(t) = g.const_tensor(b) {
         let d = t.dtype().map_err(|e| Refusal(format!("{who}: bias: {e}")))?;
@@ -248,7 +259,7 @@ fn activation_bounds(g: &Graph, m: &Match, y: &QParams) -> Result<Option<(i64, i
 
 fn build_qlinearconv(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     let cq = read_conv(g, m)?;
-    let who = show(g, cq.conv);
+    let who = Who(g, cq.conv);
     // Single-use chain: Conv → [Relu/Clip →] Q.
     let chain: Vec<NodeId> = m.nodes[..m.nodes.iter().position(|&n| n == cq.conv).unwrap() + 1].to_vec();
     for pair in chain.windows(2) {
@@ -261,7 +272,7 @@ fn build_qlinearconv(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     }
     let y = qparams::of_node(g, m.root())?;
     ensure!(y.axis.is_none(), "{who}: the output is quantized per axis, not per tensor");
-    positive_f32_scales(&y, &format!("{who}: output"))?;
+    positive_f32_scales(&y, who, "output")?;
     ensure!(
         y.dtype == cq.x.dtype,
         "{who}: input is {} but output is {} (QLinearConv needs one type)",
@@ -354,13 +365,15 @@ fn no_bn_after(g: &Graph, m: &Match) -> Result<(), Refusal> {
 
 fn build_conv_integer(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     // The remark already names the Conv (the root): drop the reasons' "Conv 'name': " prefix.
-    let prefix = format!("{}: ", show(g, m.root()));
-    conv_integer(g, m).map_err(|r| Refusal(r.0.strip_prefix(&prefix).map(str::to_string).unwrap_or(r.0)))
+    conv_integer(g, m).map_err(|r| {
+        let prefix = format!("{}: ", show(g, m.root()));
+        Refusal(r.0.strip_prefix(&prefix).map(str::to_string).unwrap_or(r.0))
+    })
 }
 
 fn conv_integer(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     let cq = read_conv(g, m)?;
-    let who = show(g, cq.conv);
+    let who = Who(g, cq.conv);
     ensure!(g.opset() >= 10, "{who}: ConvInteger needs opset 10, the model has {}", g.opset());
     let wz = &cq.w.zero_point;
     ensure!(
