@@ -441,6 +441,11 @@ impl Graph {
     }
 
     /// All live constants, in table order (the original initializer order first).
+    /// An upper bound of constant indices (`ConstId.0`), for tables indexed by constant.
+    pub fn const_bound(&self) -> usize {
+        self.consts.len()
+    }
+
     pub fn constants(&self) -> impl Iterator<Item = (ConstId, &Const)> + '_ {
         self.consts.iter().enumerate().filter_map(|(i, c)| c.as_ref().map(|c| (ConstId(i as u32), c)))
     }
@@ -873,83 +878,19 @@ impl Graph {
     /// The structural checks; returns the topological order.
     fn structure(&self) -> Result<Vec<NodeId>, GraphError> {
         let inv = GraphError::Invariant;
-        // Every definition must be indexed under its name. Two definitions of one name cannot
-        // both be (the index maps a name to one operand). Entries of removed values may remain:
-        // `lookup` does not see them.
-        let check_def = |name: &str, op: Operand| -> Result<(), GraphError> {
-            match self.names.get(name) {
-                _ if name.is_empty() => Ok(()),
-                Some(&o) if o == op => Ok(()),
-                Some(&o) if self.indexed(name, o) => Err(GraphError::DuplicateName(name.to_string())),
-                _ => Err(inv(format!("name index is stale for '{name}'"))),
-            }
-        };
         for (id, c) in self.constants() {
             if c.origin != ConstOrigin::InputDefault {
-                check_def(&c.name, Operand::Const(id))?;
+                self.check_def(&c.name, Operand::Const(id))?;
             }
         }
-        for id in self.g.node_indices() {
-            for (slot, v) in self.g[id].outputs.iter().enumerate() {
-                check_def(&v.name, Operand::Value(Outlet::new(id, slot as u32)))?;
-            }
-        }
-        let check_operand = |n: &Node, op: Operand| -> Result<(), GraphError> {
-            let bad = |msg: String| GraphError::Node { node: n.label(), op: n.op.to_string(), msg };
-            match op {
-                Operand::Value(o) => {
-                    if !self.g.contains_node(o.node) || self.g[o.node].outputs.len() <= o.slot as usize {
-                        return Err(bad(format!("input refers to a removed value ({o:?})")));
-                    }
-                    if self.value(o).name.is_empty() {
-                        return Err(bad("input refers to an output the producer does not produce".into()));
-                    }
-                }
-                Operand::Const(c) => {
-                    if self.consts.get(c.0 as usize).is_none_or(|c| c.is_none()) {
-                        return Err(bad(format!("input refers to a removed constant ({c:?})")));
-                    }
-                }
-                Operand::None => {}
-            }
-            Ok(())
-        };
-        for id in self.g.node_indices() {
-            let n = &self.g[id];
-            for v in &n.outputs {
-                let Some(q) = &v.quant else { continue };
-                for c in std::iter::once(q.scale).chain(q.zero_point) {
-                    check_operand(n, Operand::Const(c)).map_err(|_| GraphError::Node {
-                        node: n.label(),
-                        op: n.op.to_string(),
-                        msg: format!("the quantization of '{}' refers to a removed constant ({c:?})", v.name),
-                    })?;
-                }
-            }
-            let mut expect: Vec<(NodeId, Edge)> = Vec::new();
-            for (i, &op) in n.inputs.iter().enumerate() {
-                check_operand(n, op)?;
-                if let Operand::Value(o) = op {
-                    expect.push((o.node, Edge { slot: o.slot, port: Port::Input(i as u32) }));
-                }
-            }
-            for (i, &op) in n.captures.iter().enumerate() {
-                check_operand(n, op)?;
-                if let Operand::Value(o) = op {
-                    expect.push((o.node, Edge { slot: o.slot, port: Port::Capture(i as u32) }));
-                }
-            }
-            let mut actual: Vec<(NodeId, Edge)> =
-                self.g.edges_directed(id, Direction::Incoming).map(|e| (e.source(), *e.weight())).collect();
-            let key = |x: &(NodeId, Edge)| (x.0, x.1.slot, port_key(x.1.port));
-            expect.sort_by_key(key);
-            actual.sort_by_key(key);
-            if expect != actual {
-                return Err(inv(format!("edges of node {} do not match its inputs", n.label())));
-            }
-            if n.op == Op::Input && !self.inputs.contains(&id) {
-                return Err(inv(format!("input node {} is not listed as a graph input", n.label())));
-            }
+        // Nodes are checked independently, on both cores; the first error in index order is
+        // reported.
+        use rayon::prelude::*;
+        let ids: Vec<NodeId> = self.g.node_indices().collect();
+        if let Some(e) =
+            ids.par_chunks(4096).find_map_first(|ids| ids.iter().find_map(|&id| self.node_structure(id).err()))
+        {
+            return Err(e);
         }
         let indexed: usize = self.output_at.values().map(Vec::len).sum();
         let index_ok = indexed == self.outputs.len()
@@ -971,6 +912,81 @@ impl Graph {
             }
         }
         self.topo_order()
+    }
+
+    /// Every definition must be indexed under its name. Two definitions of one name cannot
+    /// both be (the index maps a name to one operand). Entries of removed values may remain:
+    /// `lookup` does not see them.
+    fn check_def(&self, name: &str, op: Operand) -> Result<(), GraphError> {
+        match self.names.get(name) {
+            _ if name.is_empty() => Ok(()),
+            Some(&o) if o == op => Ok(()),
+            Some(&o) if self.indexed(name, o) => Err(GraphError::DuplicateName(name.to_string())),
+            _ => Err(GraphError::Invariant(format!("name index is stale for '{name}'"))),
+        }
+    }
+
+    /// One node's structural checks: outputs indexed, operands live, edges matching operands.
+    fn node_structure(&self, id: NodeId) -> Result<(), GraphError> {
+        let n = &self.g[id];
+        for (slot, v) in n.outputs.iter().enumerate() {
+            self.check_def(&v.name, Operand::Value(Outlet::new(id, slot as u32)))?;
+        }
+        let check_operand = |op: Operand| -> Result<(), GraphError> {
+            let bad = |msg: String| GraphError::Node { node: n.label(), op: n.op.to_string(), msg };
+            match op {
+                Operand::Value(o) => {
+                    if !self.g.contains_node(o.node) || self.g[o.node].outputs.len() <= o.slot as usize {
+                        return Err(bad(format!("input refers to a removed value ({o:?})")));
+                    }
+                    if self.value(o).name.is_empty() {
+                        return Err(bad("input refers to an output the producer does not produce".into()));
+                    }
+                }
+                Operand::Const(c) => {
+                    if self.consts.get(c.0 as usize).is_none_or(|c| c.is_none()) {
+                        return Err(bad(format!("input refers to a removed constant ({c:?})")));
+                    }
+                }
+                Operand::None => {}
+            }
+            Ok(())
+        };
+        for v in &n.outputs {
+            let Some(q) = &v.quant else { continue };
+            for c in std::iter::once(q.scale).chain(q.zero_point) {
+                check_operand(Operand::Const(c)).map_err(|_| GraphError::Node {
+                    node: n.label(),
+                    op: n.op.to_string(),
+                    msg: format!("the quantization of '{}' refers to a removed constant ({c:?})", v.name),
+                })?;
+            }
+        }
+        let mut expect: Vec<(NodeId, Edge)> = Vec::new();
+        for (i, &op) in n.inputs.iter().enumerate() {
+            check_operand(op)?;
+            if let Operand::Value(o) = op {
+                expect.push((o.node, Edge { slot: o.slot, port: Port::Input(i as u32) }));
+            }
+        }
+        for (i, &op) in n.captures.iter().enumerate() {
+            check_operand(op)?;
+            if let Operand::Value(o) = op {
+                expect.push((o.node, Edge { slot: o.slot, port: Port::Capture(i as u32) }));
+            }
+        }
+        let mut actual: Vec<(NodeId, Edge)> =
+            self.g.edges_directed(id, Direction::Incoming).map(|e| (e.source(), *e.weight())).collect();
+        let key = |x: &(NodeId, Edge)| (x.0, x.1.slot, port_key(x.1.port));
+        expect.sort_by_key(key);
+        actual.sort_by_key(key);
+        if expect != actual {
+            return Err(GraphError::Invariant(format!("edges of node {} do not match its inputs", n.label())));
+        }
+        if n.op == Op::Input && !self.inputs.contains(&id) {
+            return Err(GraphError::Invariant(format!("input node {} is not listed as a graph input", n.label())));
+        }
+        Ok(())
     }
 }
 

@@ -17,18 +17,16 @@ impl Pass for DeadCodeElimination {
         // Mark: walk back from the graph outputs (linear: each node is pushed once).
         // Live flags by node index: this runs on every repetition of the pipeline.
         let mut live = vec![false; graph.node_bound()];
-        let mut live_consts: HashSet<ConstId> = HashSet::new();
+        let mut live_consts = vec![false; graph.const_bound()];
         let mut stack = Vec::new();
-        let mark = |op: Operand, stack: &mut Vec<_>, live: &mut Vec<bool>, consts: &mut HashSet<ConstId>| match op {
+        let mark = |op: Operand, stack: &mut Vec<_>, live: &mut Vec<bool>, consts: &mut Vec<bool>| match op {
             Operand::Value(o) => {
                 if !live[o.node.index()] {
                     live[o.node.index()] = true;
                     stack.push(o.node);
                 }
             }
-            Operand::Const(c) => {
-                consts.insert(c);
-            }
+            Operand::Const(c) => consts[c.0 as usize] = true,
             Operand::None => {}
         };
         for out in graph.outputs() {
@@ -52,7 +50,7 @@ impl Pass for DeadCodeElimination {
         }
         let dead: Vec<ConstId> = graph
             .constants()
-            .filter(|(id, c)| c.origin != ConstOrigin::InputDefault && !live_consts.contains(id))
+            .filter(|(id, c)| c.origin != ConstOrigin::InputDefault && !live_consts[id.0 as usize])
             .map(|(id, _)| id)
             .collect();
         changes += dead.len();

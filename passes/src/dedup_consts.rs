@@ -9,7 +9,7 @@
 
 use crate::{Pass, PassError, Remarks};
 use qdqc_ir::{ConstId, ConstOrigin, DType, Graph, Operand};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 pub struct DedupConsts;
 
@@ -20,25 +20,28 @@ impl Pass for DedupConsts {
 
     fn run(&self, graph: &mut Graph, _remarks: &mut Remarks) -> Result<usize, PassError> {
         // Constants that must keep their identity.
-        let mut pinned: HashSet<ConstId> = HashSet::new();
+        // (Tables by constant index: every node input is looked up below.)
+        let mut pinned = vec![false; graph.const_bound()];
         for out in graph.outputs() {
             if let Operand::Const(c) = out.operand {
-                pinned.insert(c);
+                pinned[c.0 as usize] = true;
             }
         }
         // Every node, graph inputs included (their values may carry quantization parameters).
         let ids: Vec<_> = graph.node_ids().collect();
         for &id in &ids {
-            pinned.extend(graph.node(id).captures().iter().filter_map(|o| match o {
-                Operand::Const(c) => Some(*c),
-                _ => None,
-            }));
+            for o in graph.node(id).captures() {
+                if let Operand::Const(c) = o {
+                    pinned[c.0 as usize] = true;
+                }
+            }
         }
         // Group candidates by (dtype, dims, fingerprint); within a group, compare bytes.
         let mut groups: HashMap<(DType, Vec<i64>, u64), Vec<ConstId>> = HashMap::new();
-        let mut keeper_of: HashMap<ConstId, ConstId> = HashMap::new();
+        let mut keeper_of: Vec<Option<ConstId>> = vec![None; graph.const_bound()];
+        let mut dups: Vec<ConstId> = Vec::new();
         for (id, c) in graph.constants() {
-            if pinned.contains(&id) || c.origin == ConstOrigin::InputDefault {
+            if pinned[id.0 as usize] || c.origin == ConstOrigin::InputDefault {
                 continue;
             }
             let Some(t) = c.tensor() else { continue };
@@ -53,14 +56,16 @@ impl Pass for DedupConsts {
             });
             match same {
                 Some(k) => {
-                    keeper_of.insert(id, k);
+                    keeper_of[id.0 as usize] = Some(k);
+                    dups.push(id);
                 }
                 None => group.push(id),
             }
         }
-        if keeper_of.is_empty() {
+        if dups.is_empty() {
             return Ok(0);
         }
+        let keeper = |c: ConstId| keeper_of[c.0 as usize];
         for &id in &ids {
             let edits: Vec<(usize, ConstId)> = graph
                 .node(id)
@@ -68,7 +73,7 @@ impl Pass for DedupConsts {
                 .iter()
                 .enumerate()
                 .filter_map(|(i, o)| match o {
-                    Operand::Const(c) => keeper_of.get(c).map(|&k| (i, k)),
+                    Operand::Const(c) => keeper(*c).map(|k| (i, k)),
                     _ => None,
                 })
                 .collect();
@@ -76,19 +81,20 @@ impl Pass for DedupConsts {
                 graph.set_input(id, i, Operand::Const(k));
             }
             // Values' quantization parameters name constants too.
-            for v in &mut graph.node_mut(id).outputs {
-                if let Some(q) = &mut v.quant {
-                    if let Some(&k) = keeper_of.get(&q.scale) {
-                        q.scale = k;
-                    }
-                    if let Some(k) = q.zero_point.and_then(|z| keeper_of.get(&z)) {
-                        q.zero_point = Some(*k);
+            let renamed = |q: &qdqc_ir::Quant| keeper(q.scale).is_some() || q.zero_point.and_then(keeper).is_some();
+            if graph.node(id).outputs.iter().any(|v| v.quant.as_ref().is_some_and(renamed)) {
+                for v in &mut graph.node_mut(id).outputs {
+                    if let Some(q) = &mut v.quant {
+                        if let Some(k) = keeper(q.scale) {
+                            q.scale = k;
+                        }
+                        if let Some(k) = q.zero_point.and_then(keeper) {
+                            q.zero_point = Some(k);
+                        }
                     }
                 }
             }
         }
-        let mut dups: Vec<ConstId> = keeper_of.into_keys().collect();
-        dups.sort_by_key(|c| c.0);
         for &c in &dups {
             graph.remove_const(c);
         }
