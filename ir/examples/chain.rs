@@ -14,8 +14,9 @@ fn main() {
     let mut g = Graph::new();
     let mut prev = Operand::Value(g.add_input(Value::typed("x", TensorType::known(DType::F32, &[1, 4]))).unwrap());
     for i in 0..n {
-        let id =
-            g.add_node(Op::Relu, qdqc_ir::NodeMeta::default(), vec![], vec![prev], vec![Value::named(format!("v{i}"))]).unwrap();
+        let id = g
+            .add_node(Op::Relu, qdqc_ir::NodeMeta::default(), vec![], vec![prev], vec![Value::named(format!("v{i}"))])
+            .unwrap();
         prev = Operand::Value(Outlet::new(id, 0));
     }
     eprintln!("build {n}: {:?}", t.elapsed());

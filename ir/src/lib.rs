@@ -26,8 +26,8 @@ pub mod proto {
 
 pub use dtype::DType;
 pub use graph::{
-    Const, ConstId, ConstOrigin, ConstValue, Dim, Edge, Graph, GraphError, GraphOutput, Node, NodeId, NodeMeta, Operand, Outlet,
-    Port, Quant, TensorType, Value,
+    Const, ConstId, ConstOrigin, ConstValue, Dim, Edge, Graph, GraphError, GraphOutput, Node, NodeId, NodeMeta,
+    Operand, Outlet, Port, Quant, TensorType, Value,
 };
 pub use onnx::{load, save, Model, SaveOptions};
 pub use op::Op;

@@ -211,7 +211,8 @@ pub fn materialize(
             Some(use_) => use_,
             None => {
                 let out = Value { name: g.fresh_name("sink"), ty: g.value(v).ty.clone(), ..Default::default() };
-                let id = g.add_node(Op::Identity, qdqc_ir::NodeMeta::default(), vec![], vec![Operand::Value(v)], vec![out]);
+                let id =
+                    g.add_node(Op::Identity, qdqc_ir::NodeMeta::default(), vec![], vec![Operand::Value(v)], vec![out]);
                 (id.ok()?, 0)
             }
         };
