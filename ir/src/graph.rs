@@ -428,6 +428,17 @@ impl Graph {
         &self.g[o.node].outputs[o.slot as usize]
     }
 
+    /// The value `o`, if its node exists and has that output (for checks of possibly stale
+    /// references; [`Graph::value`] panics instead).
+    fn live_value(&self, o: Outlet) -> Option<&Value> {
+        self.g.get(o.node)?.outputs.get(o.slot as usize)
+    }
+
+    /// The constant `c`, if it was not removed.
+    fn live_const(&self, c: ConstId) -> Option<&Const> {
+        self.consts.get(c.0 as usize)?.as_ref()
+    }
+
     pub fn value_mut(&mut self, o: Outlet) -> &mut Value {
         &mut self.g[o.node].outputs[o.slot as usize]
     }
@@ -440,12 +451,12 @@ impl Graph {
         self.consts[id.0 as usize].as_mut().expect("constant was removed")
     }
 
-    /// All live constants, in table order (the original initializer order first).
     /// An upper bound of constant indices (`ConstId.0`), for tables indexed by constant.
     pub fn const_bound(&self) -> usize {
         self.consts.len()
     }
 
+    /// All live constants, in table order (the original initializer order first).
     pub fn constants(&self) -> impl Iterator<Item = (ConstId, &Const)> + '_ {
         self.consts.iter().enumerate().filter_map(|(i, c)| c.as_ref().map(|c| (ConstId(i as u32), c)))
     }
@@ -467,10 +478,8 @@ impl Graph {
     /// another name.)
     fn indexed(&self, name: &str, op: Operand) -> bool {
         match op {
-            Operand::Value(o) => {
-                self.g.get(o.node).and_then(|n| n.outputs.get(o.slot as usize)).is_some_and(|v| v.name == name)
-            }
-            Operand::Const(c) => self.consts.get(c.0 as usize).and_then(Option::as_ref).is_some_and(|c| c.name == name),
+            Operand::Value(o) => self.live_value(o).is_some_and(|v| v.name == name),
+            Operand::Const(c) => self.live_const(c).is_some_and(|c| c.name == name),
             Operand::None => false,
         }
     }
@@ -903,8 +912,8 @@ impl Graph {
         }
         for out in &self.outputs {
             let ok = match out.operand {
-                Operand::Value(o) => self.g.contains_node(o.node) && self.g[o.node].outputs.len() > o.slot as usize,
-                Operand::Const(c) => self.consts.get(c.0 as usize).is_some_and(|c| c.is_some()),
+                Operand::Value(o) => self.live_value(o).is_some(),
+                Operand::Const(c) => self.live_const(c).is_some(),
                 Operand::None => false,
             };
             if !ok {
@@ -935,16 +944,15 @@ impl Graph {
         let check_operand = |op: Operand| -> Result<(), GraphError> {
             let bad = |msg: String| GraphError::Node { node: n.label(), op: n.op.to_string(), msg };
             match op {
-                Operand::Value(o) => {
-                    if !self.g.contains_node(o.node) || self.g[o.node].outputs.len() <= o.slot as usize {
-                        return Err(bad(format!("input refers to a removed value ({o:?})")));
+                Operand::Value(o) => match self.live_value(o) {
+                    None => return Err(bad(format!("input refers to a removed value ({o:?})"))),
+                    Some(v) if v.name.is_empty() => {
+                        return Err(bad("input refers to an output the producer does not produce".into()))
                     }
-                    if self.value(o).name.is_empty() {
-                        return Err(bad("input refers to an output the producer does not produce".into()));
-                    }
-                }
+                    Some(_) => {}
+                },
                 Operand::Const(c) => {
-                    if self.consts.get(c.0 as usize).is_none_or(|c| c.is_none()) {
+                    if self.live_const(c).is_none() {
                         return Err(bad(format!("input refers to a removed constant ({c:?})")));
                     }
                 }

@@ -8,7 +8,7 @@
 //! captures (the body refers to them by name), sparse constants and elided data.
 
 use crate::{Pass, PassError, Remarks};
-use qdqc_ir::{ConstId, ConstOrigin, DType, Graph, Operand};
+use qdqc_ir::{ConstId, ConstOrigin, DType, Graph, Operand, Outlet};
 use std::collections::HashMap;
 
 pub struct DedupConsts;
@@ -80,17 +80,15 @@ impl Pass for DedupConsts {
             for (i, k) in edits {
                 graph.set_input(id, i, Operand::Const(k));
             }
-            // Values' quantization parameters name constants too.
-            let renamed = |q: &qdqc_ir::Quant| keeper(q.scale).is_some() || q.zero_point.and_then(keeper).is_some();
-            if graph.node(id).outputs.iter().any(|v| v.quant.as_ref().is_some_and(renamed)) {
-                for v in &mut graph.node_mut(id).outputs {
-                    if let Some(q) = &mut v.quant {
-                        if let Some(k) = keeper(q.scale) {
-                            q.scale = k;
-                        }
-                        if let Some(k) = q.zero_point.and_then(keeper) {
-                            q.zero_point = Some(k);
-                        }
+            // Values' quantization parameters name constants too. (`value_mut`, not `node_mut`:
+            // this edits no order key, so the cached topological order stays.)
+            for slot in 0..graph.node(id).outputs.len() {
+                if let Some(q) = &mut graph.value_mut(Outlet::new(id, slot as u32)).quant {
+                    if let Some(k) = keeper(q.scale) {
+                        q.scale = k;
+                    }
+                    if let Some(k) = q.zero_point.and_then(keeper) {
+                        q.zero_point = Some(k);
                     }
                 }
             }

@@ -54,6 +54,26 @@ pub fn add_op(egraph: &mut EGraph, tmpl: u32, args: Vec<Id>, types: Vec<Option<T
 }
 
 /// Lowers `graph`. Fails (for a fallback to greedy) on what the engine does not model.
+/// The e-class of an operand: a lowered value, the omitted input, or its constant (interned once).
+fn operand_class(
+    graph: &Graph,
+    egraph: &mut EGraph,
+    values: &HashMap<Outlet, Id>,
+    consts: &mut HashMap<qdqc_ir::ConstId, Id>,
+    omitted: Id,
+    operand: Operand,
+) -> Id {
+    match operand {
+        Operand::Value(o) => values[&o],
+        Operand::None => omitted,
+        Operand::Const(c) => *consts.entry(c).or_insert_with(|| {
+            let k = graph.constant(c);
+            let k = egraph.analysis.tables.constant(k.tensor(), ConstSource::Original(c), k.ty());
+            egraph.add(QNode::Const(k))
+        }),
+    }
+}
+
 pub fn lower(graph: &Graph) -> Result<Lowered, String> {
     let mut egraph = EGraph::new(Types::default());
     let omitted = egraph.add(QNode::Omitted);
@@ -79,18 +99,11 @@ pub fn lower(graph: &Graph) -> Result<Lowered, String> {
         if node.op == Op::Input {
             continue;
         }
-        let mut args = Vec::with_capacity(node.inputs().len());
-        for &operand in node.inputs() {
-            args.push(match operand {
-                Operand::Value(o) => values[&o],
-                Operand::None => omitted,
-                Operand::Const(c) => *consts.entry(c).or_insert_with(|| {
-                    let k = graph.constant(c);
-                    let k = egraph.analysis.tables.constant(k.tensor(), ConstSource::Original(c), k.ty());
-                    egraph.add(QNode::Const(k))
-                }),
-            });
-        }
+        let args = node
+            .inputs()
+            .iter()
+            .map(|&o| operand_class(graph, &mut egraph, &values, &mut consts, omitted, o))
+            .collect();
         let tmpl = egraph.analysis.tables.template(template_of(graph, id));
         let types = node.outputs.iter().map(|v| v.ty.clone()).collect();
         let (outs, op_class) = add_op(&mut egraph, tmpl, args, types);
@@ -110,15 +123,7 @@ pub fn lower(graph: &Graph) -> Result<Lowered, String> {
     let outputs = graph
         .outputs()
         .iter()
-        .map(|o| match o.operand {
-            Operand::Value(v) => values[&v],
-            Operand::None => omitted,
-            Operand::Const(c) => *consts.entry(c).or_insert_with(|| {
-                let k = graph.constant(c);
-                let k = egraph.analysis.tables.constant(k.tensor(), ConstSource::Original(c), k.ty());
-                egraph.add(QNode::Const(k))
-            }),
-        })
+        .map(|o| operand_class(graph, &mut egraph, &values, &mut consts, omitted, o.operand))
         .collect();
     let output_producers = graph
         .outputs()
