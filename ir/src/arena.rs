@@ -96,6 +96,12 @@ impl<N, E> Arena<N, E> {
         }
     }
 
+    /// Makes room for `nodes` more nodes and `edges` more edges, exactly (see [`crate::Graph::reserve`]).
+    pub fn reserve(&mut self, nodes: usize, edges: usize) {
+        self.nodes.reserve_exact(nodes);
+        self.edges.reserve_exact(edges);
+    }
+
     /// Removes a node and every edge from or to it.
     pub fn remove_node(&mut self, id: NodeId) -> Option<N> {
         self.nodes.get(id.index())?.weight.as_ref()?;

@@ -145,7 +145,10 @@ fn import_graph(mut gp: GraphProto, graph: &mut Graph, store: &ExternalStore) ->
     }
     // Nodes first (so every output name is known), inputs resolved after: a model whose nodes are
     // not topologically sorted still loads, and a real cycle is reported by verify.
-    let mut pending = Vec::new();
+    // Twice the nodes: the passes add nodes (unique-dq one per extra consumer of a DQ) before
+    // they remove the ones they replace.
+    graph.reserve(2 * gp.node.len());
+    let mut pending = Vec::with_capacity(gp.node.len());
     for (i, mut n) in std::mem::take(&mut gp.node).into_iter().enumerate() {
         let order = (i as u64 + 1) * ORDER_STEP;
         let op = Op::from_onnx(n.domain.as_deref().unwrap_or(""), n.op_type.as_deref().unwrap_or(""));
