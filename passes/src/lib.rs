@@ -372,10 +372,13 @@ pub fn unfused_remarks(graph: &Graph, known: &Remarks) -> Vec<Remark> {
             _ => false,
         });
         let feeds_q = graph.uses(id).any(|(c, _)| graph.node(c).op == Op::QuantizeLinear);
+        if !(float_out && (reads_dq || feeds_q)) {
+            continue;
+        }
         let label = n.label();
         // A rule rooted at the Q after it (fusions match from their Q) may have explained it.
         let q_explained = graph.uses(id).any(|(c, _)| explained.contains(graph.node(c).label().as_str()));
-        if float_out && (reads_dq || feeds_q) && !explained.contains(label.as_str()) && !q_explained {
+        if !explained.contains(label.as_str()) && !q_explained {
             let reason =
                 format!("no rule fuses {} here: it stays in float between DequantizeLinear and QuantizeLinear", n.op);
             out.push(Remark {

@@ -1,7 +1,7 @@
 //! `ModelProto` → [`Model`]: graph nodes become IR nodes, initializers and `Constant` nodes become
 //! side-table constants, and everything else is kept verbatim for export.
 
-use super::external::{for_each_tensor, is_external, ExternalStore};
+use super::external::{for_each_tensor, is_external, nodes_tensors, ExternalStore};
 use super::{Error, Model, MAX_IR_VERSION};
 use crate::dtype::DType;
 use crate::graph::{Const, ConstOrigin, ConstValue, Dim, Graph, Operand, TensorType, Value, ORDER_STEP};
@@ -9,20 +9,19 @@ use crate::op::Op;
 use crate::proto::attribute_proto::AttributeType;
 use crate::proto::{type_proto, GraphProto, ModelProto, NodeProto, TensorProto, TypeProto};
 use crate::tensor::Tensor;
+use bytes::Bytes;
+use rayon::prelude::*;
 use std::collections::HashSet;
 
-pub(crate) fn import_model(mut proto: ModelProto, mut store: ExternalStore) -> Result<Model, Error> {
+/// `proto` without its graph's nodes, which come encoded in `nodes` ([`super::wire`]).
+pub(crate) fn import_model(mut proto: ModelProto, nodes: Vec<Bytes>, mut store: ExternalStore) -> Result<Model, Error> {
     let ir = proto.ir_version.unwrap_or(0);
     if ir > MAX_IR_VERSION {
         return Err(Error::IrVersion { found: ir });
     }
-    // Map every external tensor's side file now, so a missing or short file fails the load.
-    for_each_tensor(&mut proto, &mut |t| {
-        if is_external(t) {
-            store.resolve(t)?;
-        }
-        Ok(())
-    })?;
+    // Map every external tensor's side file now (the nodes' as they are decoded), so a missing or
+    // short file fails the load.
+    for_each_tensor(&mut proto, &mut |t| resolve_external(&mut store, t))?;
     let gp = proto.graph.take().ok_or(Error::NoGraph)?;
     let mut graph = Graph::new();
     for o in &proto.opset_import {
@@ -30,8 +29,15 @@ pub(crate) fn import_model(mut proto: ModelProto, mut store: ExternalStore) -> R
         let d = if d == "ai.onnx" { "" } else { d };
         graph.opsets.insert(d.to_string(), o.version.unwrap_or(0));
     }
-    import_graph(gp, &mut graph, &store)?;
+    import_graph(gp, nodes, &mut graph, &mut store)?;
     Ok(Model { graph, meta: proto, external: store })
+}
+
+fn resolve_external(store: &mut ExternalStore, t: &TensorProto) -> Result<(), Error> {
+    if is_external(t) {
+        store.resolve(t)?;
+    }
+    Ok(())
 }
 
 /// Reads a tensor element type from a `TypeProto`; `Ok(None)` for non-tensor or untyped values.
@@ -122,7 +128,12 @@ pub(crate) fn free_names(g: &GraphProto, out: &mut Vec<String>) {
     }
 }
 
-fn import_graph(mut gp: GraphProto, graph: &mut Graph, store: &ExternalStore) -> Result<(), Error> {
+fn import_graph(
+    mut gp: GraphProto,
+    nodes: Vec<Bytes>,
+    graph: &mut Graph,
+    store: &mut ExternalStore,
+) -> Result<(), Error> {
     let input_names: HashSet<String> = gp.input.iter().filter_map(|v| v.name.clone()).collect();
     for t in std::mem::take(&mut gp.initializer) {
         let tensor = checked_tensor(t, store)?;
@@ -147,10 +158,13 @@ fn import_graph(mut gp: GraphProto, graph: &mut Graph, store: &ExternalStore) ->
     // not topologically sorted still loads, and a real cycle is reported by verify.
     // Twice the nodes: the passes add nodes (unique-dq one per extra consumer of a DQ) before
     // they remove the ones they replace.
-    graph.reserve(2 * gp.node.len());
-    let mut pending = Vec::with_capacity(gp.node.len());
-    for (i, mut n) in std::mem::take(&mut gp.node).into_iter().enumerate() {
-        let order = (i as u64 + 1) * ORDER_STEP;
+    graph.reserve(2 * nodes.len());
+    let mut pending = Vec::with_capacity(nodes.len());
+    let mut i = 0;
+    super::wire::decode_nodes(nodes, |mut n: NodeProto| -> Result<(), Error> {
+        i += 1;
+        let order = i as u64 * ORDER_STEP;
+        nodes_tensors(std::slice::from_mut(&mut n), &mut |t| resolve_external(store, t))?;
         let op = Op::from_onnx(n.domain.as_deref().unwrap_or(""), n.op_type.as_deref().unwrap_or(""));
         if op == Op::Constant {
             if let Some(mut tensor) = constant_value(&n, store)? {
@@ -158,7 +172,7 @@ fn import_graph(mut gp: GraphProto, graph: &mut Graph, store: &ExternalStore) ->
                 tensor.proto.name.get_or_insert_with(|| name.clone());
                 let origin = ConstOrigin::ConstantNode { node: Box::new(n), order };
                 graph.add_const(Const { name, value: ConstValue::Dense(tensor), origin })?;
-                continue;
+                return Ok(());
             }
         }
         let inputs = std::mem::take(&mut n.input);
@@ -172,22 +186,35 @@ fn import_graph(mut gp: GraphProto, graph: &mut Graph, store: &ExternalStore) ->
         }
         let id = graph.add_node_at(op, n, attrs, vec![], outputs, order)?;
         pending.push((id, inputs, captured));
-    }
+        Ok(())
+    })?;
     graph.reserve_order((pending.len() as u64 + 1) * ORDER_STEP);
-    for (id, inputs, captured) in pending {
-        let resolve = |graph: &Graph, name: &str| -> Result<Operand, Error> {
-            if name.is_empty() {
-                return Ok(Operand::None);
-            }
-            graph.lookup(name).ok_or_else(|| {
-                let n = graph.node(id);
-                Error::UndefinedInput { node: n.label(), op: n.op.to_string(), input: name.to_string() }
+    // Names are looked up on both cores (a hash probe, and mostly a cache miss, per input); the
+    // edges are added in order, and the first undefined input in node order is the one reported.
+    let resolved: Vec<Result<_, Error>> = {
+        let graph = &*graph;
+        pending
+            .into_par_iter()
+            .map(|(id, inputs, captured)| {
+                let resolve = |name: &String| -> Result<Operand, Error> {
+                    if name.is_empty() {
+                        return Ok(Operand::None);
+                    }
+                    graph.lookup(name).ok_or_else(|| {
+                        let n = graph.node(id);
+                        Error::UndefinedInput { node: n.label(), op: n.op.to_string(), input: name.to_string() }
+                    })
+                };
+                let ops = inputs.iter().map(resolve).collect::<Result<Vec<_>, _>>()?;
+                let caps = captured.iter().map(resolve).collect::<Result<Vec<_>, _>>()?;
+                Ok((id, ops, caps))
             })
-        };
-        let ops = inputs.iter().map(|i| resolve(graph, i)).collect::<Result<Vec<_>, _>>()?;
+            .collect()
+    };
+    for r in resolved {
+        let (id, ops, caps) = r?;
         graph.set_inputs(id, ops);
-        if !captured.is_empty() {
-            let caps = captured.iter().map(|i| resolve(graph, i)).collect::<Result<Vec<_>, _>>()?;
+        if !caps.is_empty() {
             graph.set_captures(id, caps);
         }
     }

@@ -10,6 +10,7 @@ mod export;
 mod external;
 mod import;
 mod sink;
+mod wire;
 
 pub use export::type_proto;
 pub use external::{ExternalData, ExternalStore};
@@ -83,8 +84,8 @@ pub struct SaveOptions {
 impl Model {
     /// Decodes an in-memory model (external data, if any, is looked up relative to `base_dir`).
     pub fn decode(bytes: bytes::Bytes, base_dir: &Path) -> Result<Model, Error> {
-        let proto = <ModelProto as prost::Message>::decode(bytes)?;
-        import::import_model(proto, ExternalStore::new(base_dir))
+        let (proto, nodes) = wire::split_model(bytes)?;
+        import::import_model(proto, nodes, ExternalStore::new(base_dir))
     }
 
     /// The full `ModelProto` (tensors referencing external data stay external).
