@@ -3,7 +3,9 @@
 //! A sweep visits the nodes in topological order, tries the rules rooted at each node's op and
 //! applies the first patch that a rule builds; the new nodes and the consumers of replaced values
 //! go back on the worklist. Sweeps repeat until one makes no change (counted by rewrites, not by
-//! node counts). The refusals of the last sweep, which saw the final graph, become remarks.
+//! node counts). The refusals of the last sweep, which saw the final graph, become remarks. In a
+//! pipeline, a rule pass makes one sweep per repetition ([`Pass::run_once`]): the pipeline's
+//! repetitions are its sweeps.
 
 use crate::rule::{Refusal, Rule};
 use crate::{Pass, PassError, Remark, Remarks, Target};
@@ -22,24 +24,38 @@ pub fn run_rules(
     target: Target,
     remarks: &mut Remarks,
 ) -> Result<usize, PassError> {
-    let mut by_op: HashMap<&Op, Vec<&Rule>> = HashMap::default();
-    for r in rules {
-        by_op.entry(r.pattern.root_op().expect("rule roots are ops")).or_default().push(r);
-    }
     let mut total = 0;
     for _ in 0..MAX_SWEEPS {
-        let (changes, refusals) = sweep(graph, &by_op, target).map_err(|error| PassError::Failed { pass, error })?;
+        let changes = sweep_rules(pass, graph, rules, target, remarks)?;
         total += changes;
         if changes == 0 {
-            // This sweep changed nothing, so the refused nodes are all still there.
-            remarks.extend(refusals.into_iter().map(|(rule, id, reason)| {
-                let n = graph.node(id);
-                Remark { pass: pass.to_string(), rule: rule.to_string(), node: n.label(), op: n.op.to_string(), reason }
-            }));
             break;
         }
     }
     Ok(total)
+}
+
+/// One sweep of `rules` over the graph. Returns the number of rewrites; the refusals become
+/// remarks only when the sweep changed nothing (then it saw the final graph).
+pub fn sweep_rules(
+    pass: &'static str,
+    graph: &mut Graph,
+    rules: &[Rule],
+    target: Target,
+    remarks: &mut Remarks,
+) -> Result<usize, PassError> {
+    let mut by_op: HashMap<&Op, Vec<&Rule>> = HashMap::default();
+    for r in rules {
+        by_op.entry(r.pattern.root_op().expect("rule roots are ops")).or_default().push(r);
+    }
+    let (changes, refusals) = sweep(graph, &by_op, target).map_err(|error| PassError::Failed { pass, error })?;
+    if changes == 0 {
+        remarks.extend(refusals.into_iter().map(|(rule, id, reason)| {
+            let n = graph.node(id);
+            Remark { pass: pass.to_string(), rule: rule.to_string(), node: n.label(), op: n.op.to_string(), reason }
+        }));
+    }
+    Ok(changes)
 }
 
 /// (rule, node, reason): labels are made only for the sweep whose refusals become remarks.
@@ -121,6 +137,14 @@ impl Pass for RulePass {
     fn run(&self, graph: &mut Graph, remarks: &mut Remarks) -> Result<usize, PassError> {
         run_rules(self.name, graph, &(self.rules)(), self.target, remarks)
     }
+
+    /// One sweep: the worklist already revisits what each rewrite touched, and the pipeline's
+    /// last repetition, which changes nothing, is the confirming sweep of every rule pass (a
+    /// confirming sweep after each run as well checked the graph twice: about 0.4 s of a
+    /// million-node compile, and it has not found a rewrite on any fixture or benchmark model).
+    fn run_once(&self, graph: &mut Graph, remarks: &mut Remarks) -> Result<usize, PassError> {
+        sweep_rules(self.name, graph, &(self.rules)(), self.target, remarks)
+    }
 }
 
 #[cfg(test)]
@@ -196,6 +220,22 @@ mod tests {
         "#);
         let r: Vec<String> = remarks.iter().map(|r| r.to_string()).collect();
         assert_eq!(r, ["refuse: Relu (producing 'y'): never fires"]);
+    }
+
+    #[test]
+    fn one_sweep_reports_remarks_only_when_it_changed_nothing() {
+        let rules = vec![
+            Rule::new("refuse", "(Relu ?x)", &[], noop_refusal),
+            Rule::new("tanh-to-sigmoid", "(Tanh ?x)", &[], swap_to_sigmoid),
+        ];
+        let text =
+            "graph \"g\" opset(ai.onnx=17) {\n  input %x: f32[4]\n  %t = Tanh(%x)\n  %y = Relu(%t)\n  output %y\n}\n";
+        let mut g = parse(text).unwrap();
+        let mut remarks = Remarks::new();
+        assert_eq!(super::sweep_rules("test", &mut g, &rules, Target::Ort, &mut remarks).unwrap(), 1);
+        assert!(remarks.is_empty(), "a sweep that changed the graph may have seen it half-way");
+        assert_eq!(super::sweep_rules("test", &mut g, &rules, Target::Ort, &mut remarks).unwrap(), 0);
+        assert_eq!(remarks.len(), 1);
     }
 
     #[test]

@@ -41,8 +41,14 @@ use std::collections::BTreeSet;
 pub trait Pass {
     /// The name used in `--passes`, remarks and diffs.
     fn name(&self) -> &'static str;
-    /// Runs the pass; why rules did not fire goes to `remarks`.
+    /// Runs the pass to its own fixed point; why rules did not fire goes to `remarks`.
     fn run(&self, graph: &mut Graph, remarks: &mut Remarks) -> Result<usize, PassError>;
+    /// Runs the pass within a [`PassManager`] pipeline, which repeats until a repetition changes
+    /// nothing: an iterative pass may take one step towards its fixed point (and report remarks
+    /// only from a step that changed nothing). By default, [`Pass::run`].
+    fn run_once(&self, graph: &mut Graph, remarks: &mut Remarks) -> Result<usize, PassError> {
+        self.run(graph, remarks)
+    }
 }
 
 /// Why a rule did not fire at a node. Ordered and deduplicated in [`Remarks`].
@@ -309,7 +315,7 @@ impl PassManager {
                     break 'repeat;
                 }
                 let start = std::time::Instant::now();
-                let changes = pass.run(graph, &mut remarks)?;
+                let changes = pass.run_once(graph, &mut remarks)?;
                 let time = start.elapsed();
                 // A pass that changed nothing left the graph as the last check saw it.
                 if changes > 0 && inst.check_each_pass {
