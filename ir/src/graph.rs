@@ -321,11 +321,8 @@ pub enum GraphError {
 pub struct Graph {
     g: Arena<Node, Edge>,
     consts: Vec<Option<Const>>,
-    /// Every value and constant by name (FxHash: names are hashed on every rewrite, and the
-    /// graph is not exposed to untrusted hash-flooding input beyond the model being compiled).
-    /// Removing a node leaves its names' entries behind (a hash probe per removed node, three
-    /// cache misses each, was a tenth of a large compile): [`Graph::indexed`] tells a live entry.
-    names: FxHashMap<String, Operand>,
+    /// Every value and constant by name: see [`NameIndex`].
+    names: NameIndex,
     /// Graph inputs, in order: each is an [`Op::Input`] node.
     pub inputs: Vec<NodeId>,
     /// Graph outputs, in order (read with [`Graph::outputs`], added with [`Graph::add_output`]).
@@ -353,6 +350,64 @@ pub struct Graph {
     /// [`Graph::topo_order`] of the current graph, kept until an edit that can change it (every
     /// pass sorts the graph; a pass that changes nothing leaves the next one the same order).
     topo: std::sync::OnceLock<Vec<NodeId>>,
+}
+
+/// Every value and constant by name, without copies of the names: an entry is a name's hash and
+/// the operand, whose own name is compared on lookup (a `HashMap<String, _>` held a second copy
+/// of every name, an allocation and 56 bytes per value, a tenth of a million-node graph).
+///
+/// Removing a node leaves its entries behind (a hash probe per removed node, three cache misses
+/// each, was a tenth of a large compile): an entry is live when its operand exists and is still
+/// called by that name ([`Graph::indexed`]). Registering a name reuses a dead entry of the same
+/// hash. FxHash: names are hashed on every rewrite, and the graph is not exposed to untrusted
+/// hash-flooding input beyond the model being compiled.
+#[derive(Clone, Debug, Default)]
+struct NameIndex {
+    table: hashbrown::HashTable<(u64, Operand)>,
+}
+
+impl NameIndex {
+    fn hash(name: &str) -> u64 {
+        use std::hash::BuildHasher;
+        rustc_hash::FxBuildHasher.hash_one(name)
+    }
+
+    /// The live operand called `name`.
+    fn live(&self, graph: &Graph, name: &str) -> Option<Operand> {
+        let h = NameIndex::hash(name);
+        self.table.find(h, |&(eh, op)| eh == h && graph.indexed(name, op)).map(|&(_, op)| op)
+    }
+
+    /// Whether `op` is indexed under `name` (live or not).
+    fn has(&self, name: &str, op: Operand) -> bool {
+        let h = NameIndex::hash(name);
+        self.table.find(h, |&(eh, o)| eh == h && o == op).is_some()
+    }
+
+    /// Indexes `op` under `name`, which no live operand has. Reuses a stale entry of that hash:
+    /// one whose operand is gone or now has a name of another hash.
+    fn insert(&mut self, graph: &Graph, name: &str, op: Operand) {
+        let h = NameIndex::hash(name);
+        let stale = |o: Operand| graph.live_name(o).is_none_or(|n| NameIndex::hash(n) != h);
+        match self.table.find_mut(h, |&(eh, o)| eh == h && stale(o)) {
+            Some(entry) => *entry = (h, op),
+            None => {
+                self.table.insert_unique(h, (h, op), |&(eh, _)| eh);
+            }
+        }
+    }
+
+    /// Drops the entry of `op` under `name`, if any.
+    fn remove(&mut self, name: &str, op: Operand) {
+        let h = NameIndex::hash(name);
+        if let Ok(entry) = self.table.find_entry(h, |&(eh, o)| eh == h && o == op) {
+            entry.remove();
+        }
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        self.table.reserve(additional, |&(h, _)| h);
+    }
 }
 
 /// Spacing of the order keys given to nodes as they are added, leaving room between them.
@@ -444,6 +499,15 @@ impl Graph {
         self.g.get(o.node)?.outputs.get(o.slot as usize)
     }
 
+    /// The name of a value or constant that exists.
+    fn live_name(&self, op: Operand) -> Option<&str> {
+        match op {
+            Operand::Value(o) => self.live_value(o).map(|v| v.name.as_str()),
+            Operand::Const(c) => self.live_const(c).map(|c| c.name.as_str()),
+            Operand::None => None,
+        }
+    }
+
     /// The constant `c`, if it was not removed.
     fn live_const(&self, c: ConstId) -> Option<&Const> {
         self.consts.get(c.0 as usize)?.as_ref()
@@ -480,18 +544,14 @@ impl Graph {
     }
 
     pub fn lookup(&self, name: &str) -> Option<Operand> {
-        self.names.get(name).copied().filter(|&op| self.indexed(name, op))
+        self.names.live(self, name)
     }
 
     /// Whether a name index entry is live: `op` exists and is called `name`. (An entry left by a
     /// removed node is not: its node is gone, or its index was reused by a node whose value has
     /// another name.)
     fn indexed(&self, name: &str, op: Operand) -> bool {
-        match op {
-            Operand::Value(o) => self.live_value(o).is_some_and(|v| v.name == name),
-            Operand::Const(c) => self.live_const(c).is_some_and(|c| c.name == name),
-            Operand::None => false,
-        }
+        self.live_name(op) == Some(name)
     }
 
     pub fn operand_name(&self, op: Operand) -> &str {
@@ -650,12 +710,13 @@ impl Graph {
         if name.is_empty() {
             return Ok(());
         }
-        match self.names.get(name) {
-            Some(&prev) if prev == op => Ok(()),
-            Some(&prev) if self.indexed(name, prev) => Err(GraphError::DuplicateName(name.to_string())),
-            // No entry, or one left by a removed node.
-            _ => {
-                self.names.insert(name.to_string(), op);
+        match self.names.live(self, name) {
+            Some(prev) if prev == op => Ok(()),
+            Some(_) => Err(GraphError::DuplicateName(name.to_string())),
+            None => {
+                let mut names = std::mem::take(&mut self.names);
+                names.insert(self, name, op);
+                self.names = names;
                 Ok(())
             }
         }
@@ -706,9 +767,7 @@ impl Graph {
     /// Removes a constant; it must have no uses left.
     pub fn remove_const(&mut self, id: ConstId) {
         if let Some(c) = self.consts[id.0 as usize].take() {
-            if self.names.get(&c.name) == Some(&Operand::Const(id)) {
-                self.names.remove(&c.name);
-            }
+            self.names.remove(&c.name, Operand::Const(id));
         }
     }
 
@@ -748,8 +807,8 @@ impl Graph {
         });
         for (slot, v) in outputs.iter().enumerate() {
             if let Err(e) = self.register(&v.name, Operand::Value(Outlet::new(id, slot as u32))) {
-                for v in &outputs[..slot] {
-                    self.names.remove(&v.name);
+                for (s, v) in outputs[..slot].iter().enumerate() {
+                    self.names.remove(&v.name, Operand::Value(Outlet::new(id, s as u32)));
                 }
                 self.g.remove_node(id);
                 return Err(e);
@@ -867,9 +926,7 @@ impl Graph {
             return Err(GraphError::DuplicateName(name.to_string()));
         }
         let old = self.operand_name(op).to_string();
-        if self.names.get(&old) == Some(&op) {
-            self.names.remove(&old);
-        }
+        self.names.remove(&old, op);
         match op {
             Operand::Value(o) => self.value_mut(o).name = name.to_string(),
             Operand::Const(c) => self.constant_mut(c).name = name.to_string(),
@@ -937,11 +994,12 @@ impl Graph {
     /// both be (the index maps a name to one operand). Entries of removed values may remain:
     /// `lookup` does not see them.
     fn check_def(&self, name: &str, op: Operand) -> Result<(), GraphError> {
-        match self.names.get(name) {
-            _ if name.is_empty() => Ok(()),
-            Some(&o) if o == op => Ok(()),
-            Some(&o) if self.indexed(name, o) => Err(GraphError::DuplicateName(name.to_string())),
-            _ => Err(GraphError::Invariant(format!("name index is stale for '{name}'"))),
+        if name.is_empty() || self.names.has(name, op) {
+            return Ok(());
+        }
+        match self.names.live(self, name) {
+            Some(_) => Err(GraphError::DuplicateName(name.to_string())),
+            None => Err(GraphError::Invariant(format!("name index is stale for '{name}'"))),
         }
     }
 
@@ -1070,6 +1128,23 @@ mod name_index {
         // A rename frees the old name and takes the new one.
         g.rename(Operand::Value(Outlet::new(d, 0)), "e").unwrap();
         assert_eq!((g.lookup("a"), g.lookup("e")), (None, Some(Operand::Value(Outlet::new(d, 0)))));
+        g.verify_structure().unwrap();
+    }
+
+    /// A name defined and removed over and over takes one entry: registering reuses the stale one.
+    #[test]
+    fn stale_entries_are_reused() {
+        let text = "graph \"g\" opset(ai.onnx=17) {\n  input %x: f32[4]\n  %b = Neg(%x)\n  output %b\n}\n";
+        let mut g = parse(text).unwrap();
+        let x = g.lookup("x").unwrap();
+        let entries = g.names.table.len();
+        for _ in 0..100 {
+            let n = g.add_node(Op::Relu, NodeMeta::default(), vec![], vec![x], vec![Value::named("t")]).unwrap();
+            assert_eq!(g.lookup("t"), Some(Operand::Value(Outlet::new(n, 0))));
+            g.remove_node(n).unwrap();
+        }
+        assert_eq!(g.names.table.len(), entries + 1);
+        assert_eq!(g.lookup("t"), None);
         g.verify_structure().unwrap();
     }
 }
