@@ -159,8 +159,8 @@ fn import_graph(
     // Twice the nodes: the passes add nodes (unique-dq one per extra consumer of a DQ) before
     // they remove the ones they replace.
     graph.reserve(2 * nodes.len());
-    let mut pending = Vec::with_capacity(nodes.len());
-    let mut i = 0;
+    let mut pending = Vec::new();
+    let (mut i, mut imported) = (0, 0);
     super::wire::decode_nodes(nodes, |mut n: NodeProto| -> Result<(), Error> {
         i += 1;
         let order = i as u64 * ORDER_STEP;
@@ -185,10 +185,20 @@ fn import_graph(
             }
         }
         let id = graph.add_node_at(op, n, attrs, vec![], outputs, order)?;
-        pending.push((id, inputs, captured));
+        imported += 1;
+        // Inputs defined already (all of them, in a topologically sorted model) are wired now,
+        // while their producers are fresh in cache, and their names freed; the others wait until
+        // every node is in. (A name is defined once, or the load fails, so either way binds the
+        // same value.)
+        let ready: Option<Vec<Operand>> =
+            inputs.iter().map(|i| if i.is_empty() { Some(Operand::None) } else { graph.lookup(i) }).collect();
+        match ready {
+            Some(ops) if captured.is_empty() => graph.set_inputs(id, ops),
+            _ => pending.push((id, inputs, captured)),
+        }
         Ok(())
     })?;
-    graph.reserve_order((pending.len() as u64 + 1) * ORDER_STEP);
+    graph.reserve_order((imported as u64 + 1) * ORDER_STEP);
     // Names are looked up on both cores (a hash probe, and mostly a cache miss, per input); the
     // edges are added in order, and the first undefined input in node order is the one reported.
     let resolved: Vec<Result<_, Error>> = {
@@ -240,4 +250,58 @@ fn import_graph(
     graph.meta = gp;
     crate::infer::infer_graph(graph)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::proto::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto, ValueInfoProto};
+    use crate::Operand;
+    use prost::Message;
+
+    fn node(op: &str, input: &str, output: &str) -> NodeProto {
+        NodeProto {
+            op_type: Some(op.into()),
+            input: vec![input.into()],
+            output: vec![output.into()],
+            ..Default::default()
+        }
+    }
+
+    fn model(nodes: Vec<NodeProto>) -> bytes::Bytes {
+        let vi = |name: &str| ValueInfoProto {
+            name: Some(name.into()),
+            r#type: Some(crate::onnx::type_proto(&crate::TensorType {
+                dtype: crate::DType::F32,
+                shape: Some(vec![crate::Dim::Known(4)]),
+            })),
+            ..Default::default()
+        };
+        ModelProto {
+            ir_version: Some(9),
+            opset_import: vec![OperatorSetIdProto { domain: None, version: Some(17) }],
+            graph: Some(GraphProto { node: nodes, input: vec![vi("x")], output: vec![vi("z")], ..Default::default() }),
+            ..Default::default()
+        }
+        .encode_to_vec()
+        .into()
+    }
+
+    /// A consumer listed before its producer still loads: its input waits until every node is in.
+    #[test]
+    fn nodes_out_of_order_load() {
+        let bytes = model(vec![node("Neg", "y", "z"), node("Relu", "x", "y")]);
+        let m = crate::onnx::Model::decode(bytes, std::path::Path::new("")).unwrap();
+        m.graph.verify().unwrap();
+        let Some(Operand::Value(z)) = m.graph.lookup("z") else { panic!() };
+        let Operand::Value(y) = m.graph.node(z.node).input(0) else { panic!() };
+        assert_eq!(m.graph.value(y).name, "y");
+        assert_eq!(m.graph.node(y.node).op, crate::Op::Relu);
+    }
+
+    #[test]
+    fn an_undefined_input_names_the_node() {
+        let bytes = model(vec![node("Relu", "x", "y"), node("Neg", "w", "z")]);
+        let err = crate::onnx::Model::decode(bytes, std::path::Path::new("")).unwrap_err();
+        assert_eq!(err.to_string(), "node (producing 'z') (Neg): input 'w' is not defined");
+    }
 }
