@@ -17,6 +17,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt;
+use std::sync::Arc;
 
 pub type NodeId = NodeIndex<u32>;
 
@@ -173,8 +174,9 @@ impl NodeMeta {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Node {
     pub op: Op,
-    /// Attributes exactly as read (in order, with doc strings and every field).
-    pub attrs: Vec<AttributeProto>,
+    /// Attributes exactly as read (in order, with doc strings and every field). Shared: nodes
+    /// with equal attributes (import interns them) and the nodes a rewrite makes from them.
+    pub attrs: Arc<[AttributeProto]>,
     pub outputs: Vec<Value>,
     /// Name, domain spelling and the rest of the `NodeProto`.
     pub meta: NodeMeta,
@@ -730,7 +732,7 @@ impl Graph {
         let name = value.name.clone();
         let node = Node {
             op: Op::Input,
-            attrs: vec![],
+            attrs: Arc::new([]),
             outputs: vec![value],
             meta: NodeMeta::default(),
             order,
@@ -778,7 +780,7 @@ impl Graph {
         &mut self,
         op: Op,
         meta: impl Into<NodeMeta>,
-        attrs: Vec<AttributeProto>,
+        attrs: impl Into<Arc<[AttributeProto]>>,
         inputs: Vec<Operand>,
         outputs: Vec<Value>,
     ) -> Result<NodeId, GraphError> {
@@ -791,7 +793,7 @@ impl Graph {
         &mut self,
         op: Op,
         meta: impl Into<NodeMeta>,
-        attrs: Vec<AttributeProto>,
+        attrs: impl Into<Arc<[AttributeProto]>>,
         inputs: Vec<Operand>,
         outputs: Vec<Value>,
         order: u64,
@@ -799,7 +801,7 @@ impl Graph {
         self.topo.take();
         let id = self.g.add_node(Node {
             op,
-            attrs,
+            attrs: attrs.into(),
             outputs: vec![],
             meta: meta.into(),
             order,

@@ -182,7 +182,7 @@ mod tests {
         let n = p.add_node(PatchNode {
             op: qdqc_ir::Op::Sigmoid,
             name: String::new(),
-            attrs: vec![],
+            attrs: vec![].into(),
             inputs: vec![m.get("x").into()],
             outputs: vec![format!("{}_s", g.value(Outlet::new(m.root(), 0)).name)],
         });

@@ -284,7 +284,8 @@ impl From<Operand> for PatchOperand {
 pub struct PatchNode {
     pub op: Op,
     pub name: String,
-    pub attrs: Vec<qdqc_ir::proto::AttributeProto>,
+    /// Shared with the node it is made from, when it keeps that node's attributes.
+    pub attrs: std::sync::Arc<[qdqc_ir::proto::AttributeProto]>,
     pub inputs: Vec<PatchOperand>,
     pub outputs: Vec<String>,
 }

@@ -7,11 +7,12 @@ use crate::dtype::DType;
 use crate::graph::{Const, ConstOrigin, ConstValue, Dim, Graph, Operand, TensorType, Value, ORDER_STEP};
 use crate::op::Op;
 use crate::proto::attribute_proto::AttributeType;
-use crate::proto::{type_proto, GraphProto, ModelProto, NodeProto, TensorProto, TypeProto};
+use crate::proto::{type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, TypeProto};
 use crate::tensor::Tensor;
 use bytes::Bytes;
 use rayon::prelude::*;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// `proto` without its graph's nodes, which come encoded in `nodes` ([`super::wire`]).
 pub(crate) fn import_model(mut proto: ModelProto, nodes: Vec<Bytes>, mut store: ExternalStore) -> Result<Model, Error> {
@@ -100,6 +101,42 @@ fn constant_value(n: &NodeProto, store: &ExternalStore) -> Result<Option<Tensor>
     Ok(Some(t))
 }
 
+/// The attribute lists of the nodes imported lately, shared by the nodes that repeat them: a
+/// model repeats a few layer configurations thousands of times, and an `AttributeProto` takes
+/// 400 bytes (a tenth of a million-node graph, before sharing).
+#[derive(Default)]
+struct SharedAttrs {
+    recent: Vec<Arc<[AttributeProto]>>,
+    next: usize,
+    empty: Option<Arc<[AttributeProto]>>,
+}
+
+impl SharedAttrs {
+    /// Lists compared per node (the oldest is replaced).
+    const RECENT: usize = 16;
+
+    fn intern(&mut self, attrs: Vec<AttributeProto>) -> Arc<[AttributeProto]> {
+        if attrs.is_empty() {
+            return self.empty.get_or_insert_with(|| Arc::new([])).clone();
+        }
+        // Subgraphs are compared by value too, but a body is rarely repeated: not worth it.
+        if attrs.iter().any(|a| a.g.is_some() || !a.graphs.is_empty()) {
+            return attrs.into();
+        }
+        if let Some(a) = self.recent.iter().find(|a| ***a == *attrs) {
+            return a.clone();
+        }
+        let a: Arc<[AttributeProto]> = attrs.into();
+        if self.recent.len() < SharedAttrs::RECENT {
+            self.recent.push(a.clone());
+        } else {
+            self.recent[self.next] = a.clone();
+            self.next = (self.next + 1) % SharedAttrs::RECENT;
+        }
+        a
+    }
+}
+
 /// Names a subgraph reads from enclosing scopes, in first-use order.
 pub(crate) fn free_names(g: &GraphProto, out: &mut Vec<String>) {
     let mut defined: HashSet<&str> = HashSet::new();
@@ -161,6 +198,7 @@ fn import_graph(
     graph.reserve(2 * nodes.len());
     let mut pending = Vec::new();
     let (mut i, mut imported) = (0, 0);
+    let mut shared = SharedAttrs::default();
     super::wire::decode_nodes(nodes, |mut n: NodeProto| -> Result<(), Error> {
         i += 1;
         let order = i as u64 * ORDER_STEP;
@@ -184,6 +222,7 @@ fn import_graph(
                 free_names(sub, &mut captured);
             }
         }
+        let attrs = shared.intern(attrs);
         let id = graph.add_node_at(op, n, attrs, vec![], outputs, order)?;
         imported += 1;
         // Inputs defined already (all of them, in a topologically sorted model) are wired now,
@@ -296,6 +335,25 @@ mod tests {
         let Operand::Value(y) = m.graph.node(z.node).input(0) else { panic!() };
         assert_eq!(m.graph.value(y).name, "y");
         assert_eq!(m.graph.node(y.node).op, crate::Op::Relu);
+    }
+
+    #[test]
+    fn equal_attribute_lists_are_shared() {
+        use crate::attr::make_int;
+        use std::sync::Arc;
+        let mut shared = super::SharedAttrs::default();
+        let a = shared.intern(vec![make_int("axis", 1)]);
+        let b = shared.intern(vec![make_int("axis", 1)]);
+        let c = shared.intern(vec![make_int("axis", 2)]);
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &c) && *c == [make_int("axis", 2)]);
+        assert!(Arc::ptr_eq(&shared.intern(vec![]), &shared.intern(vec![])));
+        // Past the recent lists, a list is copied again, still equal.
+        for i in 0..2 * super::SharedAttrs::RECENT as i64 {
+            shared.intern(vec![make_int("k", i)]);
+        }
+        let d = shared.intern(vec![make_int("axis", 1)]);
+        assert!(!Arc::ptr_eq(&a, &d) && a == d);
     }
 
     #[test]

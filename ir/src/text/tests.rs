@@ -371,7 +371,7 @@ fn other_attributes_are_written_as_protobuf_bytes() {
     let text = print(&g);
     assert_eq!(text.matches("proto(0x").count(), 5, "{text}");
     let back = rt(&text);
-    assert_eq!(back.node(back.topo_order().unwrap()[0]).attrs, attrs);
+    assert_eq!(*back.node(back.topo_order().unwrap()[0]).attrs, *attrs);
 }
 
 #[test]

@@ -287,7 +287,7 @@ fn finish(
     let n = p.add_node(PatchNode {
         op: prod.op.clone(),
         name: prod.name().to_string(),
-        attrs,
+        attrs: attrs.into(),
         inputs: vec![m.get("x").into(), w, b],
         outputs: vec![out_name(g, m)],
     });
@@ -308,7 +308,7 @@ fn fold_float(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     let w = wt.to_f32().map_err(|e| Refusal(e.to_string()))?;
     let dims = wt.dims().to_vec();
     let c = f.len();
-    let mut attrs = prod.attrs.clone();
+    let mut attrs = prod.attrs.to_vec();
     let (w2, bias_scale) = if prod.op == Op::Gemm {
         let trans_b = attr::int(&prod.attrs, "transB").unwrap_or(0) != 0;
         let cols = dims[1] as usize;
@@ -434,7 +434,7 @@ fn fold_dq(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     let dqn = p.add_node(PatchNode {
         op: Op::DequantizeLinear,
         name: g.node(dq).name().to_string(),
-        attrs: vec![attr::make_int("axis", 0)],
+        attrs: vec![attr::make_int("axis", 0)].into(),
         inputs: vec![wq_op, s_op, z_op],
         outputs: vec![format!("{wname}_bn_dq")],
     });
@@ -464,7 +464,7 @@ fn fold_dq(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
                 let n = p.add_node(PatchNode {
                     op: Op::DequantizeLinear,
                     name: String::new(),
-                    attrs: vec![attr::make_int("axis", 0)],
+                    attrs: vec![attr::make_int("axis", 0)].into(),
                     inputs: vec![bq_op, bs_op, bz_op],
                     outputs: vec![bname.clone()],
                 });
@@ -475,7 +475,7 @@ fn fold_dq(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
         }
         _ => float_bias(g, &mut p, b, &f, &off, &bname)?,
     };
-    let attrs = g.node(producer(m)).attrs.clone();
+    let attrs = g.node(producer(m)).attrs.to_vec();
     Ok(finish(g, m, p, PatchOperand::NewNode(dqn, 0), b_op, attrs))
 }
 

@@ -187,7 +187,7 @@ fn finish(g: &Graph, m: &Match, mut p: Patch, op_node: NodeId, dqs: &[NodeId], i
     let n = p.add_node(PatchNode {
         op: contrib_op(&float.op),
         name: float.name().to_string(),
-        attrs,
+        attrs: attrs.into(),
         inputs,
         outputs: vec![g.value(Outlet::new(m.root(), 0)).name.clone()],
     });

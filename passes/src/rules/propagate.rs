@@ -330,7 +330,7 @@ fn dq_later(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
         let dq = patch.add_node(PatchNode {
             op: Op::DequantizeLinear,
             name: format!("{out}_dq"),
-            attrs: with_axis(&dq_node.attrs, axis),
+            attrs: with_axis(&dq_node.attrs, axis).into(),
             inputs: qdq_inputs(g, dqs[0], PatchOperand::NewNode(moved, slot as u32)),
             outputs: vec![format!("{out}_dq")],
         });
@@ -381,7 +381,7 @@ fn q_earlier(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     let data: Vec<usize> = if node.op == Op::Concat { (0..node.inputs().len()).collect() } else { vec![0] };
     let mut patch = Patch::new();
     let mut inputs: Vec<PatchOperand> = node.inputs().iter().map(|&o| o.into()).collect();
-    let q_attrs = with_axis(&g.node(q_id).attrs, axis);
+    let q_attrs: std::sync::Arc<[_]> = with_axis(&g.node(q_id).attrs, axis).into();
     for &i in &data {
         let x = node.input(i);
         let base = format!("{}_q", g.operand_name(x));
@@ -463,7 +463,7 @@ fn q_relu(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
                 "" => format!("{out}_relu"),
                 relu => relu.to_string(),
             },
-            attrs: vec![],
+            attrs: vec![].into(),
             inputs: vec![PatchOperand::NewNode(q, 0), z],
             outputs: vec![format!("{out}_relu")],
         });
@@ -513,7 +513,7 @@ fn q_clip(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
         let c = patch.add_node(PatchNode {
             op: Op::Clip,
             name: g.node(clip).name().to_string(),
-            attrs: vec![],
+            attrs: vec![].into(),
             inputs,
             outputs: vec![format!("{out}_clip")],
         });

@@ -68,7 +68,7 @@ impl Language for QNode {
 #[derive(Clone, Debug)]
 pub struct Template {
     pub op: Op,
-    pub attrs: Vec<AttributeProto>,
+    pub attrs: std::sync::Arc<[AttributeProto]>,
     /// Name, domain spelling, doc string, metadata (input/output/attribute lists empty).
     pub proto: NodeProto,
     pub n_outputs: usize,

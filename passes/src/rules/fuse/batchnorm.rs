@@ -120,7 +120,7 @@ fn build(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     let n = p.add_node(PatchNode {
         op: Op::QLinearConv,
         name: g.node(bn(m)).name().to_string(),
-        attrs,
+        attrs: attrs.into(),
         inputs: vec![m.get("x").into(), m.get("xs").into(), xz, w_op, ws_op, wz_op, m.get("ys").into(), yz, b_op],
         outputs: vec![out],
     });

@@ -323,8 +323,13 @@ fn build_qlinearconv(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
             let hi = p.add_const(&format!("{out_name}_max"), Tensor::from_i64("", y.dtype, &[], &[hi]));
             (Op::Clip, vec![result, lo, hi])
         };
-        let n =
-            p.add_node(PatchNode { op, name: act.name().to_string(), attrs: vec![], inputs, outputs: vec![out_name] });
+        let n = p.add_node(PatchNode {
+            op,
+            name: act.name().to_string(),
+            attrs: vec![].into(),
+            inputs,
+            outputs: vec![out_name],
+        });
         result = PatchOperand::NewNode(n, 0);
     }
     p.replace(Outlet::new(m.root(), 0), result);
@@ -401,7 +406,7 @@ fn conv_integer(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     let cast = p.add_node(PatchNode {
         op: Op::Cast,
         name: String::new(),
-        attrs: vec![attr::make_int("to", DType::F32.to_onnx() as i64)],
+        attrs: vec![attr::make_int("to", DType::F32.to_onnx() as i64)].into(),
         inputs: vec![PatchOperand::NewNode(acc, 0)],
         outputs: vec![format!("{out_name}_acc_f32")],
     });
@@ -415,7 +420,7 @@ fn conv_integer(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     let mul = p.add_node(PatchNode {
         op: Op::Mul,
         name: String::new(),
-        attrs: vec![],
+        attrs: vec![].into(),
         inputs: vec![PatchOperand::NewNode(cast, 0), scale],
         outputs: vec![if bias.is_some() { format!("{out_name}_scaled") } else { out_name.clone() }],
     });
@@ -425,7 +430,7 @@ fn conv_integer(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
         let add = p.add_node(PatchNode {
             op: Op::Add,
             name: String::new(),
-            attrs: vec![],
+            attrs: vec![].into(),
             inputs: vec![result, b],
             outputs: vec![out_name],
         });

@@ -407,7 +407,7 @@ fn build_qlinearmatmul(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     let n = p.add_node(PatchNode {
         op: Op::QLinearMatMul,
         name: node_name(g, m),
-        attrs: vec![],
+        attrs: vec![].into(),
         inputs: vec![a.q.into(), a.scale.into(), az, b.q.into(), b.scale.into(), bz, m.get("ys").into(), yz],
         outputs: vec![name],
     });
@@ -447,7 +447,13 @@ fn qgemm(g: &Graph, m: &Match, y: Option<&QParams>) -> Result<Patch, Refusal> {
     if fc.alpha != 1.0 {
         attrs.push(attr::make_float("alpha", fc.alpha));
     }
-    let n = p.add_node(PatchNode { op: Op::QGemm, name: node_name(g, m), attrs, inputs, outputs: vec![name] });
+    let n = p.add_node(PatchNode {
+        op: Op::QGemm,
+        name: node_name(g, m),
+        attrs: attrs.into(),
+        inputs,
+        outputs: vec![name],
+    });
     Ok(finish(m, p, n))
 }
 
@@ -483,7 +489,7 @@ fn build_conv(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     let x4 = p.add_node(PatchNode {
         op: Op::Reshape,
         name: String::new(),
-        attrs: vec![],
+        attrs: vec![].into(),
         inputs: vec![a.q.into(), shape4],
         outputs: vec![format!("{name}_nchw_in")],
     });
@@ -498,14 +504,14 @@ fn build_conv(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     let conv = p.add_node(PatchNode {
         op: Op::QLinearConv,
         name: node_name(g, m),
-        attrs: vec![],
+        attrs: vec![].into(),
         inputs,
         outputs: vec![format!("{name}_nchw")],
     });
     let out = p.add_node(PatchNode {
         op: Op::Reshape,
         name: String::new(),
-        attrs: vec![],
+        attrs: vec![].into(),
         inputs: vec![PatchOperand::NewNode(conv, 0), shape2],
         outputs: vec![name],
     });
@@ -549,21 +555,21 @@ fn integer_matmul(g: &Graph, m: &Match, gemm: bool) -> Result<Patch, Refusal> {
     let mi = p.add_node(PatchNode {
         op: Op::MatMulInteger,
         name: node_name(g, m),
-        attrs: vec![],
+        attrs: vec![].into(),
         inputs,
         outputs: vec![format!("{name}_int32")],
     });
     let cast = p.add_node(PatchNode {
         op: Op::Cast,
         name: String::new(),
-        attrs: vec![attr::make_int("to", DType::F32 as i64)],
+        attrs: vec![attr::make_int("to", DType::F32 as i64)].into(),
         inputs: vec![PatchOperand::NewNode(mi, 0)],
         outputs: vec![format!("{name}_acc")],
     });
     let mut last = p.add_node(PatchNode {
         op: Op::Mul,
         name: String::new(),
-        attrs: vec![],
+        attrs: vec![].into(),
         inputs: vec![PatchOperand::NewNode(cast, 0), sc],
         outputs: vec![base],
     });
@@ -574,7 +580,7 @@ fn integer_matmul(g: &Graph, m: &Match, gemm: bool) -> Result<Patch, Refusal> {
         last = p.add_node(PatchNode {
             op: Op::Add,
             name: String::new(),
-            attrs: vec![],
+            attrs: vec![].into(),
             inputs: vec![PatchOperand::NewNode(last, 0), bias],
             outputs: vec![name],
         });
