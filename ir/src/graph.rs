@@ -76,21 +76,28 @@ impl fmt::Display for Dim {
 }
 
 /// The type of a tensor value: element type and shape (`None` when even the rank is unknown).
+/// The shape is shared: types are copied from value to value far more often than made (a
+/// million-node graph held a million shape vectors, and every copy allocated one more).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TensorType {
     pub dtype: DType,
-    pub shape: Option<Vec<Dim>>,
+    pub shape: Option<Arc<[Dim]>>,
 }
 
 impl TensorType {
     pub fn new(dtype: DType, shape: Vec<Dim>) -> TensorType {
-        TensorType { dtype, shape: Some(shape) }
+        TensorType { dtype, shape: Some(shape.into()) }
+    }
+
+    /// A type of unknown or given shape.
+    pub fn with_shape(dtype: DType, shape: Option<Vec<Dim>>) -> TensorType {
+        TensorType { dtype, shape: shape.map(Into::into) }
     }
     pub fn known(dtype: DType, dims: &[i64]) -> TensorType {
         TensorType::new(dtype, dims.iter().map(|&d| Dim::Known(d)).collect())
     }
     pub fn rank(&self) -> Option<usize> {
-        self.shape.as_ref().map(Vec::len)
+        self.shape.as_ref().map(|s| s.len())
     }
 }
 

@@ -26,6 +26,7 @@ use crate::dtype::DType;
 use crate::graph::{Dim, Graph, GraphError, Node, NodeId, Operand, TensorType};
 use crate::op::Op;
 use crate::tensor::Tensor;
+use std::sync::Arc;
 
 pub(crate) use dims::R;
 
@@ -228,11 +229,12 @@ pub fn merge(declared: Option<&TensorType>, inferred: Option<&TensorType>) -> Op
     }
     let shape = match (&d.shape, &i.shape) {
         (None, s) | (s, None) => s.clone(),
+        (Some(a), Some(b)) if a == b => Some(a.clone()),
         (Some(a), Some(b)) => {
             if a.len() != b.len() {
                 return None;
             }
-            Some(a.iter().zip(b).map(|(x, y)| merge_dim(x, y)).collect::<Option<Vec<_>>>()?)
+            Some(a.iter().zip(b.iter()).map(|(x, y)| merge_dim(x, y)).collect::<Option<Arc<[_]>>>()?)
         }
     };
     Some(Some(TensorType { dtype: d.dtype, shape }))
@@ -250,7 +252,7 @@ pub fn compatible(a: Option<&TensorType>, b: Option<&TensorType>) -> bool {
     match (&a.shape, &b.shape) {
         (Some(x), Some(y)) => {
             x.len() == y.len()
-                && x.iter().zip(y).all(|(p, q)| !matches!((p, q), (Dim::Known(u), Dim::Known(v)) if u != v))
+                && x.iter().zip(y.iter()).all(|(p, q)| !matches!((p, q), (Dim::Known(u), Dim::Known(v)) if u != v))
         }
         _ => true,
     }
@@ -300,7 +302,7 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn shape(&self, i: usize) -> Option<Vec<Dim>> {
-        self.ty(i).and_then(|t| t.shape)
+        self.ty(i).and_then(|t| t.shape).map(|s| s.to_vec())
     }
 
     pub fn rank(&self, i: usize) -> Option<usize> {
@@ -453,7 +455,7 @@ pub(crate) fn one(dtype: Option<DType>, shape: Option<Vec<Dim>>) -> R<OutputType
 }
 
 pub(crate) fn ty(dtype: Option<DType>, shape: Option<Vec<Dim>>) -> Option<TensorType> {
-    dtype.map(|dtype| TensorType { dtype, shape })
+    dtype.map(|dtype| TensorType::with_shape(dtype, shape))
 }
 
 #[cfg(test)]
@@ -471,7 +473,7 @@ mod tests {
         let d = TensorType::new(DType::F32, vec![sym("N"), Dim::Unknown, Dim::Known(3)]);
         let i = TensorType::new(DType::F32, vec![Dim::Unknown, Dim::Known(8), Dim::Known(3)]);
         let m = merge(Some(&d), Some(&i)).unwrap().unwrap();
-        assert_eq!(m.shape.unwrap(), vec![sym("N"), Dim::Known(8), Dim::Known(3)]);
+        assert_eq!(*m.shape.unwrap(), [sym("N"), Dim::Known(8), Dim::Known(3)]);
         let known = TensorType::known(DType::F32, &[2, 8, 3]);
         assert_eq!(merge(Some(&d), Some(&known)).unwrap().unwrap(), known);
         // Symbols never contradict; the declared one is kept.

@@ -70,7 +70,7 @@ pub(crate) fn tensor_type(name: &str, t: Option<&TypeProto>) -> Result<Option<Te
                 .collect::<Result<Vec<_>, _>>()?,
         ),
     };
-    Ok(Some(TensorType { dtype, shape }))
+    Ok(Some(TensorType::with_shape(dtype, shape)))
 }
 
 fn checked_tensor(proto: TensorProto, store: &ExternalStore) -> Result<Tensor, Error> {
@@ -311,7 +311,7 @@ mod tests {
             name: Some(name.into()),
             r#type: Some(crate::onnx::type_proto(&crate::TensorType {
                 dtype: crate::DType::F32,
-                shape: Some(vec![crate::Dim::Known(4)]),
+                shape: Some(vec![crate::Dim::Known(4)].into()),
             })),
             ..Default::default()
         };

@@ -29,7 +29,8 @@ fn dim() -> impl Strategy<Value = Dim> {
 
 fn tensor_type() -> impl Strategy<Value = TensorType> {
     let dtype = prop_oneof![2 => Just(DType::F32), 3 => select(DType::ALL)];
-    (dtype, prop::option::weighted(0.9, vec(dim(), 0..4))).prop_map(|(dtype, shape)| TensorType { dtype, shape })
+    (dtype, prop::option::weighted(0.9, vec(dim(), 0..4)))
+        .prop_map(|(dtype, shape)| TensorType::with_shape(dtype, shape))
 }
 
 /// A tensor of any dtype, small or above the elision limit, with data that prints exactly:

@@ -174,7 +174,7 @@ fn weight_dq(m: &Match) -> NodeId {
 fn out_channels(g: &Graph, m: &Match) -> Result<usize, Refusal> {
     let node = g.node(producer(m));
     let w = g.operand_type(node.input(1)).ok_or_else(|| Refusal::new("the weight's type is unknown"))?;
-    let dims: Option<Vec<i64>> = w.shape.iter().flatten().map(|d| d.known()).collect();
+    let dims: Option<Vec<i64>> = w.shape.iter().flat_map(|s| s.iter()).map(|d| d.known()).collect();
     let dims = dims.ok_or_else(|| Refusal::new("the weight's shape is not fully known"))?;
     let c = match node.op {
         Op::Gemm => {

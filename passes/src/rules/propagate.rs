@@ -100,7 +100,7 @@ fn is_dq_output(g: &Graph, o: Operand) -> Option<NodeId> {
     }
 }
 
-fn shape_of(g: &Graph, o: Operand) -> Option<Vec<Dim>> {
+fn shape_of(g: &Graph, o: Operand) -> Option<std::sync::Arc<[Dim]>> {
     g.operand_type(o).and_then(|t| t.shape)
 }
 

@@ -99,7 +99,7 @@ fn side(g: &Graph, m: &Match, v: &str) -> Result<Side, Refusal> {
     let ty = g.operand_type(q);
     let dims = ty.and_then(|t| {
         let r = t.rank()?;
-        let d: Vec<Option<i64>> = t.shape.iter().flatten().map(|d| d.known()).collect();
+        let d: Vec<Option<i64>> = t.shape.iter().flat_map(|s| s.iter()).map(|d| d.known()).collect();
         (d.len() == r).then_some(d)
     });
     Ok(Side { q, scale, zp, p, dims })
