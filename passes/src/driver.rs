@@ -16,46 +16,33 @@ use std::collections::VecDeque;
 /// Sweeps after which the driver gives up converging (each sweep is linear in the graph).
 pub const MAX_SWEEPS: usize = 8;
 
-/// Applies `rules` until a sweep changes nothing. Returns the number of rewrites.
+/// Applies `rules` in sweeps until one changes nothing, `sweeps` at most. Returns the number of
+/// rewrites. The refusals of a sweep that changed nothing (it saw the final graph) become remarks.
 pub fn run_rules(
     pass: &'static str,
     graph: &mut Graph,
     rules: &[Rule],
     target: Target,
     remarks: &mut Remarks,
-) -> Result<usize, PassError> {
-    let mut total = 0;
-    for _ in 0..MAX_SWEEPS {
-        let changes = sweep_rules(pass, graph, rules, target, remarks)?;
-        total += changes;
-        if changes == 0 {
-            break;
-        }
-    }
-    Ok(total)
-}
-
-/// One sweep of `rules` over the graph. Returns the number of rewrites; the refusals become
-/// remarks only when the sweep changed nothing (then it saw the final graph).
-pub fn sweep_rules(
-    pass: &'static str,
-    graph: &mut Graph,
-    rules: &[Rule],
-    target: Target,
-    remarks: &mut Remarks,
+    sweeps: usize,
 ) -> Result<usize, PassError> {
     let mut by_op: HashMap<&Op, Vec<&Rule>> = HashMap::default();
     for r in rules {
         by_op.entry(r.pattern.root_op().expect("rule roots are ops")).or_default().push(r);
     }
-    let (changes, refusals) = sweep(graph, &by_op, target).map_err(|error| PassError::Failed { pass, error })?;
-    if changes == 0 {
-        remarks.extend(refusals.into_iter().map(|(rule, id, reason)| {
-            let n = graph.node(id);
-            Remark { pass: pass.to_string(), rule: rule.to_string(), node: n.label(), op: n.op.to_string(), reason }
-        }));
+    let mut total = 0;
+    for _ in 0..sweeps {
+        let (changes, refusals) = sweep(graph, &by_op, target).map_err(|error| PassError::Failed { pass, error })?;
+        total += changes;
+        if changes == 0 {
+            remarks.extend(refusals.into_iter().map(|(rule, id, reason)| {
+                let n = graph.node(id);
+                Remark { pass: pass.to_string(), rule: rule.to_string(), node: n.label(), op: n.op.to_string(), reason }
+            }));
+            break;
+        }
     }
-    Ok(changes)
+    Ok(total)
 }
 
 /// (rule, node, reason): labels are made only for the sweep whose refusals become remarks.
@@ -135,7 +122,7 @@ impl Pass for RulePass {
     }
 
     fn run(&self, graph: &mut Graph, remarks: &mut Remarks) -> Result<usize, PassError> {
-        run_rules(self.name, graph, &(self.rules)(), self.target, remarks)
+        run_rules(self.name, graph, &(self.rules)(), self.target, remarks, MAX_SWEEPS)
     }
 
     /// One sweep: the worklist already revisits what each rewrite touched, and the pipeline's
@@ -143,7 +130,7 @@ impl Pass for RulePass {
     /// confirming sweep after each run as well checked the graph twice: about 0.4 s of a
     /// million-node compile, and it has not found a rewrite on any fixture or benchmark model).
     fn run_once(&self, graph: &mut Graph, remarks: &mut Remarks) -> Result<usize, PassError> {
-        sweep_rules(self.name, graph, &(self.rules)(), self.target, remarks)
+        run_rules(self.name, graph, &(self.rules)(), self.target, remarks, 1)
     }
 }
 
@@ -165,8 +152,15 @@ mod tests {
         }
         text.push_str(&format!("  output %x{n}\n}}\n"));
         let mut g = parse(&text).unwrap();
-        let changes =
-            super::run_rules("cleanup", &mut g, &rules::cleanup::rules(), Target::Ort, &mut Remarks::new()).unwrap();
+        let changes = super::run_rules(
+            "cleanup",
+            &mut g,
+            &rules::cleanup::rules(),
+            Target::Ort,
+            &mut Remarks::new(),
+            super::MAX_SWEEPS,
+        )
+        .unwrap();
         assert_eq!(changes, n);
         assert_eq!(g.op_count(), n);
         g.verify().unwrap();
@@ -208,7 +202,7 @@ mod tests {
         )
         .unwrap();
         let mut remarks = Remarks::new();
-        assert_eq!(super::run_rules("test", &mut g, &rules, Target::Ort, &mut remarks).unwrap(), 1);
+        assert_eq!(super::run_rules("test", &mut g, &rules, Target::Ort, &mut remarks, super::MAX_SWEEPS).unwrap(), 1);
         g.verify().unwrap();
         insta::assert_snapshot!(print(&g), @r#"
         graph "g" opset(ai.onnx=17) {
@@ -232,9 +226,9 @@ mod tests {
             "graph \"g\" opset(ai.onnx=17) {\n  input %x: f32[4]\n  %t = Tanh(%x)\n  %y = Relu(%t)\n  output %y\n}\n";
         let mut g = parse(text).unwrap();
         let mut remarks = Remarks::new();
-        assert_eq!(super::sweep_rules("test", &mut g, &rules, Target::Ort, &mut remarks).unwrap(), 1);
+        assert_eq!(super::run_rules("test", &mut g, &rules, Target::Ort, &mut remarks, 1).unwrap(), 1);
         assert!(remarks.is_empty(), "a sweep that changed the graph may have seen it half-way");
-        assert_eq!(super::sweep_rules("test", &mut g, &rules, Target::Ort, &mut remarks).unwrap(), 0);
+        assert_eq!(super::run_rules("test", &mut g, &rules, Target::Ort, &mut remarks, 1).unwrap(), 0);
         assert_eq!(remarks.len(), 1);
     }
 
@@ -244,13 +238,13 @@ mod tests {
         let text = "graph \"g\" opset(ai.onnx=17) {\n  input %x: f32[4]\n  %t = Tanh(%x)\n  output %t\n}\n";
         let mut g = parse(text).unwrap();
         let mut remarks = Remarks::new();
-        assert_eq!(super::run_rules("test", &mut g, &rules, Target::Onnx, &mut remarks).unwrap(), 0);
+        assert_eq!(super::run_rules("test", &mut g, &rules, Target::Onnx, &mut remarks, super::MAX_SWEEPS).unwrap(), 0);
         assert!(print(&g).contains("= Tanh(%x)"));
         let r: Vec<String> = remarks.iter().map(|r| r.to_string()).collect();
         assert_eq!(
             r,
             ["tanh-to-sigmoid: Tanh (producing 't'): the rewrite needs --target ort (this is --target onnx)"]
         );
-        assert_eq!(super::run_rules("test", &mut g, &rules, Target::Ort, &mut remarks).unwrap(), 1);
+        assert_eq!(super::run_rules("test", &mut g, &rules, Target::Ort, &mut remarks, super::MAX_SWEEPS).unwrap(), 1);
     }
 }
