@@ -44,7 +44,8 @@ pub fn infer_graph(graph: &mut Graph) -> Result<(), GraphError> {
         if matches!(node.op, Op::Input | Op::Other { .. }) {
             continue;
         }
-        let inferred = infer_node(graph, id).map_err(|msg| node_error(node, msg))?;
+        let mut inferred = infer_node(graph, id).map_err(|msg| node_error(node, msg))?;
+        share_input_shapes(graph, id, &mut inferred);
         let mut merged = Vec::with_capacity(node.outputs.len());
         for (slot, ty) in inferred.into_iter().enumerate().take(node.outputs.len()) {
             let v = &node.outputs[slot];
@@ -126,6 +127,22 @@ fn check_node(graph: &Graph, id: NodeId) -> Result<(), GraphError> {
         return Err(node_error(node, msg));
     }
     Ok(())
+}
+
+/// Makes each output shape equal to the shape of a value input share that input's: most ops
+/// keep the shape of an input, and inference builds each output shape anew (a million-node graph
+/// held one copy per value).
+pub fn share_input_shapes(graph: &Graph, id: NodeId, types: &mut OutputTypes) {
+    let node = graph.node(id);
+    for shape in types.iter_mut().flatten().filter_map(|t| t.shape.as_mut()) {
+        let same = node.inputs().iter().find_map(|&i| match i {
+            Operand::Value(o) => graph.value(o).ty.as_ref()?.shape.as_ref().filter(|s| *s == shape),
+            _ => None,
+        });
+        if let Some(s) = same {
+            *shape = s.clone();
+        }
+    }
 }
 
 /// The output types of one node, from its inputs' current types, its attributes and its
@@ -466,6 +483,19 @@ mod tests {
 
     fn sym(s: &str) -> Dim {
         Dim::Sym(s.into())
+    }
+
+    #[test]
+    fn outputs_share_the_shape_of_an_input_they_keep() {
+        let text = "graph \"g\" opset(ai.onnx=17) {\n  input %x: f32[4, 8]\n  %r = Relu(%x)\n  %t = Transpose(%r)\n  output %t\n}\n";
+        let g = crate::text::parse(text).unwrap();
+        let shape = |name: &str| {
+            let Some(Operand::Value(o)) = g.lookup(name) else { panic!() };
+            g.value(o).ty.as_ref().unwrap().shape.clone().unwrap()
+        };
+        assert!(Arc::ptr_eq(&shape("x"), &shape("r")), "Relu keeps its input's shape");
+        assert_eq!(*shape("t"), [Dim::Known(8), Dim::Known(4)]);
+        assert!(!Arc::ptr_eq(&shape("r"), &shape("t")));
     }
 
     #[test]
