@@ -446,7 +446,6 @@ impl Graph {
         }
     }
 
-    /// Makes later nodes get order keys after `key`.
     /// Makes room for about `nodes` more nodes, their edges and names, in one allocation each.
     /// A million-node graph that grows by doubling copies hundreds of megabytes and faults in the
     /// fresh pages of every copy (a twentieth of a large compile); a reservation is only address
@@ -457,6 +456,7 @@ impl Graph {
         self.names.reserve(nodes);
     }
 
+    /// Makes later nodes get order keys after `key`.
     pub fn reserve_order(&mut self, key: u64) {
         self.next_order = self.next_order.max(key);
     }
@@ -988,12 +988,7 @@ impl Graph {
             return Err(inv("the graph output index is stale".into()));
         }
         for out in &self.outputs {
-            let ok = match out.operand {
-                Operand::Value(o) => self.live_value(o).is_some(),
-                Operand::Const(c) => self.live_const(c).is_some(),
-                Operand::None => false,
-            };
-            if !ok {
+            if self.live_name(out.operand).is_none() {
                 return Err(GraphError::DanglingOutput(out.name().to_string()));
             }
         }

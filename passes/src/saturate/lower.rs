@@ -53,7 +53,6 @@ pub fn add_op(egraph: &mut EGraph, tmpl: u32, args: Vec<Id>, types: Vec<Option<T
     (outs, id)
 }
 
-/// Lowers `graph`. Fails (for a fallback to greedy) on what the engine does not model.
 /// The e-class of an operand: a lowered value, the omitted input, or its constant (interned once).
 fn operand_class(
     graph: &Graph,
@@ -74,6 +73,7 @@ fn operand_class(
     }
 }
 
+/// Lowers `graph`. Fails (for a fallback to greedy) on what the engine does not model.
 pub fn lower(graph: &Graph) -> Result<Lowered, String> {
     let mut egraph = EGraph::new(Types::default());
     let omitted = egraph.add(QNode::Omitted);
