@@ -64,8 +64,8 @@ fn value_info(name: &str, declared: Option<&ValueInfoProto>, ty: Option<&TensorT
     }
 }
 
-/// One `NodeProto`'s fields, borrowed: what [`node_proto`] builds, encodable without copying
-/// names or attributes. The `Vec`s are reused from node to node.
+/// One `NodeProto`'s fields, borrowed: encodable without copying names or attributes, or built
+/// into a `NodeProto` ([`NodeFields::to_proto`]). The `Vec`s are reused from node to node.
 #[derive(Default)]
 struct NodeFields<'a> {
     input: Vec<&'a str>,
@@ -121,6 +121,19 @@ impl<'a> NodeFields<'a> {
         self.overload = p.overload.as_deref();
         self.metadata_props = &p.metadata_props;
         self.device_configurations = &p.device_configurations;
+    }
+
+    /// The fields of a node-list entry; `false` for a constant that came from no `Constant` node
+    /// (it is written as an initializer instead).
+    fn of_item(&mut self, graph: &'a Graph, item: Item) -> bool {
+        match item {
+            Item::Node(id) => self.of_node(graph, id),
+            Item::Const(id) => match const_node(graph, id) {
+                Some((p, output)) => self.of_const(p, output),
+                None => return false,
+            },
+        }
+        true
     }
 
     fn to_proto(&self) -> NodeProto {
@@ -195,12 +208,6 @@ fn put_str(tag: u32, s: &str, buf: &mut impl BufMut) {
 fn put_len(tag: u32, len: usize, buf: &mut impl BufMut) {
     prost::encoding::encode_key(tag, prost::encoding::WireType::LengthDelimited, buf);
     prost::encoding::encode_varint(len as u64, buf);
-}
-
-fn node_proto(graph: &Graph, id: NodeId) -> NodeProto {
-    let mut f = NodeFields::default();
-    f.of_node(graph, id);
-    f.to_proto()
 }
 
 /// One entry of a graph's node list, in file order.
@@ -323,14 +330,8 @@ pub(crate) fn export_graph(graph: &Graph) -> Result<GraphProto, Error> {
     let mut nodes = std::mem::take(&mut gp.node);
     nodes.reserve(items.len());
     for item in items {
-        match item {
-            Item::Node(id) => nodes.push(node_proto(graph, id)),
-            Item::Const(id) => {
-                if let Some((p, output)) = const_node(graph, id) {
-                    f.of_const(p, output);
-                    nodes.push(f.to_proto());
-                }
-            }
+        if f.of_item(graph, item) {
+            nodes.push(f.to_proto());
         }
     }
     gp.node = nodes;
@@ -409,27 +410,16 @@ impl Streamed {
         let mut nodes = Vec::with_capacity(order.len().saturating_mul(192));
         let mut f = NodeFields::default();
         for item in order {
-            match item {
-                Item::Node(id) if holds_tensors(&graph.node(id).attrs) => {
-                    runs.push((nodes.len(), Some(gp.node.len())));
-                    gp.node.push(node_proto(graph, id));
-                    continue;
-                }
-                Item::Node(id) => f.of_node(graph, id),
-                Item::Const(id) => match const_node(graph, id) {
-                    Some((p, output)) => {
-                        f.of_const(p, output);
-                        if holds_tensors(&p.attribute) {
-                            runs.push((nodes.len(), Some(gp.node.len())));
-                            gp.node.push(f.to_proto());
-                            continue;
-                        }
-                    }
-                    None => continue,
-                },
+            if !f.of_item(graph, item) {
+                continue;
             }
-            put_len(1, f.encoded_len(), &mut nodes);
-            f.encode_raw(&mut nodes);
+            if holds_tensors(f.attribute) {
+                runs.push((nodes.len(), Some(gp.node.len())));
+                gp.node.push(f.to_proto());
+            } else {
+                put_len(1, f.encoded_len(), &mut nodes);
+                f.encode_raw(&mut nodes);
+            }
         }
         runs.push((nodes.len(), None));
         let mut m = model_without_graph(model);
