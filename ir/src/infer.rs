@@ -44,8 +44,7 @@ pub fn infer_graph(graph: &mut Graph) -> Result<(), GraphError> {
         if matches!(node.op, Op::Input | Op::Other { .. }) {
             continue;
         }
-        let mut inferred = infer_node(graph, id).map_err(|msg| node_error(node, msg))?;
-        share_input_shapes(graph, id, &mut inferred);
+        let inferred = infer_to_record(graph, id).map_err(|msg| node_error(node, msg))?;
         let mut merged = Vec::with_capacity(node.outputs.len());
         for (slot, ty) in inferred.into_iter().enumerate().take(node.outputs.len()) {
             let v = &node.outputs[slot];
@@ -129,10 +128,11 @@ fn check_node(graph: &Graph, id: NodeId) -> Result<(), GraphError> {
     Ok(())
 }
 
-/// Makes each output shape equal to the shape of a value input share that input's: most ops
-/// keep the shape of an input, and inference builds each output shape anew (a million-node graph
-/// held one copy per value).
-pub fn share_input_shapes(graph: &Graph, id: NodeId, types: &mut OutputTypes) {
+/// The output types to record on node `id`: [`infer_node`]'s, with each shape that equals the
+/// shape of a value input shared with that input (most ops keep the shape of an input, and
+/// inference builds each output shape anew: a million-node graph held one copy per value).
+pub fn infer_to_record(graph: &Graph, id: NodeId) -> Result<OutputTypes, String> {
+    let mut types = infer_node(graph, id)?;
     let node = graph.node(id);
     for shape in types.iter_mut().flatten().filter_map(|t| t.shape.as_mut()) {
         let same = node.inputs().iter().find_map(|&i| match i {
@@ -143,6 +143,7 @@ pub fn share_input_shapes(graph: &Graph, id: NodeId, types: &mut OutputTypes) {
             *shape = s.clone();
         }
     }
+    Ok(types)
 }
 
 /// The output types of one node, from its inputs' current types, its attributes and its

@@ -366,9 +366,7 @@ impl Patch {
             };
             let inferred = added_node.map_err(|e| Refusal(e.to_string())).and_then(|id| {
                 added.push(id);
-                let mut types = qdqc_ir::infer::infer_node(graph, id).map_err(Refusal)?;
-                qdqc_ir::infer::share_input_shapes(graph, id, &mut types);
-                Ok((id, types))
+                qdqc_ir::infer::infer_to_record(graph, id).map(|t| (id, t)).map_err(Refusal)
             });
             let (id, types) = match inferred {
                 Ok(x) => x,

@@ -137,6 +137,15 @@ impl SharedAttrs {
     }
 }
 
+/// The operand a node input names: the omitted input for the empty name.
+fn operand_named(graph: &Graph, name: &str) -> Option<Operand> {
+    if name.is_empty() {
+        Some(Operand::None)
+    } else {
+        graph.lookup(name)
+    }
+}
+
 /// Names a subgraph reads from enclosing scopes, in first-use order.
 pub(crate) fn free_names(g: &GraphProto, out: &mut Vec<String>) {
     let mut defined: HashSet<&str> = HashSet::new();
@@ -229,8 +238,7 @@ fn import_graph(
         // while their producers are fresh in cache, and their names freed; the others wait until
         // every node is in. (A name is defined once, or the load fails, so either way binds the
         // same value.)
-        let ready: Option<Vec<Operand>> =
-            inputs.iter().map(|i| if i.is_empty() { Some(Operand::None) } else { graph.lookup(i) }).collect();
+        let ready: Option<Vec<Operand>> = inputs.iter().map(|i| operand_named(graph, i)).collect();
         match ready {
             Some(ops) if captured.is_empty() => graph.set_inputs(id, ops),
             _ => pending.push((id, inputs, captured)),
@@ -246,10 +254,7 @@ fn import_graph(
             .into_par_iter()
             .map(|(id, inputs, captured)| {
                 let resolve = |name: &String| -> Result<Operand, Error> {
-                    if name.is_empty() {
-                        return Ok(Operand::None);
-                    }
-                    graph.lookup(name).ok_or_else(|| {
+                    operand_named(graph, name).ok_or_else(|| {
                         let n = graph.node(id);
                         Error::UndefinedInput { node: n.label(), op: n.op.to_string(), input: name.to_string() }
                     })
