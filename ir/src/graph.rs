@@ -329,7 +329,10 @@ pub enum GraphError {
 #[derive(Clone, Debug, Default)]
 pub struct Graph {
     g: Arena<Node, Edge>,
-    consts: Vec<Option<Const>>,
+    /// (Boxed: a `Const` holds a whole `TensorProto`, about 400 bytes, and a million-node compile
+    /// adds tens of thousands of constants one by one; growing a table of them inline copied and
+    /// faulted in a fifth of the time of the fuse pass, and every scan read the removed slots.)
+    consts: Vec<Option<Box<Const>>>,
     /// Every value and constant by name: see [`NameIndex`].
     names: NameIndex,
     /// Graph inputs, in order: each is an [`Op::Input`] node.
@@ -519,7 +522,7 @@ impl Graph {
 
     /// The constant `c`, if it was not removed.
     fn live_const(&self, c: ConstId) -> Option<&Const> {
-        self.consts.get(c.0 as usize)?.as_ref()
+        self.consts.get(c.0 as usize)?.as_deref()
     }
 
     pub fn value_mut(&mut self, o: Outlet) -> &mut Value {
@@ -527,11 +530,11 @@ impl Graph {
     }
 
     pub fn constant(&self, id: ConstId) -> &Const {
-        self.consts[id.0 as usize].as_ref().expect("constant was removed")
+        self.consts[id.0 as usize].as_deref().expect("constant was removed")
     }
 
     pub fn constant_mut(&mut self, id: ConstId) -> &mut Const {
-        self.consts[id.0 as usize].as_mut().expect("constant was removed")
+        self.consts[id.0 as usize].as_deref_mut().expect("constant was removed")
     }
 
     /// An upper bound of constant indices (`ConstId.0`), for tables indexed by constant.
@@ -541,7 +544,7 @@ impl Graph {
 
     /// All live constants, in table order (the original initializer order first).
     pub fn constants(&self) -> impl Iterator<Item = (ConstId, &Const)> + '_ {
-        self.consts.iter().enumerate().filter_map(|(i, c)| c.as_ref().map(|c| (ConstId(i as u32), c)))
+        self.consts.iter().enumerate().filter_map(|(i, c)| c.as_deref().map(|c| (ConstId(i as u32), c)))
     }
 
     /// The tensor of a dense constant operand.
@@ -762,7 +765,7 @@ impl Graph {
         if c.origin != ConstOrigin::InputDefault {
             self.register(&c.name, Operand::Const(id))?;
         }
-        self.consts.push(Some(c));
+        self.consts.push(Some(Box::new(c)));
         Ok(id)
     }
 

@@ -158,8 +158,26 @@ impl Match {
 
 /// Matches `pattern` rooted at node `id`.
 pub fn match_at(graph: &Graph, pattern: &Pattern, id: NodeId) -> Option<Match> {
+    // Most attempts fail on an op below the root: find that out before building a `Match` (a
+    // few hundred bytes, copied on its way out, for every attempt at every node of every sweep).
+    if !ops_match(graph, pattern, id) {
+        return None;
+    }
     let mut m = Match { nodes: SmallVec::new(), bindings: SmallVec::new() };
     match_node(graph, pattern, id, &mut m).then_some(m)
+}
+
+/// Whether the nodes under `id` have the pattern's ops and input counts (variables unchecked).
+fn ops_match(graph: &Graph, pattern: &Pattern, id: NodeId) -> bool {
+    let Pattern::Node { op, args } = pattern else { return true };
+    let node = graph.node(id);
+    &node.op == op
+        && node.inputs().iter().skip(args.len()).all(|i| *i == Operand::None)
+        && args.iter().enumerate().all(|(i, arg)| match (arg, node.input(i)) {
+            (Pattern::Var(_), _) => true,
+            (Pattern::Node { .. }, Operand::Value(o)) if o.slot == 0 => ops_match(graph, arg, o.node),
+            (Pattern::Node { .. }, _) => false,
+        })
 }
 
 fn match_node(graph: &Graph, pattern: &Pattern, id: NodeId, m: &mut Match) -> bool {
