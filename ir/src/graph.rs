@@ -935,17 +935,27 @@ impl Graph {
 
     /// Renames a value (keeps the name index consistent).
     pub fn rename(&mut self, op: Operand, name: &str) -> Result<(), GraphError> {
-        if self.lookup(name).is_some_and(|o| o != op) {
-            return Err(GraphError::DuplicateName(name.to_string()));
+        match self.lookup(name) {
+            Some(o) if o == op => return Ok(()),
+            Some(_) => return Err(GraphError::DuplicateName(name.to_string())),
+            None => {}
         }
-        let old = self.operand_name(op).to_string();
-        self.names.remove(&old, op);
-        match op {
-            Operand::Value(o) => self.value_mut(o).name = name.to_string(),
-            Operand::Const(c) => self.constant_mut(c).name = name.to_string(),
+        let slot = match op {
+            Operand::Value(o) => &mut self.value_mut(o).name,
+            Operand::Const(c) => &mut self.constant_mut(c).name,
             Operand::None => return Ok(()),
+        };
+        let old = std::mem::replace(slot, name.to_string());
+        if !old.is_empty() {
+            self.names.remove(&old, op);
         }
-        self.register(name, op)
+        // (No live operand has `name`, checked above: index it without looking again.)
+        if !name.is_empty() {
+            let mut names = std::mem::take(&mut self.names);
+            names.insert(self, name, op);
+            self.names = names;
+        }
+        Ok(())
     }
 
     // ---- checking ------------------------------------------------------------------------

@@ -7,11 +7,13 @@
 //! pipeline, a rule pass makes one sweep per repetition ([`Pass::run_once`]): the pipeline's
 //! repetitions are its sweeps.
 
-use crate::rule::{Refusal, Rule};
+use crate::rule::{Pattern, Refusal, Rule};
 use crate::{Pass, PassError, Remark, Remarks, Target};
-use qdqc_ir::{Graph, GraphError, NodeId, Op};
+use qdqc_ir::{Graph, GraphError, NodeId, Op, Operand};
 use rustc_hash::FxHashMap as HashMap;
+use smallvec::SmallVec;
 use std::collections::VecDeque;
+use std::mem::{discriminant, Discriminant};
 
 /// Sweeps after which the driver gives up converging (each sweep is linear in the graph).
 pub const MAX_SWEEPS: usize = 8;
@@ -26,13 +28,10 @@ pub fn run_rules(
     remarks: &mut Remarks,
     sweeps: usize,
 ) -> Result<usize, PassError> {
-    let mut by_op: HashMap<&Op, Vec<&Rule>> = HashMap::default();
-    for r in rules {
-        by_op.entry(r.pattern.root_op().expect("rule roots are ops")).or_default().push(r);
-    }
+    let rules = Dispatch::new(rules);
     let mut total = 0;
     for _ in 0..sweeps {
-        let (changes, refusals) = sweep(graph, &by_op, target).map_err(|error| PassError::Failed { pass, error })?;
+        let (changes, refusals) = sweep(graph, &rules, target).map_err(|error| PassError::Failed { pass, error })?;
         total += changes;
         if changes == 0 {
             remarks.extend(refusals.into_iter().map(|(rule, id, reason)| {
@@ -48,7 +47,37 @@ pub fn run_rules(
 /// (rule, node, reason): labels are made only for the sweep whose refusals become remarks.
 type Refusals = Vec<(&'static str, NodeId, String)>;
 
-fn sweep(graph: &mut Graph, by_op: &HashMap<&Op, Vec<&Rule>>, target: Target) -> Result<(usize, Refusals), GraphError> {
+/// The rules that may match at a node, in table order: those rooted at its op whose first
+/// argument, when it is a nested pattern, names the op of the node's first input. (A sweep visits
+/// every node; a QuantizeLinear is the root of a dozen rules per family, and trying each pattern
+/// only to find another op under the root was a tenth of a large compile.)
+struct Dispatch<'r> {
+    by_root: HashMap<Discriminant<Op>, Vec<(&'r Rule, Option<&'r Op>)>>,
+}
+
+impl<'r> Dispatch<'r> {
+    fn new(rules: &'r [Rule]) -> Dispatch<'r> {
+        let mut by_root: HashMap<_, Vec<_>> = HashMap::default();
+        for r in rules {
+            let Pattern::Node { op, args } = &r.pattern else { unreachable!("rule roots are ops") };
+            let first = args.first().and_then(Pattern::root_op);
+            by_root.entry(discriminant(op)).or_default().push((r, first));
+        }
+        Dispatch { by_root }
+    }
+
+    fn at<'a>(&'a self, graph: &'a Graph, id: NodeId) -> impl Iterator<Item = &'r Rule> + 'a {
+        let node = graph.node(id);
+        let first = match node.input(0) {
+            Operand::Value(o) if o.slot == 0 => Some(&graph.node(o.node).op),
+            _ => None,
+        };
+        let rules = self.by_root.get(&discriminant(&node.op)).map_or(&[][..], Vec::as_slice);
+        rules.iter().filter(move |(_, op)| op.is_none_or(|op| first == Some(op))).map(|&(r, _)| r)
+    }
+}
+
+fn sweep(graph: &mut Graph, rules: &Dispatch, target: Target) -> Result<(usize, Refusals), GraphError> {
     let mut work: VecDeque<NodeId> = graph.topo_order()?.into();
     // Queued flags by node index (grown as rewrites add nodes).
     let mut queued = vec![false; graph.node_bound()];
@@ -62,8 +91,8 @@ fn sweep(graph: &mut Graph, by_op: &HashMap<&Op, Vec<&Rule>>, target: Target) ->
         if !graph.contains(id) {
             continue;
         }
-        let Some(rules) = by_op.get(&graph.node(id).op) else { continue };
-        for rule in rules {
+        let candidates: SmallVec<[&Rule; 8]> = rules.at(graph, id).collect();
+        for rule in candidates {
             let refusal = match rule.try_at(graph, id) {
                 None => continue,
                 Some(Ok(_)) if !rule.targets.contains(&target) => Some(Refusal(format!(

@@ -367,10 +367,16 @@ impl Patch {
             PatchOperand::NewConst(i) => Operand::Const(consts[i]),
             PatchOperand::NewNode(i, slot) => Operand::Value(Outlet::new(added[i], slot)),
         };
-        for n in self.nodes {
+        for (i, n) in self.nodes.into_iter().enumerate() {
             graph.import_domain_of(&n.op);
             let inputs = n.inputs.iter().map(|&p| resolve(p, &added)).collect();
-            let outputs = n.outputs.iter().map(|b| qdqc_ir::Value::named(graph.fresh_name(b))).collect();
+            // An output that takes the name of the value it replaces is named once that value is
+            // gone; until then it has none (a fresh name, then a rename, cost two more name
+            // lookups, a formatted name and a naming hint per fused node).
+            let renamed = |slot: usize| renames.iter().any(|(r, _, _)| *r == PatchOperand::NewNode(i, slot as u32));
+            let outputs = (n.outputs.iter().enumerate())
+                .map(|(slot, b)| qdqc_ir::Value::named(if renamed(slot) { String::new() } else { graph.fresh_name(b) }))
+                .collect();
             let meta = qdqc_ir::NodeMeta {
                 name: (!n.name.is_empty()).then(|| n.name.as_str().into()),
                 domain: (!n.op.default_domain().is_empty()).then(|| n.op.default_domain().into()),
