@@ -1,6 +1,7 @@
 //! Op histogram and quantization summary of a model (`qdqc stats`).
 
 use qdqc_ir::{Graph, Op};
+use rustc_hash::FxHashMap as HashMap;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,16 +34,20 @@ pub fn stats(graph: &Graph) -> Stats {
         float_compute: 0,
         integer_compute: 0,
     };
+    // Counted by op, named once per op (a name per node was an allocation per node, twice per compile).
+    let mut by_op: HashMap<&Op, usize> = HashMap::default();
     for id in graph.node_ids() {
         let op = &graph.node(id).op;
-        if *op == Op::Input {
-            continue;
+        if *op != Op::Input {
+            *by_op.entry(op).or_default() += 1;
         }
-        *s.ops.entry(op.to_string()).or_default() += 1;
-        s.quantize_linear += (*op == Op::QuantizeLinear) as usize;
-        s.dequantize_linear += (*op == Op::DequantizeLinear) as usize;
-        s.float_compute += op.is_float_compute() as usize;
-        s.integer_compute += op.is_integer_compute() as usize;
+    }
+    for (op, n) in by_op {
+        *s.ops.entry(op.to_string()).or_default() += n;
+        s.quantize_linear += n * (*op == Op::QuantizeLinear) as usize;
+        s.dequantize_linear += n * (*op == Op::DequantizeLinear) as usize;
+        s.float_compute += n * op.is_float_compute() as usize;
+        s.integer_compute += n * op.is_integer_compute() as usize;
     }
     s
 }

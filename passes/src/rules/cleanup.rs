@@ -30,7 +30,7 @@ pub fn rules() -> Vec<Rule> {
         Rule::new(
             "dq-q-same",
             "(QuantizeLinear (DequantizeLinear ?q ?s1 ?z1) ?s2 ?z2)",
-            &[same_integer_type, same_params],
+            &[same_params],
             remove_dq_q,
         ),
         Rule::new("q-of-const", "(QuantizeLinear ?x ?s ?z)", &[input_is_float_const, output_is_integer], fold_q),
@@ -48,18 +48,10 @@ fn out0(m: &Match) -> Outlet {
 
 // ---- dq-q-same ---------------------------------------------------------------------------
 
-fn params(g: &Graph, m: &Match) -> Result<(QParams, QParams), Refusal> {
-    Ok((qparams::of_node(g, m.nodes[1])?, qparams::of_node(g, m.root())?))
-}
-
-fn same_integer_type(g: &Graph, m: &Match) -> Result<(), Refusal> {
-    let (dq, q) = params(g, m)?;
-    ensure!(dq.dtype == q.dtype, "integer types differ: {} vs {}", dq.dtype, q.dtype);
-    Ok(())
-}
-
+/// The DQ and the Q have one integer type and equal parameters by value.
 fn same_params(g: &Graph, m: &Match) -> Result<(), Refusal> {
-    let (dq, q) = params(g, m)?;
+    let (dq, q) = (qparams::of_node(g, m.nodes[1])?, qparams::of_node(g, m.root())?);
+    ensure!(dq.dtype == q.dtype, "integer types differ: {} vs {}", dq.dtype, q.dtype);
     ensure!(dq.axis == q.axis, "quantization axes differ: {:?} vs {:?}", dq.axis, q.axis);
     ensure!(dq.scale_dtype == q.scale_dtype, "scale types differ: {} vs {}", dq.scale_dtype, q.scale_dtype);
     if let Some(d) = first_difference(&dq.scale, &q.scale) {

@@ -23,6 +23,7 @@
 //! these ops), and the float value between the DQs and the Q is read by that Q only.
 
 use super::qparams::{self, QParams};
+use super::Who;
 use crate::driver::RulePass;
 use crate::ensure;
 use crate::rule::{Match, Patch, PatchNode, PatchOperand, Refusal, Rule};
@@ -80,8 +81,7 @@ fn contrib_op(op: &Op) -> Op {
 /// Reads a Q/DQ's parameters and checks what the contrib op `op` can take.
 fn per_tensor(g: &Graph, id: NodeId, op: &Op) -> Result<QParams, Refusal> {
     let p = qparams::of_node(g, id)?;
-    let n = g.node(id);
-    let who = format!("{} {}", n.op, n.label());
+    let who = Who(g, id);
     ensure!(p.axis.is_none(), "per-axis quantization of {who} is not supported by {op}");
     ensure!(p.scale_dtype == DType::F32, "the scale of {who} is {}: {op} needs f32", p.scale_dtype);
     ensure!(p.scale[0].is_normal() && p.scale[0] > 0.0, "the scale of {who} ({}) is not positive", p.scale[0]);

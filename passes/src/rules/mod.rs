@@ -8,6 +8,20 @@ pub mod fuse_contrib;
 pub mod propagate;
 mod qparams;
 
+use qdqc_ir::{Graph, NodeId};
+
+/// How refusals name a node, "Conv 'name'", formatted only when a refusal is (every fused node
+/// passes the same checks: formatting its label up front was a measurable part of fusing).
+#[derive(Clone, Copy)]
+pub(crate) struct Who<'a>(pub &'a Graph, pub NodeId);
+
+impl std::fmt::Display for Who<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.node(self.1);
+        write!(f, "{} {}", n.op, n.label())
+    }
+}
+
 /// Test harness of the rule families: parses `text`, runs `pass` then dce (verifying after each),
 /// and returns the printed graph followed by one `// remark ...` line per remark.
 #[cfg(test)]

@@ -21,6 +21,7 @@
 use super::qparams::{self, QParams};
 use crate::driver::RulePass;
 use crate::ensure;
+use crate::rules::Who;
 use crate::rule::{Match, Patch, PatchNode, PatchOperand, Refusal, Rule};
 use qdqc_ir::{attr, DType, Dim, Graph, NodeId, Op, Operand, Outlet, Tensor};
 
@@ -88,10 +89,6 @@ pub fn pass() -> RulePass {
 
 // ---- shared checks -----------------------------------------------------------------------
 
-fn show(g: &Graph, id: NodeId) -> String {
-    let n = g.node(id);
-    format!("{} {}", n.op, n.label())
-}
 
 fn is_dq_output(g: &Graph, o: Operand) -> Option<NodeId> {
     match o {
@@ -346,7 +343,7 @@ fn dq_later(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
 // ---- q-earlier ---------------------------------------------------------------------------
 
 fn op_has_no_other_use(g: &Graph, m: &Match) -> Result<(), Refusal> {
-    ensure!(!m.interior_used_elsewhere(g), "the float result of {} is used elsewhere", show(g, m.nodes[1]));
+    ensure!(!m.interior_used_elsewhere(g), "the float result of {} is used elsewhere", Who(g, m.nodes[1]));
     Ok(())
 }
 
@@ -370,7 +367,7 @@ fn q_earlier(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     let (q_id, id) = (m.root(), m.nodes[1]);
     let node = g.node(id);
     let named = |r: Refusal| match r.is_remark() {
-        true => Refusal(format!("through {}: {}", show(g, id), r.0)),
+        true => Refusal(format!("through {}: {}", Who(g, id), r.0)),
         false => r,
     };
     let p = qparams::of_node(g, q_id)?;

@@ -18,16 +18,12 @@ pub(crate) struct QParams {
     pub axis: Option<usize>,
 }
 
-fn show_op(graph: &Graph, id: NodeId) -> String {
-    let n = graph.node(id);
-    format!("{} {}", n.op, n.label())
-}
 
 /// Reads the parameters of a Q or DQ node. Refuses (with a reason) what it cannot read exactly:
 /// non-constant or elided parameters, blocked quantization, unknown types.
 pub(crate) fn of_node(graph: &Graph, id: NodeId) -> Result<QParams, Refusal> {
     let node = graph.node(id);
-    let who = || show_op(graph, id);
+    let who = || super::Who(graph, id);
     let dtype = match node.op {
         Op::QuantizeLinear => node.outputs[0].ty.as_ref().map(|t| t.dtype),
         Op::DequantizeLinear => graph.operand_dtype(node.input(0)),

@@ -113,8 +113,8 @@ fn build(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     let wz_op =
         p.add_const(&format!("{base}_weight_zero_point"), Tensor::from_i64("", DType::I8, &[c as i64], &vec![0; c]));
     let b_op = p.add_const(&format!("{base}_bias_quantized"), Tensor::from_i64("", DType::I32, &[c as i64], &bias));
-    let xz = super::zero_point_or_new(&mut p, m.get("xz"), x.dtype, 1, &format!("{base}_x_zero_point"));
-    let yz = super::zero_point_or_new(&mut p, m.get("yz"), x.dtype, 1, &format!("{base}_y_zero_point"));
+    let xz = super::zero_point_or_new(&mut p, m.get("xz"), x.dtype, 1, || format!("{base}_x_zero_point"));
+    let yz = super::zero_point_or_new(&mut p, m.get("yz"), x.dtype, 1, || format!("{base}_y_zero_point"));
     let attrs = vec![attr::make_int("group", c as i64), attr::make_ints("kernel_shape", &vec![1; rank - 2])];
     let out = g.value(Outlet::new(m.root(), 0)).name.clone();
     let n = p.add_node(PatchNode {

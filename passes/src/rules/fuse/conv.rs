@@ -25,6 +25,7 @@
 use crate::ensure;
 use crate::rule::{Match, Patch, PatchNode, PatchOperand, Refusal, Rule};
 use crate::rules::qparams::{self, QParams};
+use crate::rules::Who;
 use qdqc_ir::{attr, DType, Graph, NodeId, Op, Operand, Outlet, Tensor};
 
 const CONV: &str = "(Conv (DequantizeLinear ?x ?xs ?xz) (DequantizeLinear ?w ?ws ?wz) ?b)";
@@ -47,21 +48,6 @@ pub fn rules() -> Vec<Rule> {
 
 // ---- reading the match -------------------------------------------------------------------
 
-fn show(g: &Graph, id: NodeId) -> String {
-    Who(g, id).to_string()
-}
-
-/// "Conv 'name'" for refusals, formatted only when a refusal is (every fused Conv passes the
-/// same checks, and formatting the label up front was a measurable part of fusing).
-#[derive(Clone, Copy)]
-struct Who<'a>(&'a Graph, NodeId);
-
-impl std::fmt::Display for Who<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.0.node(self.1);
-        write!(f, "{} {}", n.op, n.label())
-    }
-}
 
 /// The Conv node of a match: the root for `conv-integer`, else after the Q (and Relu/Clip).
 fn conv_node(g: &Graph, m: &Match) -> NodeId {
@@ -199,7 +185,7 @@ fn int32_bias(cq: &ConvQ) -> Option<Vec<i64>> {
 }
 
 /// The operand of a zero point, or a new scalar zero of `dtype` when it was omitted.
-fn zero_point(p: &mut Patch, o: Operand, dtype: DType, base: &str) -> PatchOperand {
+fn zero_point(p: &mut Patch, o: Operand, dtype: DType, base: impl FnOnce() -> String) -> PatchOperand {
     super::zero_point_or_new(p, o, dtype, 1, base)
 }
 
@@ -266,8 +252,8 @@ fn build_qlinearconv(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
         ensure!(
             only_feeds(g, pair[1], pair[0]),
             "{}: its output has other consumers than {}",
-            show(g, pair[1]),
-            show(g, pair[0])
+            Who(g, pair[1]),
+            Who(g, pair[0])
         );
     }
     let y = qparams::of_node(g, m.root())?;
@@ -291,9 +277,9 @@ fn build_qlinearconv(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     let conv = g.node(cq.conv);
     let out_name = g.value(Outlet::new(m.root(), 0)).name.clone();
     let mut p = Patch::new();
-    let xz = zero_point(&mut p, m.get("xz"), cq.x.dtype, &format!("{}_zero_point", g.operand_name(m.get("x"))));
-    let wz = zero_point(&mut p, m.get("wz"), cq.w_dtype, &format!("{}_zero_point", g.operand_name(m.get("w"))));
-    let yz = zero_point(&mut p, m.get("yz"), y.dtype, &format!("{out_name}_zero_point"));
+    let xz = zero_point(&mut p, m.get("xz"), cq.x.dtype, || format!("{}_zero_point", g.operand_name(m.get("x"))));
+    let wz = zero_point(&mut p, m.get("wz"), cq.w_dtype, || format!("{}_zero_point", g.operand_name(m.get("w"))));
+    let yz = zero_point(&mut p, m.get("yz"), y.dtype, || format!("{out_name}_zero_point"));
     let mut inputs = vec![m.get("x").into(), m.get("xs").into(), xz, m.get("w").into(), m.get("ws").into(), wz];
     inputs.extend([m.get("ys").into(), yz]);
     if let Bias::Exact(b, _) = cq.bias {
@@ -363,7 +349,7 @@ fn not_for_qlinearconv(g: &Graph, m: &Match) -> Result<(), Refusal> {
 
 fn no_bn_after(g: &Graph, m: &Match) -> Result<(), Refusal> {
     if let Some((bn, _)) = g.uses(m.root()).find(|(c, _)| g.node(*c).op == Op::BatchNormalization) {
-        return Err(Refusal(format!("its output feeds {} (left for fold-bn to fold first)", show(g, bn))));
+        return Err(Refusal(format!("its output feeds {} (left for fold-bn to fold first)", Who(g, bn))));
     }
     Ok(())
 }
@@ -371,7 +357,7 @@ fn no_bn_after(g: &Graph, m: &Match) -> Result<(), Refusal> {
 fn build_conv_integer(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     // The remark already names the Conv (the root): drop the reasons' "Conv 'name': " prefix.
     conv_integer(g, m).map_err(|r| {
-        let prefix = format!("{}: ", show(g, m.root()));
+        let prefix = format!("{}: ", Who(g, m.root()));
         Refusal(r.0.strip_prefix(&prefix).map(str::to_string).unwrap_or(r.0))
     })
 }
@@ -388,7 +374,7 @@ fn conv_integer(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     let conv = g.node(cq.conv);
     let out_name = g.value(Outlet::new(cq.conv, 0)).name.clone();
     let mut p = Patch::new();
-    let xz = zero_point(&mut p, m.get("xz"), cq.x.dtype, &format!("{}_zero_point", g.operand_name(m.get("x"))));
+    let xz = zero_point(&mut p, m.get("xz"), cq.x.dtype, || format!("{}_zero_point", g.operand_name(m.get("x"))));
     let wz = match (m.get("wz"), cq.w.axis) {
         (o @ Operand::Const(_), None) => o.into(),
         _ => p.add_const(
@@ -451,7 +437,7 @@ fn conv_integer(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
 fn convtranspose_has_no_qlinear_form(g: &Graph, m: &Match) -> Result<(), Refusal> {
     Err(Refusal(format!(
         "{}: ONNX has no QLinear form of ConvTranspose (left in float between its DQ and Q)",
-        show(g, m.nodes[1])
+        Who(g, m.nodes[1])
     )))
 }
 

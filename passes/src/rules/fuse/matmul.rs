@@ -364,7 +364,7 @@ fn bias_int32(g: &Graph, c: Operand, beta: f32, acc_scale: &[f32], y_scale: Opti
 }
 
 /// A zero point operand: the DQ/Q's own, or a new zero of its type when it was omitted.
-fn zp_or_zero(p: &mut Patch, zp: Operand, params: &QParams, base: &str) -> PatchOperand {
+fn zp_or_zero(p: &mut Patch, zp: Operand, params: &QParams, base: impl FnOnce() -> String) -> PatchOperand {
     super::zero_point_or_new(p, zp, params.dtype, params.scale.len(), base)
 }
 
@@ -401,9 +401,9 @@ fn build_qlinearmatmul(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     let y = out_params(g, m)?.expect("the root is a Q");
     let mut p = Patch::new();
     let name = out_name(g, m);
-    let az = zp_or_zero(&mut p, a.zp, &a.p, &format!("{name}_a_zero_point"));
-    let bz = zp_or_zero(&mut p, b.zp, &b.p, &format!("{name}_b_zero_point"));
-    let yz = zp_or_zero(&mut p, m.get("yz"), &y, &format!("{name}_zero_point"));
+    let az = zp_or_zero(&mut p, a.zp, &a.p, || format!("{name}_a_zero_point"));
+    let bz = zp_or_zero(&mut p, b.zp, &b.p, || format!("{name}_b_zero_point"));
+    let yz = zp_or_zero(&mut p, m.get("yz"), &y, || format!("{name}_zero_point"));
     let n = p.add_node(PatchNode {
         op: Op::QLinearMatMul,
         name: node_name(g, m),
@@ -421,8 +421,8 @@ fn qgemm(g: &Graph, m: &Match, y: Option<&QParams>) -> Result<Patch, Refusal> {
     let n_cols = out_cols(&b, &fc)?;
     let mut p = Patch::new();
     let name = out_name(g, m);
-    let az = zp_or_zero(&mut p, a.zp, &a.p, &format!("{name}_a_zero_point"));
-    let bz = zp_or_zero(&mut p, b.zp, &b.p, &format!("{name}_b_zero_point"));
+    let az = zp_or_zero(&mut p, a.zp, &a.p, || format!("{name}_a_zero_point"));
+    let bz = zp_or_zero(&mut p, b.zp, &b.p, || format!("{name}_b_zero_point"));
     let c = match fc.c {
         Operand::None => PatchOperand::Old(Operand::None),
         c => {
@@ -434,7 +434,7 @@ fn qgemm(g: &Graph, m: &Match, y: Option<&QParams>) -> Result<Patch, Refusal> {
     };
     let mut inputs = vec![a.q.into(), a.scale.into(), az, b.q.into(), b.scale.into(), bz, c];
     if let Some(y) = y {
-        let yz = zp_or_zero(&mut p, m.get("yz"), y, &format!("{name}_zero_point"));
+        let yz = zp_or_zero(&mut p, m.get("yz"), y, || format!("{name}_zero_point"));
         inputs.extend([m.get("ys").into(), yz]);
     }
     let mut attrs = vec![];
@@ -481,9 +481,9 @@ fn build_conv(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     let name = out_name(g, m);
     let wname = g.operand_name(b.q).to_string();
     let w4 = p.add_const(&format!("{wname}_1x1"), Tensor::from_i64("", b.p.dtype, &[mo as i64, k as i64, 1, 1], &wmk));
-    let az = zp_or_zero(&mut p, a.zp, &a.p, &format!("{name}_a_zero_point"));
-    let bz = zp_or_zero(&mut p, b.zp, &b.p, &format!("{name}_w_zero_point"));
-    let yz = zp_or_zero(&mut p, m.get("yz"), &y, &format!("{name}_zero_point"));
+    let az = zp_or_zero(&mut p, a.zp, &a.p, || format!("{name}_a_zero_point"));
+    let bz = zp_or_zero(&mut p, b.zp, &b.p, || format!("{name}_w_zero_point"));
+    let yz = zp_or_zero(&mut p, m.get("yz"), &y, || format!("{name}_zero_point"));
     let shape4 = p.add_const(&format!("{name}_shape4"), Tensor::from_i64("", DType::I64, &[4], &[0, k as i64, 1, 1]));
     let shape2 = p.add_const(&format!("{name}_shape2"), Tensor::from_i64("", DType::I64, &[2], &[0, mo as i64]));
     let x4 = p.add_node(PatchNode {

@@ -36,11 +36,18 @@ pub(crate) fn bias_rounding_fits(bias: &[f64], int32: &[i64], acc_scale: &[f32],
 
 /// A zero-point operand: the Q/DQ's own, or a new zero constant of `dtype` when it was omitted
 /// (the fused ops take it as a required input): a scalar, or `n` zeros for per-axis parameters.
-pub(crate) fn zero_point_or_new(p: &mut Patch, zp: Operand, dtype: DType, n: usize, base: &str) -> PatchOperand {
+/// `base` names the new constant (made only when one is: most Q/DQs have a zero point).
+pub(crate) fn zero_point_or_new(
+    p: &mut Patch,
+    zp: Operand,
+    dtype: DType,
+    n: usize,
+    base: impl FnOnce() -> String,
+) -> PatchOperand {
     match zp {
         Operand::None => {
             let dims: Vec<i64> = if n == 1 { vec![] } else { vec![n as i64] };
-            p.add_const(base, Tensor::from_i64("", dtype, &dims, &vec![0; n]))
+            p.add_const(&base(), Tensor::from_i64("", dtype, &dims, &vec![0; n]))
         }
         z => z.into(),
     }
