@@ -385,7 +385,7 @@ impl Patch {
             // New nodes take the place of the first node the patch removes, so that the printed
             // and exported order (and hence diffs) stay local.
             let added_node = match self.remove.first() {
-                Some(&r) => graph.add_node_at(n.op, meta, n.attrs, inputs, outputs, graph.node(r).order),
+                Some(&r) => graph.add_node_at(n.op, meta, n.attrs, inputs, outputs, graph.node(r).order()),
                 None => graph.add_node(n.op, meta, n.attrs, inputs, outputs),
             };
             let inferred = added_node.map_err(|e| Refusal(e.to_string())).and_then(|id| {

@@ -37,7 +37,7 @@ impl Pass for UniqueDq {
             for (consumer, port) in consumers {
                 let Port::Input(i) = port else { continue };
                 let n = graph.node(id);
-                let (attrs, inputs, proto, order) = (n.attrs.clone(), n.inputs().to_vec(), n.meta.clone(), n.order);
+                let (attrs, inputs, proto, order) = (n.attrs.clone(), n.inputs().to_vec(), n.meta.clone(), n.order());
                 let (base, ty) = (n.outputs[0].name.clone(), n.outputs[0].ty.clone());
                 let name = graph.fresh_name(&base);
                 let copy = graph

@@ -240,7 +240,7 @@ fn node_order(graph: &Graph) -> Result<Vec<Item>, Error> {
     let mut next_const = 0;
     for id in graph.topo_order()? {
         let n = graph.node(id);
-        while next_const < const_nodes.len() && const_nodes[next_const].0 < n.order {
+        while next_const < const_nodes.len() && const_nodes[next_const].0 < n.order() {
             emit_const(const_nodes[next_const].1, &mut items);
             next_const += 1;
         }

@@ -201,7 +201,7 @@ impl<'a> Printer<'a> {
         }
         let order = g.topo_order().unwrap_or_else(|_| {
             let mut ids: Vec<NodeId> = g.node_ids().filter(|&id| g.node(id).op != Op::Input).collect();
-            ids.sort_by_key(|&id| (g.node(id).order, id));
+            ids.sort_by_key(|&id| (g.node(id).order(), id));
             ids
         });
         for id in order {

@@ -27,12 +27,7 @@ use qdqc_ir::{DType, Graph, Op, Operand, Outlet, Tensor};
 /// The rule table.
 pub fn rules() -> Vec<Rule> {
     vec![
-        Rule::new(
-            "dq-q-same",
-            "(QuantizeLinear (DequantizeLinear ?q ?s1 ?z1) ?s2 ?z2)",
-            &[same_params],
-            remove_dq_q,
-        ),
+        Rule::new("dq-q-same", "(QuantizeLinear (DequantizeLinear ?q ?s1 ?z1) ?s2 ?z2)", &[same_params], remove_dq_q),
         Rule::new("q-of-const", "(QuantizeLinear ?x ?s ?z)", &[input_is_float_const, output_is_integer], fold_q),
         Rule::new("identity", "(Identity ?x)", &[output_name_can_be_kept], remove_identity),
     ]

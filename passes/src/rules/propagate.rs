@@ -21,8 +21,8 @@
 use super::qparams::{self, QParams};
 use crate::driver::RulePass;
 use crate::ensure;
-use crate::rules::Who;
 use crate::rule::{Match, Patch, PatchNode, PatchOperand, Refusal, Rule};
+use crate::rules::Who;
 use qdqc_ir::{attr, DType, Dim, Graph, NodeId, Op, Operand, Outlet, Tensor};
 
 /// The data-movement ops: rule-name suffix, op, how many inputs the pattern allows.
@@ -88,7 +88,6 @@ pub fn pass() -> RulePass {
 }
 
 // ---- shared checks -----------------------------------------------------------------------
-
 
 fn is_dq_output(g: &Graph, o: Operand) -> Option<NodeId> {
     match o {

@@ -18,7 +18,6 @@ pub(crate) struct QParams {
     pub axis: Option<usize>,
 }
 
-
 /// Reads the parameters of a Q or DQ node. Refuses (with a reason) what it cannot read exactly:
 /// non-constant or elided parameters, blocked quantization, unknown types.
 pub(crate) fn of_node(graph: &Graph, id: NodeId) -> Result<QParams, Refusal> {

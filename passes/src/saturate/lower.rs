@@ -110,14 +110,14 @@ pub fn lower(graph: &Graph) -> Result<Lowered, String> {
         let enode = egraph[op_class].nodes.iter().find(|n| matches!(n, QNode::Op { tmpl: t, .. } if *t == tmpl));
         op_of.insert(id, original_ops.len());
         original_ops.push(enode.cloned().expect("just added"));
-        orders.push((op_class, node.order));
+        orders.push((op_class, node.order()));
         for (slot, c) in outs.into_iter().enumerate() {
             values.insert(Outlet::new(id, slot as u32), c);
             let name = &node.outputs[slot].name;
             if !name.is_empty() {
                 names.push((c, name.clone(), true));
             }
-            orders.push((c, node.order));
+            orders.push((c, node.order()));
         }
     }
     let outputs = graph

@@ -48,7 +48,6 @@ pub fn rules() -> Vec<Rule> {
 
 // ---- reading the match -------------------------------------------------------------------
 
-
 /// The Conv node of a match: the root for `conv-integer`, else after the Q (and Relu/Clip).
 fn conv_node(g: &Graph, m: &Match) -> NodeId {
     *m.nodes.iter().find(|&&id| g.node(id).op == Op::Conv).expect("every pattern has a Conv")
