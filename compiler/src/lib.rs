@@ -1,6 +1,7 @@
 //! qdqc's library API: [`compile`] a QDQ model, [`stats`] about a model, [`diff`] of two models'
 //! text forms. The `qdqc` binary only parses flags and prints what these return.
 
+pub mod alloc;
 pub mod diff;
 pub mod report;
 pub mod stats;

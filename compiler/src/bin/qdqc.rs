@@ -9,11 +9,9 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// mimalloc instead of the system allocator: a compile allocates and frees millions of small
-/// names, shapes and nodes, and glibc's malloc spends a large share of a 1M-node compile there
-/// (measured in docs/benchmarks.md, "Compile time at scale").
+/// mimalloc instead of the system allocator (see `qdqc::alloc`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: qdqc::alloc::Mimalloc = qdqc::alloc::Mimalloc;
 
 /// `mi_option_purge_delay` of mimalloc.h, which libmimalloc-sys does not export by name; it
 /// comes right before `mi_option_use_numa_nodes` in both mimalloc v2 and v3.
