@@ -366,6 +366,8 @@ pub struct Graph {
     name_hints: FxHashMap<String, u64>,
     /// [`Graph::topo_order`] of the current graph and the edits since it was computed.
     topo: Topo,
+    /// The constants [`Graph::add_shared_initializer`] added, by fingerprint.
+    shared: FxHashMap<u64, Vec<ConstId>>,
 }
 
 /// The topological order, kept across edits. Every pass sorts the graph, and most of its nodes
@@ -867,6 +869,31 @@ impl Graph {
         tensor.proto.name = Some(name.clone());
         let c = Const { name, value: ConstValue::Dense(tensor), origin: ConstOrigin::Initializer };
         self.add_const(c).expect("fresh name")
+    }
+
+    /// A dense initializer of `tensor`'s type, dims and data: one an earlier call added that
+    /// still exists, or a new one named after `base` (see [`Graph::add_initializer`]). Returns it
+    /// and whether it is new. Rewrites make the same small constants over and over (a requantized
+    /// bias per fused conv of a shared weight, a zero point per fused op); made once, they need no
+    /// names, no memory and no `dedup-consts` work for each copy. Constants are never edited in
+    /// place, so sharing one is safe.
+    pub fn add_shared_initializer(&mut self, base: &str, tensor: Tensor) -> (ConstId, bool) {
+        let Ok(fp) = tensor.fingerprint() else { return (self.add_initializer(base, tensor), true) };
+        let same = |c: &Const| {
+            c.tensor().is_some_and(|t| {
+                t.proto.data_type == tensor.proto.data_type
+                    && t.dims() == tensor.dims()
+                    && matches!((t.raw(), tensor.raw()), (Ok(a), Ok(b)) if a == b)
+            })
+        };
+        let found =
+            self.shared.get(&fp).and_then(|ids| ids.iter().copied().find(|&c| self.live_const(c).is_some_and(same)));
+        if let Some(c) = found {
+            return (c, false);
+        }
+        let c = self.add_initializer(base, tensor);
+        self.shared.entry(fp).or_default().push(c);
+        (c, true)
     }
 
     /// Removes a constant; it must have no uses left.

@@ -331,7 +331,8 @@ impl Patch {
         Patch::default()
     }
 
-    /// Adds a constant (its name is made fresh from `base`).
+    /// Adds a constant (its name is made fresh from `base`), or shares an equal one an earlier
+    /// patch added ([`Graph::add_shared_initializer`]).
     pub fn add_const(&mut self, base: &str, tensor: Tensor) -> PatchOperand {
         self.consts.push((base.to_string(), tensor));
         PatchOperand::NewConst(self.consts.len() - 1)
@@ -357,9 +358,15 @@ impl Patch {
     /// Checks the patch against the graph, then applies it. On `Err` the graph is unchanged.
     pub fn apply(self, graph: &mut Graph) -> Result<Applied, Refusal> {
         let renames = self.check(graph)?;
+        // (An equal constant made by an earlier rewrite is shared; the undo removes only new ones.)
         let mut consts: Vec<ConstId> = Vec::new();
+        let mut created: Vec<ConstId> = Vec::new();
         for (base, tensor) in self.consts {
-            consts.push(graph.add_initializer(&base, tensor));
+            let (c, new) = graph.add_shared_initializer(&base, tensor);
+            consts.push(c);
+            if new {
+                created.push(c);
+            }
         }
         let mut added: Vec<NodeId> = Vec::new();
         let resolve = |p: PatchOperand, added: &[NodeId]| match p {
@@ -399,7 +406,7 @@ impl Patch {
                     for &id in added.iter().rev() {
                         let _ = graph.remove_node(id);
                     }
-                    for &c in &consts {
+                    for &c in &created {
                         graph.remove_const(c);
                     }
                     return Err(r);
