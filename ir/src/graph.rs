@@ -283,12 +283,16 @@ impl Const {
         }
     }
     pub fn ty(&self) -> Option<TensorType> {
-        let dims = match &self.value {
+        Some(TensorType::known(self.dtype()?, self.dims()))
+    }
+
+    /// The dims (without building a type, unlike [`Const::ty`]).
+    pub fn dims(&self) -> &[i64] {
+        match &self.value {
             ConstValue::Dense(t) => &t.proto.dims,
             ConstValue::Sparse(s) => &s.dims,
             ConstValue::Elided(e) => &e.dims,
-        };
-        Some(TensorType::known(self.dtype()?, dims))
+        }
     }
 
     /// The element type (without building the shape, unlike [`Const::ty`]).

@@ -307,26 +307,36 @@ impl<'a> Ctx<'a> {
         !matches!(self.node.input(i), Operand::None)
     }
 
-    pub fn ty(&self, i: usize) -> Option<TensorType> {
-        self.g.operand_type(self.node.input(i))
-    }
-
     pub fn dtype(&self, i: usize) -> Option<DType> {
         match self.node.input(i) {
             Operand::Value(o) => self.g.value(o).ty.as_ref().map(|t| t.dtype),
-            Operand::Const(c) => self.g.constant(c).ty().map(|t| t.dtype),
+            Operand::Const(c) => self.g.constant(c).dtype(),
             Operand::None => None,
         }
     }
 
-    pub fn shape(&self, i: usize) -> Option<Vec<Dim>> {
-        self.ty(i).and_then(|t| t.shape).map(|s| s.to_vec())
+    /// The shape of input `i`: a value's own (shared, not copied: an op that keeps it passes it
+    /// on to [`one`] as it is), or a constant's dims. A constant of unknown element type has no
+    /// type, so no shape either (as [`Graph::operand_type`] has it).
+    pub fn shape(&self, i: usize) -> Option<Arc<[Dim]>> {
+        match self.node.input(i) {
+            Operand::Value(o) => self.g.value(o).ty.as_ref()?.shape.clone(),
+            Operand::Const(c) => {
+                let c = self.g.constant(c);
+                c.dtype().map(|_| c.dims().iter().map(|&d| Dim::Known(d)).collect())
+            }
+            Operand::None => None,
+        }
     }
 
     pub fn rank(&self, i: usize) -> Option<usize> {
         match self.node.input(i) {
             Operand::Value(o) => self.g.value(o).ty.as_ref().and_then(|t| t.rank()),
-            op => self.g.operand_type(op).and_then(|t| t.rank()),
+            Operand::Const(c) => {
+                let c = self.g.constant(c);
+                c.dtype().map(|_| c.dims().len())
+            }
+            Operand::None => None,
         }
     }
 
@@ -468,13 +478,18 @@ fn optional_input(op: &Op, i: usize) -> bool {
 }
 
 /// One output of type `dtype` (if known) and `shape`.
-pub(crate) fn one(dtype: Option<DType>, shape: Option<Vec<Dim>>) -> R<OutputTypes> {
+pub(crate) fn one(dtype: Option<DType>, shape: Option<impl Into<Arc<[Dim]>>>) -> R<OutputTypes> {
     Ok(vec![ty(dtype, shape)])
 }
 
-pub(crate) fn ty(dtype: Option<DType>, shape: Option<Vec<Dim>>) -> Option<TensorType> {
-    dtype.map(|dtype| TensorType::with_shape(dtype, shape))
+/// A type of element type `dtype` (if known) and `shape`: a new one (`Vec<Dim>`) or an input's
+/// (`Arc<[Dim]>`, kept shared).
+pub(crate) fn ty(dtype: Option<DType>, shape: Option<impl Into<Arc<[Dim]>>>) -> Option<TensorType> {
+    dtype.map(|dtype| TensorType { dtype, shape: shape.map(Into::into) })
 }
+
+/// The `shape` argument of [`one`] and [`ty`] when not even the rank is known.
+pub(crate) const UNRANKED: Option<Arc<[Dim]>> = None;
 
 #[cfg(test)]
 mod tests {

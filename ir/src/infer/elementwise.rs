@@ -7,6 +7,7 @@ use crate::dtype::DType;
 use crate::graph::Dim;
 use crate::op::Op;
 use crate::proto::attribute_proto::AttributeType;
+use std::sync::Arc;
 
 /// Ops whose output has the type of their first input.
 pub(crate) fn unary(ctx: &Ctx) -> R<OutputTypes> {
@@ -46,9 +47,9 @@ pub(crate) fn broadcasting(ctx: &Ctx) -> R<OutputTypes> {
         }
         dtype
     };
-    let shapes: Option<Vec<Vec<Dim>>> = (0..n).map(|i| ctx.shape(i)).collect();
+    let shapes: Option<Vec<Arc<[Dim]>>> = (0..n).map(|i| ctx.shape(i)).collect();
     let shape = match shapes {
-        Some(s) => Some(dims::broadcast(&s.iter().map(Vec::as_slice).collect::<Vec<_>>())?),
+        Some(s) => Some(dims::broadcast(&s.iter().map(|s| &s[..]).collect::<Vec<_>>())?),
         None => None,
     };
     one(dtype, shape)

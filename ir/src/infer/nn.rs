@@ -2,10 +2,11 @@
 //! shared with the quantized ops (`QLinearConv`, `QLinearAveragePool`, `QGemm`, ...).
 
 use super::dims::{self, R};
-use super::{one, ty, Ctx, OutputTypes};
+use super::{one, ty, Ctx, OutputTypes, UNRANKED};
 use crate::dtype::DType;
 use crate::graph::Dim;
 use crate::op::Op;
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum AutoPad {
@@ -192,7 +193,7 @@ pub(crate) fn conv_shape(ctx: &Ctx, x: usize, w: usize, b: Option<usize>) -> R<O
         }
     }
     if let Some(bs) = b.filter(|&b| ctx.has(b)).and_then(|b| ctx.shape(b)) {
-        match bs.as_slice() {
+        match &bs[..] {
             [d] if dims::unify(d, &m).is_some() => {}
             _ => return Err(format!("bias has shape {} but there are {m} output channels", show_dims(&bs))),
         }
@@ -228,7 +229,7 @@ pub(crate) fn conv_transpose(ctx: &Ctx) -> R<OutputTypes> {
     let dtype = same_dtype(ctx, 0, 1)?;
     let (xs, ws) = (ctx.shape(0), ctx.shape(1));
     let Some(rank) = conv_rank(xs.as_deref(), ws.as_deref())? else {
-        return one(dtype, None);
+        return one(dtype, UNRANKED);
     };
     let n = rank - 2;
     let win = window(ctx, kernel_of(ctx, ws.as_deref(), n)?)?;
@@ -298,7 +299,7 @@ pub(crate) fn conv_transpose(ctx: &Ctx) -> R<OutputTypes> {
 }
 
 /// Output shape of a pool over `x` with the node's `kernel_shape` (channels first or last).
-pub(crate) fn pool_shape(ctx: &Ctx, xs: Option<Vec<Dim>>, channels_last: bool) -> R<Option<Vec<Dim>>> {
+pub(crate) fn pool_shape(ctx: &Ctx, xs: Option<&[Dim]>, channels_last: bool) -> R<Option<Vec<Dim>>> {
     let kernel = ctx.attr_ints("kernel_shape").ok_or("attribute kernel_shape is missing")?;
     let n = kernel.len();
     if n == 0 {
@@ -318,7 +319,7 @@ pub(crate) fn pool_shape(ctx: &Ctx, xs: Option<Vec<Dim>>, channels_last: bool) -
         return Ok(Some(vec![Dim::Unknown; n + 2]));
     };
     let first = if channels_last { 1 } else { 2 };
-    let mut out = xs.clone();
+    let mut out = xs.to_vec();
     for i in 0..n {
         out[first + i] = win.out(&xs[first + i], i)?;
     }
@@ -327,7 +328,7 @@ pub(crate) fn pool_shape(ctx: &Ctx, xs: Option<Vec<Dim>>, channels_last: bool) -
 
 /// MaxPool (with its optional Indices output) and AveragePool.
 pub(crate) fn pool(ctx: &Ctx) -> R<OutputTypes> {
-    let shape = pool_shape(ctx, ctx.shape(0), false)?;
+    let shape = pool_shape(ctx, ctx.shape(0).as_deref(), false)?;
     let mut out = vec![ty(ctx.dtype(0), shape.clone())];
     if ctx.node.op == Op::MaxPool {
         out.push(ty(Some(DType::I64), shape));
@@ -336,8 +337,9 @@ pub(crate) fn pool(ctx: &Ctx) -> R<OutputTypes> {
 }
 
 /// `[N, C, 1, ...]` (or `[N, 1, ..., C]` channels last).
-pub(crate) fn global_pool_shape(xs: Option<Vec<Dim>>, channels_last: bool) -> R<Option<Vec<Dim>>> {
-    let Some(mut xs) = xs else { return Ok(None) };
+pub(crate) fn global_pool_shape(xs: Option<&[Dim]>, channels_last: bool) -> R<Option<Vec<Dim>>> {
+    let Some(xs) = xs else { return Ok(None) };
+    let mut xs = xs.to_vec();
     let r = xs.len();
     if r < 2 {
         return Err(format!("input must have rank >= 2 (N, C, ...), not {r}"));
@@ -350,7 +352,7 @@ pub(crate) fn global_pool_shape(xs: Option<Vec<Dim>>, channels_last: bool) -> R<
 }
 
 pub(crate) fn global_pool(ctx: &Ctx) -> R<OutputTypes> {
-    one(ctx.dtype(0), global_pool_shape(ctx.shape(0), false)?)
+    one(ctx.dtype(0), global_pool_shape(ctx.shape(0).as_deref(), false)?)
 }
 
 pub(crate) fn batch_norm(ctx: &Ctx) -> R<OutputTypes> {
@@ -363,7 +365,7 @@ pub(crate) fn batch_norm(ctx: &Ctx) -> R<OutputTypes> {
     let names = ["scale", "B", "input_mean", "input_var"];
     for (i, name) in names.iter().enumerate() {
         if let Some(s) = ctx.shape(i + 1) {
-            match s.as_slice() {
+            match &s[..] {
                 [d] if dims::unify(d, &c).is_some() => {}
                 _ => return Err(format!("{name} has shape {} but the input has {c} channels", show_dims(&s))),
             }
@@ -388,7 +390,7 @@ pub(crate) fn layer_norm(ctx: &Ctx) -> R<OutputTypes> {
     let stats = match &xs {
         Some(s) => {
             let axis = dims::axis(ctx.attr_int("axis").unwrap_or(-1), s.len(), "axis")?;
-            let mut m = s.clone();
+            let mut m = s.to_vec();
             for d in &mut m[axis..] {
                 *d = Dim::Known(1);
             }
@@ -437,14 +439,14 @@ pub(crate) fn matmul(ctx: &Ctx) -> R<OutputTypes> {
 /// `[M, N]` of a Gemm with inputs `a`, `b` and optional `c` (transA/transB attributes).
 pub(crate) fn gemm_shape(ctx: &Ctx, a: usize, b: usize, c: Option<usize>) -> R<Option<Vec<Dim>>> {
     let (ta, tb) = (ctx.attr_int("transA").unwrap_or(0) != 0, ctx.attr_int("transB").unwrap_or(0) != 0);
-    let two = |i: usize, what: &str| -> R<Option<Vec<Dim>>> {
+    let two = |i: usize, what: &str| -> R<Option<Arc<[Dim]>>> {
         match ctx.shape(i) {
             Some(s) if s.len() != 2 => Err(format!("{what} must have rank 2, not {}", s.len())),
             s => Ok(s),
         }
     };
     let (sa, sb) = (two(a, "A")?, two(b, "B")?);
-    let pick = |s: &Option<Vec<Dim>>, i: usize| s.as_ref().map_or(Dim::Unknown, |s| s[i].clone());
+    let pick = |s: &Option<Arc<[Dim]>>, i: usize| s.as_ref().map_or(Dim::Unknown, |s| s[i].clone());
     let (m, ka) = (pick(&sa, usize::from(ta)), pick(&sa, usize::from(!ta)));
     let (kb, n) = (pick(&sb, usize::from(tb)), pick(&sb, usize::from(!tb)));
     if dims::unify(&ka, &kb).is_none() {

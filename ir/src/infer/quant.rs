@@ -21,7 +21,7 @@ fn check_qparams(ctx: &Ctx) -> R<()> {
     let (xs, ss) = (ctx.shape(0), ctx.shape(1));
     if let (Some(s), Some(z)) = (&ss, ctx.has(2).then(|| ctx.shape(2)).flatten()) {
         // onnxruntime's quantizer writes [1] scales with scalar zero points: both per tensor.
-        let same = s.len() == z.len() && s.iter().zip(&z).all(|(a, b)| dims::unify(a, b).is_some());
+        let same = s.len() == z.len() && s.iter().zip(z.iter()).all(|(a, b)| dims::unify(a, b).is_some());
         let both_per_tensor = per_tensor(s) && per_tensor(&z);
         if !same && !both_per_tensor {
             return Err(format!("zero point has shape {} but scale has shape {}", show_dims(&z), show_dims(s)));
@@ -132,9 +132,11 @@ pub(crate) fn qlinear(ctx: &Ctx) -> R<OutputTypes> {
         }
         // X, x_scale, x_zp, y_scale, y_zp
         Op::QLinearGlobalAveragePool => {
-            one(ctx.dtype(0).or(ctx.dtype(4)), nn::global_pool_shape(ctx.shape(0), channels_last)?)
+            one(ctx.dtype(0).or(ctx.dtype(4)), nn::global_pool_shape(ctx.shape(0).as_deref(), channels_last)?)
         }
-        Op::QLinearAveragePool => one(ctx.dtype(0).or(ctx.dtype(4)), nn::pool_shape(ctx, ctx.shape(0), channels_last)?),
+        Op::QLinearAveragePool => {
+            one(ctx.dtype(0).or(ctx.dtype(4)), nn::pool_shape(ctx, ctx.shape(0).as_deref(), channels_last)?)
+        }
         // Y_scale, Y_zp, then (X, X_scale, X_zp) per input
         Op::QLinearConcat => {
             let n = ctx.n_inputs();

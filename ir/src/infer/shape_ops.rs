@@ -3,10 +3,11 @@
 
 use super::dims::{self, R};
 use super::nn::show_dims;
-use super::{one, ty, Ctx, OutputTypes};
+use super::{one, ty, Ctx, OutputTypes, UNRANKED};
 use crate::dtype::DType;
 use crate::graph::Dim;
 use crate::op::Op;
+use std::sync::Arc;
 
 /// Ranks taken from the length of a non-constant shape-like input are believed up to this.
 const MAX_RANK: i64 = 1 << 12;
@@ -34,8 +35,8 @@ fn list(ctx: &Ctx, attr: &str, input: usize) -> R<List> {
 
 /// The length of a 1-D input, from its type.
 fn input_len(ctx: &Ctx, i: usize) -> Option<usize> {
-    match ctx.shape(i)?.as_slice() {
-        [Dim::Known(k)] if *k <= MAX_RANK => Some(*k as usize),
+    match *ctx.shape(i)? {
+        [Dim::Known(k)] if k <= MAX_RANK => Some(k as usize),
         _ => None,
     }
 }
@@ -77,7 +78,7 @@ pub(crate) fn reshape(ctx: &Ctx) -> R<OutputTypes> {
         return Err(format!("target shape {target:?} has both -1 and 0 with allowzero=1"));
     }
     if let Some(xs) = &xs {
-        let whole = dims::product(xs)?;
+        let whole = dims::product(xs.iter())?;
         let bad = |why: String| format!("cannot reshape {} to {target:?}: {why}", show_dims(xs));
         match infer_at {
             Some(at) => {
@@ -124,26 +125,26 @@ pub(crate) fn transpose(ctx: &Ctx) -> R<OutputTypes> {
     if !ok {
         return Err(format!("perm {perm:?} is not a permutation of the {r} input axes"));
     }
-    one(ctx.dtype(0), Some(perm.iter().map(|&p| xs[p as usize].clone()).collect()))
+    one(ctx.dtype(0), Some(perm.iter().map(|&p| xs[p as usize].clone()).collect::<Vec<_>>()))
 }
 
 pub(crate) fn squeeze(ctx: &Ctx) -> R<OutputTypes> {
     let dtype = ctx.dtype(0);
     let Some(xs) = ctx.shape(0) else {
-        return one(dtype, None);
+        return one(dtype, UNRANKED);
     };
     let axes = match list(ctx, "axes", 1)? {
-        List::Unknown => return one(dtype, None),
+        List::Unknown => return one(dtype, UNRANKED),
         List::Absent => None,
         List::Known(a) => Some(a),
     };
-    let out = match axes {
+    let out: Vec<_> = match axes {
         None => {
             // Without axes every size-1 dim goes; an unknown dim might be 1.
             if xs.iter().any(|d| d.known().is_none()) {
-                return one(dtype, None);
+                return one(dtype, UNRANKED);
             }
-            xs.into_iter().filter(|d| *d != Dim::Known(1)).collect()
+            xs.iter().filter(|d| **d != Dim::Known(1)).cloned().collect()
         }
         Some(a) => {
             let axes = dims::axes(&a, xs.len(), "axis")?;
@@ -154,7 +155,7 @@ pub(crate) fn squeeze(ctx: &Ctx) -> R<OutputTypes> {
                     }
                 }
             }
-            xs.into_iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, d)| d).collect()
+            xs.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, d)| d.clone()).collect()
         }
     };
     one(dtype, Some(out))
@@ -172,19 +173,19 @@ pub(crate) fn unsqueeze(ctx: &Ctx) -> R<OutputTypes> {
         List::Absent => return Err("axes are missing".into()),
     };
     let Some(xs) = xs else {
-        return one(dtype, None);
+        return one(dtype, UNRANKED);
     };
     let r = xs.len() + axes.len();
     let axes = dims::axes(&axes, r, "axis")?;
-    let mut inputs = xs.into_iter();
-    let out = (0..r).map(|i| if axes.contains(&i) { Dim::Known(1) } else { inputs.next().unwrap() }).collect();
+    let mut inputs = xs.iter().cloned();
+    let out: Vec<_> = (0..r).map(|i| if axes.contains(&i) { Dim::Known(1) } else { inputs.next().unwrap() }).collect();
     one(dtype, Some(out))
 }
 
 /// Concatenation of inputs `parts` along the `axis` attribute.
 pub(crate) fn concat_shape(ctx: &Ctx, parts: &[usize]) -> R<Option<Vec<Dim>>> {
     let axis = ctx.attr_int("axis").ok_or("attribute axis is missing")?;
-    let shapes: Vec<Option<Vec<Dim>>> = parts.iter().map(|&i| ctx.shape(i)).collect();
+    let shapes: Vec<Option<Arc<[Dim]>>> = parts.iter().map(|&i| ctx.shape(i)).collect();
     let Some(first) = shapes.iter().flatten().next() else {
         return Ok(None);
     };
@@ -305,7 +306,7 @@ pub(crate) fn slice(ctx: &Ctx) -> R<OutputTypes> {
         (get(1)?, get(2)?, get(3)?, get(4)?)
     };
     let Some(xs) = ctx.shape(0) else {
-        return one(dtype, None);
+        return one(dtype, UNRANKED);
     };
     let r = xs.len();
     let axes: Option<Vec<usize>> = match &axes {
@@ -320,7 +321,7 @@ pub(crate) fn slice(ctx: &Ctx) -> R<OutputTypes> {
     };
     let (List::Known(starts), List::Known(ends), Some(axes)) = (&starts, &ends, &axes) else {
         // Which axes change is known, or none is.
-        let mut out = xs;
+        let mut out = xs.to_vec();
         for (i, d) in out.iter_mut().enumerate() {
             if axes.as_ref().is_none_or(|a| a.contains(&i)) {
                 *d = Dim::Unknown;
@@ -332,7 +333,7 @@ pub(crate) fn slice(ctx: &Ctx) -> R<OutputTypes> {
         List::Known(s) => s,
         List::Absent => vec![1; starts.len()],
         List::Unknown => {
-            let mut out = xs;
+            let mut out = xs.to_vec();
             for &a in axes {
                 out[a] = Dim::Unknown;
             }
@@ -348,7 +349,7 @@ pub(crate) fn slice(ctx: &Ctx) -> R<OutputTypes> {
             steps.len()
         ));
     }
-    let mut out = xs;
+    let mut out = xs.to_vec();
     for (k, &a) in axes.iter().enumerate() {
         if steps[k] == 0 {
             return Err("step 0 is not allowed".into());
@@ -366,17 +367,17 @@ pub(crate) fn gather(ctx: &Ctx) -> R<OutputTypes> {
         }
     }
     let Some(xs) = ctx.shape(0) else {
-        return one(dtype, None);
+        return one(dtype, UNRANKED);
     };
     if xs.is_empty() {
         return Err("data must have rank >= 1".into());
     }
     let a = dims::axis(ctx.attr_int("axis").unwrap_or(0), xs.len(), "axis")?;
     let Some(is) = ctx.shape(1) else {
-        return one(dtype, None);
+        return one(dtype, UNRANKED);
     };
     let mut out = xs[..a].to_vec();
-    out.extend(is);
+    out.extend_from_slice(&is);
     out.extend_from_slice(&xs[a + 1..]);
     one(dtype, Some(out))
 }
@@ -395,7 +396,7 @@ pub(crate) fn split(ctx: &Ctx) -> R<OutputTypes> {
         }
     }
     let Some(xs) = ctx.shape(0) else {
-        return Ok(vec![ty(dtype, None); n]);
+        return Ok(vec![ty(dtype, UNRANKED); n]);
     };
     let a = dims::axis(ctx.attr_int("axis").unwrap_or(0), xs.len(), "axis")?;
     let d = &xs[a];
@@ -438,7 +439,7 @@ pub(crate) fn split(ctx: &Ctx) -> R<OutputTypes> {
     Ok(sizes
         .into_iter()
         .map(|s| {
-            let mut o = xs.clone();
+            let mut o = xs.to_vec();
             o[a] = s;
             ty(dtype, Some(o))
         })
@@ -463,7 +464,7 @@ pub(crate) fn pad(ctx: &Ctx) -> R<OutputTypes> {
     let xs = match (ctx.shape(0), &pads, &axes) {
         (Some(xs), _, _) => xs,
         (None, List::Known(p), List::Absent) => return one(dtype, Some(vec![Dim::Unknown; p.len() / 2])),
-        _ => return one(dtype, None),
+        _ => return one(dtype, UNRANKED),
     };
     let r = xs.len();
     let axes: Vec<usize> = match axes {
@@ -471,7 +472,7 @@ pub(crate) fn pad(ctx: &Ctx) -> R<OutputTypes> {
         List::Known(a) => dims::axes(&a, r, "axis")?,
         List::Unknown => return one(dtype, Some(vec![Dim::Unknown; r])),
     };
-    let mut out = xs;
+    let mut out = xs.to_vec();
     let List::Known(pads) = pads else {
         for &a in &axes {
             out[a] = Dim::Unknown;
@@ -525,17 +526,17 @@ pub(crate) fn resize(ctx: &Ctx) -> R<OutputTypes> {
         // The sizes give the rank (and the shape, without axes).
         if use_sizes && !ctx.has_attr("axes") {
             if let Some(s) = ctx.const_ints(sizes_at)? {
-                return one(dtype, Some(s.into_iter().map(Dim::Known).collect()));
+                return one(dtype, Some(s.into_iter().map(Dim::Known).collect::<Vec<_>>()));
             }
         }
-        return one(dtype, None);
+        return one(dtype, UNRANKED);
     };
     let r = xs.len();
     let axes = match ctx.attr_ints("axes") {
         Some(a) => dims::axes(a, r, "axis")?,
         None => (0..r).collect(),
     };
-    let mut out = xs.clone();
+    let mut out = xs.to_vec();
     let values_len = |len: usize, what: &str| -> R<()> {
         if len == axes.len() {
             Ok(())
@@ -627,7 +628,7 @@ pub(crate) fn depth_space(ctx: &Ctx) -> R<OutputTypes> {
     let Some(xs) = ctx.shape(0) else {
         return one(dtype, Some(vec![Dim::Unknown; 4]));
     };
-    let [n, c, h, w] = xs.as_slice() else {
+    let [n, c, h, w] = &xs[..] else {
         return Err(format!("input must have rank 4, not {}", xs.len()));
     };
     let bb = b.checked_mul(b).ok_or_else(|| dims::overflow("blocksize squared"))?;
@@ -677,17 +678,18 @@ pub(crate) fn reduce(ctx: &Ctx) -> R<OutputTypes> {
         axes = List::Absent;
     }
     let Some(xs) = ctx.shape(0) else {
-        return one(dtype, None);
+        return one(dtype, UNRANKED);
     };
     let r = xs.len();
     let reduced: Vec<bool> = match axes {
         List::Absent if noop => return one(dtype, Some(xs)),
         List::Absent => vec![true; r],
         List::Unknown if keepdims => {
-            let out = xs.into_iter().map(|d| if d == Dim::Known(1) { d } else { Dim::Unknown }).collect();
+            let out: Vec<_> =
+                xs.iter().map(|d| if *d == Dim::Known(1) { Dim::Known(1) } else { Dim::Unknown }).collect();
             return one(dtype, Some(out));
         }
-        List::Unknown => return one(dtype, None),
+        List::Unknown => return one(dtype, UNRANKED),
         List::Known(a) => {
             let mut m = vec![false; r];
             for &v in &a {
@@ -696,11 +698,11 @@ pub(crate) fn reduce(ctx: &Ctx) -> R<OutputTypes> {
             m
         }
     };
-    let out = xs
-        .into_iter()
+    let out: Vec<_> = xs
+        .iter()
         .zip(reduced)
         .filter_map(|(d, red)| match (red, keepdims) {
-            (false, _) => Some(d),
+            (false, _) => Some(d.clone()),
             (true, true) => Some(Dim::Known(1)),
             (true, false) => None,
         })
