@@ -6,6 +6,7 @@ use super::{one, ty, Ctx, OutputTypes, UNRANKED};
 use crate::dtype::DType;
 use crate::graph::Dim;
 use crate::op::Op;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -17,24 +18,25 @@ enum AutoPad {
 }
 
 /// The sliding-window attributes of a conv or pool over `n` spatial axes.
-struct Window {
+struct Window<'a> {
     kernel: Vec<Option<i64>>,
-    strides: Vec<i64>,
-    dilations: Vec<i64>,
-    pads: Vec<i64>,
+    strides: Cow<'a, [i64]>,
+    dilations: Cow<'a, [i64]>,
+    pads: Cow<'a, [i64]>,
     auto_pad: AutoPad,
     ceil: bool,
 }
 
-fn int_list(ctx: &Ctx, name: &str, n: usize, default: i64) -> R<Vec<i64>> {
+/// The `n` values of ints attribute `name` (borrowed from the node), or `n` times `default`.
+fn int_list<'a>(ctx: &Ctx<'a>, name: &str, n: usize, default: i64) -> R<Cow<'a, [i64]>> {
     match ctx.attr_ints(name) {
-        None => Ok(vec![default; n]),
-        Some(v) if v.len() == n => Ok(v.to_vec()),
+        None => Ok(Cow::Owned(vec![default; n])),
+        Some(v) if v.len() == n => Ok(Cow::Borrowed(v)),
         Some(v) => Err(format!("attribute {name} has {} values, expected {n}", v.len())),
     }
 }
 
-fn window(ctx: &Ctx, kernel: Vec<Option<i64>>) -> R<Window> {
+fn window<'a>(ctx: &Ctx<'a>, kernel: Vec<Option<i64>>) -> R<Window<'a>> {
     let n = kernel.len();
     if let Some(k) = kernel.iter().flatten().find(|&&k| k <= 0) {
         return Err(format!("kernel size {k} must be positive"));
@@ -67,7 +69,7 @@ fn ceil_div(a: i128, b: i128) -> i128 {
     a.div_euclid(b) + i128::from(a.rem_euclid(b) != 0)
 }
 
-impl Window {
+impl Window<'_> {
     fn n(&self) -> usize {
         self.kernel.len()
     }
@@ -128,20 +130,14 @@ impl Window {
 
 /// Kernel sizes from the `kernel_shape` attribute or the weight's spatial dims (checked to agree).
 fn kernel_of(ctx: &Ctx, w: Option<&[Dim]>, n: usize) -> R<Vec<Option<i64>>> {
-    let from_w: Vec<Option<i64>> = match w {
-        Some(w) => w[2..].iter().map(Dim::known).collect(),
-        None => vec![None; n],
-    };
+    let from_w = |i: usize| w.and_then(|w| w[2 + i].known());
     match ctx.attr_ints("kernel_shape") {
-        None => Ok(from_w),
+        None => Ok((0..n).map(from_w).collect()),
         Some(k) if k.len() != n => Err(format!("attribute kernel_shape has {} values, expected {n}", k.len())),
         Some(k) => {
-            for (i, (&a, b)) in k.iter().zip(&from_w).enumerate() {
-                if b.is_some_and(|b| b != a) {
-                    return Err(format!(
-                        "kernel_shape {k:?} disagrees with the weight's spatial dim {i} ({})",
-                        b.unwrap()
-                    ));
+            for (i, &a) in k.iter().enumerate() {
+                if let Some(b) = from_w(i).filter(|&b| b != a) {
+                    return Err(format!("kernel_shape {k:?} disagrees with the weight's spatial dim {i} ({b})"));
                 }
             }
             Ok(k.iter().map(|&v| Some(v)).collect())
@@ -202,8 +198,8 @@ pub(crate) fn conv_shape(ctx: &Ctx, x: usize, w: usize, b: Option<usize>) -> R<O
     out.push(xs.as_ref().map_or(Dim::Unknown, |s| s[0].clone()));
     out.push(m);
     for i in 0..n {
-        let d = xs.as_ref().map_or(Dim::Unknown, |s| s[2 + i].clone());
-        out.push(win.out(&d, i)?);
+        let d = xs.as_ref().map_or(&Dim::Unknown, |s| &s[2 + i]);
+        out.push(win.out(d, i)?);
     }
     Ok(Some(out))
 }
