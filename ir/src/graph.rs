@@ -652,6 +652,19 @@ impl Graph {
         }
     }
 
+    /// The rank of an operand (without cloning or building its shape). A constant of unknown
+    /// element type has no type, so no rank either.
+    pub fn operand_rank(&self, op: Operand) -> Option<usize> {
+        match op {
+            Operand::Value(o) => self.value(o).ty.as_ref()?.rank(),
+            Operand::Const(c) => {
+                let c = self.constant(c);
+                c.dtype().map(|_| c.dims().len())
+            }
+            Operand::None => None,
+        }
+    }
+
     pub fn operand_type(&self, op: Operand) -> Option<TensorType> {
         match op {
             Operand::Value(o) => self.value(o).ty.clone(),

@@ -310,11 +310,7 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn dtype(&self, i: usize) -> Option<DType> {
-        match self.node.input(i) {
-            Operand::Value(o) => self.g.value(o).ty.as_ref().map(|t| t.dtype),
-            Operand::Const(c) => self.g.constant(c).dtype(),
-            Operand::None => None,
-        }
+        self.g.operand_dtype(self.node.input(i))
     }
 
     /// The shape of input `i`: a value's own (shared, not copied: an op that keeps it passes it
@@ -332,14 +328,7 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn rank(&self, i: usize) -> Option<usize> {
-        match self.node.input(i) {
-            Operand::Value(o) => self.g.value(o).ty.as_ref().and_then(|t| t.rank()),
-            Operand::Const(c) => {
-                let c = self.g.constant(c);
-                c.dtype().map(|_| c.dims().len())
-            }
-            Operand::None => None,
-        }
+        self.g.operand_rank(self.node.input(i))
     }
 
     /// The tensor of a dense constant input.

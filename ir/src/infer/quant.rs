@@ -197,10 +197,6 @@ fn quant_from(
     Some(Quant { scale: s, zero_point, axis, block_size: block })
 }
 
-fn rank_of(g: &Graph, op: Operand) -> Option<usize> {
-    g.operand_type(op).and_then(|t| t.rank())
-}
-
 /// The quantization parameters of a node's first output: a QuantizeLinear's, or the output
 /// scale and zero point of a QLinear op. The caller keeps them only on integer values.
 pub(crate) fn output_quant(g: &Graph, node: &Node) -> Option<Quant> {
@@ -209,7 +205,7 @@ pub(crate) fn output_quant(g: &Graph, node: &Node) -> Option<Quant> {
         Op::QuantizeLinear => {
             let block = crate::attr::int(&node.attrs, "block_size").filter(|&b| b > 0);
             let axis = crate::attr::int(&node.attrs, "axis").unwrap_or(1);
-            return quant_from(g, node.input(1), node.input(2), axis, block, rank_of(g, node.input(0)));
+            return quant_from(g, node.input(1), node.input(2), axis, block, g.operand_rank(node.input(0)));
         }
         Op::QLinearConv => (6, 7, 1),
         Op::QLinearMatMul => (6, 7, -1),
@@ -279,7 +275,7 @@ pub(crate) fn dequantized_input_quant(g: &Graph, node: &Node) -> Option<(Outlet,
         return None;
     };
     // The element type: the value's, else its zero point's; with neither it is taken as integer.
-    let dtype = g.value(x).ty.as_ref().map(|t| t.dtype).or_else(|| g.operand_type(node.input(2)).map(|t| t.dtype));
+    let dtype = g.operand_dtype(node.input(0)).or_else(|| g.operand_dtype(node.input(2)));
     if dtype.is_some_and(|d| !d.is_int()) {
         return None;
     }
