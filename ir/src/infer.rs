@@ -46,14 +46,10 @@ pub fn infer_graph(graph: &mut Graph) -> Result<(), GraphError> {
         if matches!(node.op, Op::Input | Op::Other { .. }) {
             continue;
         }
-        let inferred = infer_to_record(graph, id).map_err(|msg| node_error(node, msg))?;
-        let mut merged = Vec::with_capacity(node.outputs.len());
-        for (slot, ty) in inferred.into_iter().enumerate().take(node.outputs.len()) {
-            let v = &node.outputs[slot];
-            if v.name.is_empty() {
-                continue;
-            }
-            let m = merge(v.ty.as_ref(), ty.as_ref()).ok_or_else(|| {
+        // The inferred types become the merged ones in place, then are recorded.
+        let mut types = infer_to_record(graph, id).map_err(|msg| node_error(node, msg))?;
+        for (v, ty) in node.outputs.iter().zip(&mut types).filter(|(v, _)| !v.name.is_empty()) {
+            *ty = merge(v.ty.as_ref(), ty.as_ref()).ok_or_else(|| {
                 let msg = format!(
                     "output '{}' is declared {} but its inputs give {}",
                     v.name,
@@ -62,11 +58,10 @@ pub fn infer_graph(graph: &mut Graph) -> Result<(), GraphError> {
                 );
                 node_error(node, msg)
             })?;
-            merged.push((slot, m));
         }
         let node = graph.node_mut(id);
-        for (slot, ty) in merged {
-            node.outputs[slot].ty = ty;
+        for (v, ty) in node.outputs.iter_mut().zip(types).filter(|(v, _)| !v.name.is_empty()) {
+            v.ty = ty;
         }
         infer_quant(graph, id);
     }

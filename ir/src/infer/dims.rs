@@ -68,10 +68,11 @@ pub(crate) fn broadcast(shapes: &[&[Dim]]) -> R<Vec<Dim>> {
     let rank = shapes.iter().map(|s| s.len()).max().unwrap_or(0);
     let mut out = vec![Dim::Known(1); rank];
     for s in shapes {
-        let off = rank - s.len();
-        for (i, d) in s.iter().enumerate() {
-            out[off + i] =
-                broadcast_dim(&out[off + i], d).map_err(|e| format!("{e} (shapes {})", show_shapes(shapes)))?;
+        for (o, d) in out[rank - s.len()..].iter_mut().zip(s.iter()) {
+            // A dim broadcast with itself is itself: only a different one is worked out (and copied).
+            if o != d {
+                *o = broadcast_dim(o, d).map_err(|e| format!("{e} (shapes {})", show_shapes(shapes)))?;
+            }
         }
     }
     Ok(out)
