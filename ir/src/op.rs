@@ -65,6 +65,32 @@ macro_rules! ops {
 
             /// Every known op (not `Input`, not `Other`).
             pub const KNOWN: &'static [Op] = &[$(Op::$s,)* $(Op::$m,)*];
+
+            /// The op without `Other`'s domain and name.
+            pub fn kind(&self) -> OpKind {
+                match self {
+                    Op::Input => OpKind::Input,
+                    $(Op::$s => OpKind::$s,)*
+                    $(Op::$m => OpKind::$m,)*
+                    Op::Other { .. } => OpKind::Other,
+                }
+            }
+        }
+
+        /// An [`Op`] without data: one byte, for tables by op (a sweep looks up every node's op in
+        /// the graph's dense table of kinds instead of reading the node).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum OpKind {
+            Input,
+            $($s,)*
+            $($m,)*
+            Other,
+        }
+
+        impl OpKind {
+            /// How many kinds there are (`kind as usize` is below it).
+            pub const COUNT: usize = OpKind::Other as usize + 1;
         }
     };
 }

@@ -9,11 +9,9 @@
 
 use crate::rule::{Pattern, Refusal, Rule};
 use crate::{Pass, PassError, Remark, Remarks, Target};
-use qdqc_ir::{Graph, GraphError, NodeId, Op, Operand};
-use rustc_hash::FxHashMap as HashMap;
+use qdqc_ir::{Graph, GraphError, NodeId, Op, OpKind, Operand};
 use smallvec::SmallVec;
 use std::collections::VecDeque;
-use std::mem::{discriminant, Discriminant};
 
 /// Sweeps after which the driver gives up converging (each sweep is linear in the graph).
 pub const MAX_SWEEPS: usize = 8;
@@ -48,37 +46,44 @@ pub fn run_rules(
 type Refusals = Vec<(&'static str, NodeId, String)>;
 
 /// The rules that may match at a node, in table order: those rooted at its op whose first
-/// argument, when it is a nested pattern, names the op of the node's first input. (A sweep visits
+/// argument, when it is a nested pattern, names the op of the node's first input. Ops are compared
+/// by kind, read from the graph's table of kinds: a sweep passes over the nodes no rule is
+/// rooted at without reading them, and tries only the patterns that can match. (A sweep visits
 /// every node; a QuantizeLinear is the root of a dozen rules per family, and trying each pattern
 /// only to find another op under the root was a tenth of a large compile.)
 struct Dispatch<'r> {
-    by_root: HashMap<Discriminant<Op>, Vec<(&'r Rule, Option<&'r Op>)>>,
+    /// By the root's kind: each rule and the kind its first argument's pattern needs.
+    by_root: Vec<Vec<(&'r Rule, Option<OpKind>)>>,
 }
 
 impl<'r> Dispatch<'r> {
     fn new(rules: &'r [Rule]) -> Dispatch<'r> {
-        let mut by_root: HashMap<_, Vec<_>> = HashMap::default();
+        let mut by_root = vec![Vec::new(); OpKind::COUNT];
         for r in rules {
             let Pattern::Node { op, args } = &r.pattern else { unreachable!("rule roots are ops") };
-            let first = args.first().and_then(Pattern::root_op);
-            by_root.entry(discriminant(op)).or_default().push((r, first));
+            let first = args.first().and_then(Pattern::root_op).map(Op::kind);
+            by_root[op.kind() as usize].push((r, first));
         }
         Dispatch { by_root }
     }
 
+    /// Whether some rule is rooted at node `id` (false for a removed node).
+    fn roots(&self, graph: &Graph, id: NodeId) -> bool {
+        graph.kind(id).is_some_and(|k| !self.by_root[k as usize].is_empty())
+    }
+
     fn at<'a>(&'a self, graph: &'a Graph, id: NodeId) -> impl Iterator<Item = &'r Rule> + 'a {
-        let node = graph.node(id);
-        let first = match node.input(0) {
-            Operand::Value(o) if o.slot == 0 => Some(&graph.node(o.node).op),
+        let rules = graph.kind(id).map_or(&[][..], |k| self.by_root[k as usize].as_slice());
+        let first = match graph.node(id).input(0) {
+            Operand::Value(o) if o.slot == 0 => graph.kind(o.node),
             _ => None,
         };
-        let rules = self.by_root.get(&discriminant(&node.op)).map_or(&[][..], Vec::as_slice);
-        rules.iter().filter(move |(_, op)| op.is_none_or(|op| first == Some(op))).map(|&(r, _)| r)
+        rules.iter().filter(move |(_, k)| k.is_none_or(|k| first == Some(k))).map(|&(r, _)| r)
     }
 }
 
 fn sweep(graph: &mut Graph, rules: &Dispatch, target: Target) -> Result<(usize, Refusals), GraphError> {
-    let mut work: VecDeque<NodeId> = graph.topo_order()?.into();
+    let mut work: VecDeque<NodeId> = graph.topo_order()?.into_iter().filter(|&id| rules.roots(graph, id)).collect();
     // Queued flags by node index (grown as rewrites add nodes).
     let mut queued = vec![false; graph.node_bound()];
     for &id in &work {
@@ -88,7 +93,7 @@ fn sweep(graph: &mut Graph, rules: &Dispatch, target: Target) -> Result<(usize, 
     let mut refusals = Vec::new();
     while let Some(id) = work.pop_front() {
         queued[id.index()] = false;
-        if !graph.contains(id) {
+        if !rules.roots(graph, id) {
             continue;
         }
         let candidates: SmallVec<[&Rule; 8]> = rules.at(graph, id).collect();
@@ -107,7 +112,7 @@ fn sweep(graph: &mut Graph, rules: &Dispatch, target: Target) -> Result<(usize, 
                             if n.index() >= queued.len() {
                                 queued.resize(graph.node_bound().max(n.index() + 1), false);
                             }
-                            if graph.contains(n) && !queued[n.index()] {
+                            if rules.roots(graph, n) && !queued[n.index()] {
                                 queued[n.index()] = true;
                                 work.push_back(n);
                             }
