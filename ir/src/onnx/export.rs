@@ -13,7 +13,6 @@ use crate::proto::{
 use bytes::BufMut;
 use prost::encoding::{encoded_len_varint, key_len};
 use prost::Message;
-use std::collections::HashSet;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
@@ -229,16 +228,25 @@ fn node_order(graph: &Graph) -> Result<Vec<Item>, Error> {
             _ => None,
         })
         .collect();
+    let order = graph.topo_order()?;
+    // Without constant nodes (the usual case once initializers are used), the nodes are not read.
+    if const_nodes.is_empty() {
+        return Ok(order.into_iter().map(Item::Node).collect());
+    }
     const_nodes.sort();
-    let mut items = Vec::new();
-    let mut emitted: HashSet<ConstId> = HashSet::new();
+    // Whether a constant is a constant node not yet written, by `ConstId`.
+    let mut pending = vec![false; graph.const_bound()];
+    for &(_, id) in &const_nodes {
+        pending[id.0 as usize] = true;
+    }
+    let mut items = Vec::with_capacity(order.len() + const_nodes.len());
     let mut emit_const = |id: ConstId, items: &mut Vec<Item>| {
-        if emitted.insert(id) {
+        if std::mem::take(&mut pending[id.0 as usize]) {
             items.push(Item::Const(id));
         }
     };
     let mut next_const = 0;
-    for id in graph.topo_order()? {
+    for id in order {
         let n = graph.node(id);
         while next_const < const_nodes.len() && const_nodes[next_const].0 < n.order() {
             emit_const(const_nodes[next_const].1, &mut items);
@@ -246,9 +254,7 @@ fn node_order(graph: &Graph) -> Result<Vec<Item>, Error> {
         }
         for &op in n.inputs().iter().chain(n.captures()) {
             if let Operand::Const(c) = op {
-                if matches!(graph.constant(c).origin, ConstOrigin::ConstantNode { .. }) {
-                    emit_const(c, &mut items);
-                }
+                emit_const(c, &mut items);
             }
         }
         items.push(Item::Node(id));
