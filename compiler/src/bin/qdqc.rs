@@ -411,6 +411,7 @@ fn main() -> ExitCode {
     // same pages again (4 s of system time in a 1M-node compile, docs/benchmarks.md).
     // SAFETY: sets a process-wide allocator option before any thread is started.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    qdqc::alloc::disable_transparent_huge_pages();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
