@@ -443,28 +443,37 @@ impl Topo {
 /// each, was a tenth of a large compile): an entry is live when its operand exists and is still
 /// called by that name ([`Graph::indexed`]). Registering a name reuses a dead entry of the same
 /// hash. FxHash: names are hashed on every rewrite, and the graph is not exposed to untrusted
-/// hash-flooding input beyond the model being compiled.
+/// hash-flooding input beyond the model being compiled. An entry keeps 32 bits of the hash
+/// (16 bytes an entry, not 24: the table of a million-node graph is touched at random, page by
+/// page, as it fills).
 #[derive(Clone, Debug, Default)]
 struct NameIndex {
-    table: hashbrown::HashTable<(u64, Operand)>,
+    table: hashbrown::HashTable<(u32, Operand)>,
 }
 
 impl NameIndex {
-    fn hash(name: &str) -> u64 {
+    /// The upper half of the name's FxHash (its better-mixed bits).
+    fn hash(name: &str) -> u32 {
         use std::hash::BuildHasher;
-        rustc_hash::FxBuildHasher.hash_one(name)
+        (rustc_hash::FxBuildHasher.hash_one(name) >> 32) as u32
+    }
+
+    /// The table's hash of an entry: the 32 bits in both halves (hashbrown places an entry by
+    /// the low bits and tags it with the top seven).
+    fn spread(h: u32) -> u64 {
+        (u64::from(h) << 32) | u64::from(h)
     }
 
     /// The live operand called `name`.
     fn live(&self, graph: &Graph, name: &str) -> Option<Operand> {
         let h = NameIndex::hash(name);
-        self.table.find(h, |&(eh, op)| eh == h && graph.indexed(name, op)).map(|&(_, op)| op)
+        self.table.find(NameIndex::spread(h), |&(eh, op)| eh == h && graph.indexed(name, op)).map(|&(_, op)| op)
     }
 
     /// Whether `op` is indexed under `name` (live or not).
     fn has(&self, name: &str, op: Operand) -> bool {
         let h = NameIndex::hash(name);
-        self.table.find(h, |&(eh, o)| eh == h && o == op).is_some()
+        self.table.find(NameIndex::spread(h), |&(eh, o)| eh == h && o == op).is_some()
     }
 
     /// Indexes `op` under `name`, which no live operand has. Reuses a stale entry of that hash:
@@ -472,10 +481,10 @@ impl NameIndex {
     fn insert(&mut self, graph: &Graph, name: &str, op: Operand) {
         let h = NameIndex::hash(name);
         let stale = |o: Operand| graph.live_name(o).is_none_or(|n| NameIndex::hash(n) != h);
-        match self.table.find_mut(h, |&(eh, o)| eh == h && stale(o)) {
+        match self.table.find_mut(NameIndex::spread(h), |&(eh, o)| eh == h && stale(o)) {
             Some(entry) => *entry = (h, op),
             None => {
-                self.table.insert_unique(h, (h, op), |&(eh, _)| eh);
+                self.table.insert_unique(NameIndex::spread(h), (h, op), |&(eh, _)| NameIndex::spread(eh));
             }
         }
     }
@@ -483,13 +492,13 @@ impl NameIndex {
     /// Drops the entry of `op` under `name`, if any.
     fn remove(&mut self, name: &str, op: Operand) {
         let h = NameIndex::hash(name);
-        if let Ok(entry) = self.table.find_entry(h, |&(eh, o)| eh == h && o == op) {
+        if let Ok(entry) = self.table.find_entry(NameIndex::spread(h), |&(eh, o)| eh == h && o == op) {
             entry.remove();
         }
     }
 
     fn reserve(&mut self, additional: usize) {
-        self.table.reserve(additional, |&(h, _)| h);
+        self.table.reserve(additional, |&(h, _)| NameIndex::spread(h));
     }
 }
 
@@ -520,13 +529,15 @@ impl Graph {
         }
     }
 
-    /// Makes room for about `nodes` more nodes, their edges and names, in one allocation each.
-    /// A million-node graph that grows by doubling copies hundreds of megabytes and faults in the
-    /// fresh pages of every copy (a twentieth of a large compile); a reservation is only address
-    /// space until it is used, so callers may reserve generously (import reserves for the passes
-    /// that add nodes too).
+    /// Makes room for about `nodes` more nodes, their edges and names, in one allocation each,
+    /// with room for as many nodes again in the node and edge tables: the passes add nodes
+    /// (unique-dq one per extra consumer of a DQ) before they remove the ones they replace. A
+    /// million-node graph that grows by doubling copies hundreds of megabytes and faults in the
+    /// fresh pages of every copy (a twentieth of a large compile). Node and edge room is only
+    /// address space until it is used; the name index is filled at random, which touches all of
+    /// it, so it gets room for the names of `nodes` alone and grows if passes add more.
     pub fn reserve(&mut self, nodes: usize) {
-        self.g.reserve(nodes, 3 * nodes);
+        self.g.reserve(2 * nodes, 6 * nodes);
         self.names.reserve(nodes);
     }
 

@@ -202,9 +202,8 @@ fn import_graph(
     }
     // A node's inputs are wired when all of them are defined; the others wait until every node
     // is in, so a model whose nodes are not topologically sorted still loads (and a real cycle is
-    // reported by verify). Room for twice the nodes: the passes add nodes (unique-dq one per
-    // extra consumer of a DQ) before they remove the ones they replace.
-    graph.reserve(2 * nodes.len());
+    // reported by verify).
+    graph.reserve(nodes.len());
     let mut pending = Vec::new();
     let (mut i, mut imported) = (0, 0);
     let mut shared = SharedAttrs::default();
