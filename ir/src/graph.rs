@@ -305,6 +305,18 @@ impl Const {
     }
 }
 
+/// A constant's values, decoded on first use. Rules read the scales and zero points of every
+/// Q/DQ they look at by value, and a model shares a few of them among thousands of nodes.
+#[derive(Clone, Debug, Default)]
+struct Decoded {
+    f32s: std::sync::OnceLock<Option<Arc<[f32]>>>,
+    i64s: std::sync::OnceLock<Option<Arc<[i64]>>>,
+}
+
+/// Constants with more elements are decoded anew on each read (weights are never read by value
+/// on a hot path, and caching them would double their memory).
+const MAX_DECODED: usize = 4096;
+
 /// A graph output.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GraphOutput {
@@ -345,6 +357,8 @@ pub struct Graph {
     /// adds tens of thousands of constants one by one; growing a table of them inline copied and
     /// faulted in a fifth of the time of the fuse pass, and every scan read the removed slots.)
     consts: Vec<Option<Box<Const>>>,
+    /// Values of small constants as rules read them, decoded once (see [`Graph::const_f32s`]).
+    decoded: Vec<Decoded>,
     /// Every value and constant by name: see [`NameIndex`].
     names: NameIndex,
     /// Graph inputs, in order: each is an [`Op::Input`] node.
@@ -623,7 +637,26 @@ impl Graph {
     }
 
     pub fn constant_mut(&mut self, id: ConstId) -> &mut Const {
+        self.decoded[id.0 as usize] = Decoded::default();
         self.consts[id.0 as usize].as_deref_mut().expect("constant was removed")
+    }
+
+    /// The values of a small dense constant as f32 ([`Tensor::to_f32`]), decoded once and shared;
+    /// `None` for a constant that is large, not dense, or not decodable (read the tensor itself
+    /// to learn why).
+    pub fn const_f32s(&self, id: ConstId) -> Option<Arc<[f32]>> {
+        let decode = || Some(self.small_tensor(id)?.to_f32().ok()?.into());
+        self.decoded.get(id.0 as usize)?.f32s.get_or_init(decode).clone()
+    }
+
+    /// The values of a small dense constant as i64 ([`Tensor::to_i64`]), as [`Graph::const_f32s`].
+    pub fn const_i64s(&self, id: ConstId) -> Option<Arc<[i64]>> {
+        let decode = || Some(self.small_tensor(id)?.to_i64().ok()?.into());
+        self.decoded.get(id.0 as usize)?.i64s.get_or_init(decode).clone()
+    }
+
+    fn small_tensor(&self, id: ConstId) -> Option<&Tensor> {
+        self.live_const(id)?.tensor().filter(|t| t.numel().is_ok_and(|n| n <= MAX_DECODED))
     }
 
     /// An upper bound of constant indices (`ConstId.0`), for tables indexed by constant.
@@ -898,6 +931,7 @@ impl Graph {
             self.register(&c.name, Operand::Const(id))?;
         }
         self.consts.push(Some(Box::new(c)));
+        self.decoded.push(Decoded::default());
         Ok(id)
     }
 
@@ -938,6 +972,7 @@ impl Graph {
     pub fn remove_const(&mut self, id: ConstId) {
         if let Some(c) = self.consts[id.0 as usize].take() {
             self.names.remove(&c.name, Operand::Const(id));
+            self.decoded[id.0 as usize] = Decoded::default();
         }
     }
 

@@ -396,7 +396,7 @@ fn int_bias(g: &Graph, b: Operand, c: usize) -> Option<(Vec<i64>, Vec<f32>)> {
     if p.zero_point.iter().any(|&z| z != 0) {
         return None;
     }
-    let s = if p.scale.len() == 1 { vec![p.scale[0]; c] } else { p.scale.clone() };
+    let s = if p.scale.len() == 1 { vec![p.scale[0]; c] } else { p.scale.to_vec() };
     (s.len() == c).then(|| (t.to_i64().ok().unwrap_or_default(), s)).filter(|(q, _)| q.len() == c)
 }
 
@@ -409,7 +409,7 @@ fn fold_dq(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     let dims = wt.dims().to_vec();
     let q = wt.to_i64().map_err(|e| Refusal(e.to_string()))?;
     let wp = qparams::of_node(g, dq)?;
-    let sw: Vec<f32> = if wp.scale.len() == 1 { vec![wp.scale[0]; c] } else { wp.scale.clone() };
+    let sw: Vec<f32> = if wp.scale.len() == 1 { vec![wp.scale[0]; c] } else { wp.scale.to_vec() };
     ensure!(sw.len() == c && dims[0] as usize == c, "the weight has {} channels for {c} BN channels", dims[0]);
     let inner = q.len() / c;
     let mut q2 = q.clone();

@@ -3,15 +3,17 @@
 
 use crate::ensure;
 use crate::rule::Refusal;
-use qdqc_ir::{attr, DType, Graph, NodeId, Op, Operand};
+use qdqc_ir::{attr, ConstId, DType, Graph, NodeId, Op, Operand};
+use std::sync::Arc;
 
-/// Scale and zero point by value, the integer type, and the axis when per-axis.
+/// Scale and zero point by value, the integer type, and the axis when per-axis. The values are
+/// the graph's decoded copies ([`Graph::const_f32s`]), shared.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct QParams {
-    pub scale: Vec<f32>,
+    pub scale: Arc<[f32]>,
     pub scale_dtype: DType,
     /// One per scale element (zeros when the node has no zero point).
-    pub zero_point: Vec<i64>,
+    pub zero_point: Arc<[i64]>,
     /// The integer type: Q's output, DQ's input.
     pub dtype: DType,
     /// `Some(axis)` (normalized) for per-axis parameters, `None` per tensor.
@@ -36,14 +38,22 @@ pub(crate) fn of_node(graph: &Graph, id: NodeId) -> Result<QParams, Refusal> {
         .const_tensor(node.input(1))
         .ok_or_else(|| Refusal(format!("scale of {} is not a constant with known data", who())))?;
     let scale_dtype = scale_t.dtype().map_err(|e| Refusal(e.to_string()))?;
-    let scale = scale_t.to_f32().map_err(|e| Refusal(format!("scale of {}: {e}", who())))?;
+    // (A constant the graph does not decode for us is decoded here, which also tells why not.)
+    let scale = match const_id(node.input(1)).and_then(|c| graph.const_f32s(c)) {
+        Some(v) => v,
+        None => scale_t.to_f32().map_err(|e| Refusal(format!("scale of {}: {e}", who())))?.into(),
+    };
     let zero_point = match node.input(2) {
-        Operand::None => vec![0; scale.len()],
-        z => graph
-            .const_tensor(z)
-            .ok_or_else(|| Refusal(format!("zero point of {} is not a constant with known data", who())))?
-            .to_i64()
-            .map_err(|e| Refusal(format!("zero point of {}: {e}", who())))?,
+        Operand::None => vec![0; scale.len()].into(),
+        z => match const_id(z).and_then(|c| graph.const_i64s(c)) {
+            Some(v) => v,
+            None => graph
+                .const_tensor(z)
+                .ok_or_else(|| Refusal(format!("zero point of {} is not a constant with known data", who())))?
+                .to_i64()
+                .map_err(|e| Refusal(format!("zero point of {}: {e}", who())))?
+                .into(),
+        },
     };
     if zero_point.len() != scale.len() {
         return Err(Refusal(format!("{}: {} scales but {} zero points", who(), scale.len(), zero_point.len())));
@@ -64,6 +74,13 @@ pub(crate) fn of_node(graph: &Graph, id: NodeId) -> Result<QParams, Refusal> {
         Some(a as usize)
     };
     Ok(QParams { scale, scale_dtype, zero_point, dtype, axis })
+}
+
+fn const_id(o: Operand) -> Option<ConstId> {
+    match o {
+        Operand::Const(c) => Some(c),
+        _ => None,
+    }
 }
 
 /// Shows a list of parameters briefly: the value, or the first differing element.

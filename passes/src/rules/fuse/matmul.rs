@@ -373,7 +373,7 @@ fn per_col(p: &QParams, n: usize) -> Vec<f32> {
     if p.scale.len() == 1 {
         vec![p.scale[0]; n]
     } else {
-        p.scale.clone()
+        p.scale.to_vec()
     }
 }
 
