@@ -3,7 +3,7 @@
 
 use crate::ensure;
 use crate::rule::Refusal;
-use qdqc_ir::{attr, ConstId, DType, Graph, NodeId, Op, Operand};
+use qdqc_ir::{attr, DType, Graph, NodeId, Op, Operand, TensorError};
 use std::sync::Arc;
 
 /// Scale and zero point by value, the integer type, and the axis when per-axis. The values are
@@ -38,22 +38,14 @@ pub(crate) fn of_node(graph: &Graph, id: NodeId) -> Result<QParams, Refusal> {
         .const_tensor(node.input(1))
         .ok_or_else(|| Refusal(format!("scale of {} is not a constant with known data", who())))?;
     let scale_dtype = scale_t.dtype().map_err(|e| Refusal(e.to_string()))?;
-    // (A constant the graph does not decode for us is decoded here, which also tells why not.)
-    let scale = match const_id(node.input(1)).and_then(|c| graph.const_f32s(c)) {
-        Some(v) => v,
-        None => scale_t.to_f32().map_err(|e| Refusal(format!("scale of {}: {e}", who())))?.into(),
-    };
+    let scale = floats(graph, node.input(1))
+        .ok_or_else(|| Refusal(format!("scale of {} is not a constant with known data", who())))?
+        .map_err(|e| Refusal(format!("scale of {}: {e}", who())))?;
     let zero_point = match node.input(2) {
         Operand::None => vec![0; scale.len()].into(),
-        z => match const_id(z).and_then(|c| graph.const_i64s(c)) {
-            Some(v) => v,
-            None => graph
-                .const_tensor(z)
-                .ok_or_else(|| Refusal(format!("zero point of {} is not a constant with known data", who())))?
-                .to_i64()
-                .map_err(|e| Refusal(format!("zero point of {}: {e}", who())))?
-                .into(),
-        },
+        z => ints(graph, z)
+            .ok_or_else(|| Refusal(format!("zero point of {} is not a constant with known data", who())))?
+            .map_err(|e| Refusal(format!("zero point of {}: {e}", who())))?,
     };
     if zero_point.len() != scale.len() {
         return Err(Refusal(format!("{}: {} scales but {} zero points", who(), scale.len(), zero_point.len())));
@@ -76,10 +68,23 @@ pub(crate) fn of_node(graph: &Graph, id: NodeId) -> Result<QParams, Refusal> {
     Ok(QParams { scale, scale_dtype, zero_point, dtype, axis })
 }
 
-fn const_id(o: Operand) -> Option<ConstId> {
-    match o {
-        Operand::Const(c) => Some(c),
-        _ => None,
+/// The values of operand `o` as f32 when it is a constant with data (`None` otherwise): the
+/// graph's shared decoded copy, or decoded here for a constant the graph does not decode
+/// (large, or not decodable: the error says why).
+pub(crate) fn floats(g: &Graph, o: Operand) -> Option<Result<Arc<[f32]>, TensorError>> {
+    let Operand::Const(c) = o else { return None };
+    match g.const_f32s(c) {
+        Some(v) => Some(Ok(v)),
+        None => Some(g.const_tensor(o)?.to_f32().map(Into::into)),
+    }
+}
+
+/// The values of operand `o` as i64, as [`floats`].
+pub(crate) fn ints(g: &Graph, o: Operand) -> Option<Result<Arc<[i64]>, TensorError>> {
+    let Operand::Const(c) = o else { return None };
+    match g.const_i64s(c) {
+        Some(v) => Some(Ok(v)),
+        None => Some(g.const_tensor(o)?.to_i64().map(Into::into)),
     }
 }
 

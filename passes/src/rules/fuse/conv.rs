@@ -63,7 +63,7 @@ enum Bias {
     None,
     /// `DQ(int32 q, s, 0)` with `s[c]` equal to `xs·ws[c]` in f32: `q` (a `[C]` constant) is the
     /// QLinearConv bias as is.
-    Exact(Operand, Vec<i64>),
+    Exact(Operand, std::sync::Arc<[i64]>),
     /// The f32 value per output channel.
     Float(Vec<f32>),
 }
@@ -149,7 +149,8 @@ fn read_bias(g: &Graph, b: Operand, c: usize, acc_scale: &[f32], who: Who) -> Re
             return Err(not_const());
         }
         let t = g.const_tensor(dq.input(0)).ok_or_else(not_const)?;
-        let q = t.to_i64().map_err(|e| Refusal(format!("{who}: bias: {e}")))?;
+        let q =
+            qparams::ints(g, dq.input(0)).ok_or_else(not_const)?.map_err(|e| Refusal(format!("{who}: bias: {e}")))?;
         let p = qparams::of_node(g, o.node)?;
         ensure!(q.len() == c, "{who}: bias has {} values for {c} output channels", q.len());
         ensure!(p.axis.is_none() || p.axis == Some(0), "{who}: the bias is quantized along axis {:?}", p.axis);
