@@ -18,7 +18,9 @@ const END: u32 = u32::MAX;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EdgeId(u32);
 
+/// (`repr(C, align(64))`: a node starts a cache line, so the fields it keeps first share one.)
 #[derive(Clone, Debug)]
+#[repr(C, align(64))]
 struct NodeSlot<N> {
     weight: Option<N>,
     /// First edge of the outgoing (0) and incoming (1) lists.

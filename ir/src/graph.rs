@@ -14,6 +14,7 @@ use crate::tensor::Tensor;
 use petgraph::stable_graph::NodeIndex;
 use petgraph::Direction;
 use rustc_hash::{FxHashMap, FxHashSet};
+use smallvec::SmallVec;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt;
@@ -177,20 +178,29 @@ impl NodeMeta {
     }
 }
 
+/// A node's inputs: up to three in the node itself (Q, DQ, Conv, Add, ... take at most three).
+type Inputs = SmallVec<[Operand; 3]>;
+
 /// A node: an operator application.
+///
+/// The fields a sweep reads at every node it visits, the op and the inputs (matching a pattern
+/// walks from inputs to producers), come first and fill one cache line (`repr(C)` keeps that
+/// order): a million-node graph does not fit any cache, and each further line and each
+/// separate block of inputs was one more miss per node visited.
 #[derive(Clone, Debug, PartialEq)]
+#[repr(C)]
 pub struct Node {
     pub op: Op,
+    inputs: Inputs,
+    pub outputs: Vec<Value>,
     /// Attributes exactly as read (in order, with doc strings and every field). Shared: nodes
     /// with equal attributes (import interns them) and the nodes a rewrite makes from them.
     pub attrs: Arc<[AttributeProto]>,
-    pub outputs: Vec<Value>,
-    /// Name, domain spelling and the rest of the `NodeProto`.
-    pub meta: NodeMeta,
     /// Export sorts by this key among ready nodes. Fixed when the node is added (the
     /// topological order is kept up to date across edits on that premise: [`Graph::topo_order`]).
     order: u64,
-    inputs: Vec<Operand>,
+    /// Name, domain spelling and the rest of the `NodeProto`.
+    pub meta: NodeMeta,
     /// Outer-scope values read by subgraph attributes (If/Loop/Scan bodies): dependencies that
     /// ONNX leaves implicit, kept so that ordering and liveness see them.
     captures: Vec<Operand>,
@@ -910,7 +920,7 @@ impl Graph {
             outputs: vec![value],
             meta: NodeMeta::default(),
             order,
-            inputs: vec![],
+            inputs: Inputs::new(),
             captures: vec![],
         };
         let id = self.g.add_node(node);
@@ -1007,7 +1017,7 @@ impl Graph {
             outputs: vec![],
             meta: meta.into(),
             order,
-            inputs: vec![],
+            inputs: Inputs::new(),
             captures: vec![],
         });
         for (slot, v) in outputs.iter().enumerate() {
@@ -1059,7 +1069,7 @@ impl Graph {
                 self.add_edge(o.node, id, Edge { slot: o.slot, port: Port::Input(i as u32) });
             }
         }
-        self.g[id].inputs = inputs;
+        self.g[id].inputs = Inputs::from_vec(inputs);
     }
 
     /// Replaces input `i` of a node (extending the list with `None` if needed).

@@ -43,7 +43,7 @@ pub fn infer_graph(graph: &mut Graph) -> Result<(), GraphError> {
     let order = graph.topo_order()?;
     for id in order {
         let node = graph.node(id);
-        if matches!(node.op, Op::Input | Op::Other { .. }) {
+        if matches!(node.op, Op::Input | Op::Other(_)) {
             continue;
         }
         // The inferred types become the merged ones in place, then are recorded.
@@ -106,7 +106,7 @@ pub fn check_types(graph: &Graph, order: &[NodeId]) -> Result<(), GraphError> {
 
 fn check_node(graph: &Graph, id: NodeId) -> Result<(), GraphError> {
     let node = graph.node(id);
-    if matches!(node.op, Op::Input | Op::Other { .. }) {
+    if matches!(node.op, Op::Input | Op::Other(_)) {
         return Ok(());
     }
     let inferred = infer_node(graph, id).map_err(|msg| node_error(node, msg))?;
@@ -147,14 +147,14 @@ pub fn infer_to_record(graph: &Graph, id: NodeId) -> Result<OutputTypes, String>
 /// constant inputs. `Op::Input` and `Op::Other` give their recorded types back.
 pub fn infer_node(graph: &Graph, id: NodeId) -> Result<OutputTypes, String> {
     let node = graph.node(id);
-    if matches!(node.op, Op::Input | Op::Other { .. }) {
+    if matches!(node.op, Op::Input | Op::Other(_)) {
         return Ok(node.outputs.iter().map(|v| v.ty.clone()).collect());
     }
     let ctx = Ctx::new(graph, node);
     ctx.check_arity()?;
     use Op::*;
     match &node.op {
-        Input | Other { .. } => unreachable!("handled above"),
+        Input | Other(_) => unreachable!("handled above"),
         QuantizeLinear => quant::quantize_linear(&ctx),
         DequantizeLinear => quant::dequantize_linear(&ctx),
         QLinearConv
@@ -419,7 +419,7 @@ fn arity(op: &Op, opset: i64) -> (usize, usize, usize) {
     use Op::*;
     const ANY: usize = usize::MAX;
     match op {
-        Input | Other { .. } => (0, ANY, ANY),
+        Input | Other(_) => (0, ANY, ANY),
         QuantizeLinear | DequantizeLinear => (2, 3, 1),
         Conv | ConvTranspose => (2, 3, 1),
         BatchNormalization => (5, 5, if opset >= 14 { 3 } else { 5 }),
@@ -550,10 +550,7 @@ mod tests {
     fn unknown_ops_keep_declared_types_and_unknown_inputs_stay_unknown() {
         let mut b = GraphBuilder::new(17);
         let x = b.input_untyped("x");
-        let y = b
-            .node(Op::Other { domain: "com.example".into(), op_type: "MyOp".into() }, &[x])
-            .out_type(TensorType::known(DType::U8, &[4]))
-            .out1();
+        let y = b.node(Op::other("com.example", "MyOp"), &[x]).out_type(TensorType::known(DType::U8, &[4])).out1();
         let z = b.node(Op::Relu, &[x]).out1();
         let w = b.node(Op::Identity, &[y]).out1();
         b.output(z);
@@ -619,7 +616,7 @@ mod tests {
             let mut quantized = 0;
             for id in g.topo_order().unwrap() {
                 let n = g.node(id);
-                if matches!(n.op, Op::Other { .. }) {
+                if matches!(n.op, Op::Other(_)) {
                     continue;
                 }
                 for v in n.outputs.iter().filter(|v| !v.name.is_empty()) {

@@ -30,6 +30,6 @@ pub use graph::{
     Operand, Outlet, Port, Quant, TensorType, Value,
 };
 pub use onnx::{load, save, Model, SaveOptions};
-pub use op::{Op, OpKind};
+pub use op::{Op, OpKind, OtherOp};
 pub use tensor::{Tensor, TensorError};
 pub use text::{ParseError, PrintOptions};

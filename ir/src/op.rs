@@ -6,6 +6,13 @@
 
 use std::fmt;
 
+/// An operator of no known kind: its domain (as written) and type.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OtherOp {
+    pub domain: String,
+    pub op_type: String,
+}
+
 /// ONNX's default domain as written by most exporters.
 pub const ONNX_DOMAIN: &str = "";
 /// onnxruntime's contrib-op domain.
@@ -21,7 +28,8 @@ macro_rules! ops {
             Input,
             $($s,)*
             $($m,)*
-            Other { domain: String, op_type: String },
+            /// (Boxed: the op is in every node, and most nodes are of known ops.)
+            Other(Box<OtherOp>),
         }
 
         impl Op {
@@ -41,7 +49,12 @@ macro_rules! ops {
                     },
                     _ => {}
                 }
-                Op::Other { domain: domain.to_string(), op_type: op_type.to_string() }
+                Op::other(domain, op_type)
+            }
+
+            /// An `Other` op (whether or not the name is a known op's).
+            pub fn other(domain: &str, op_type: &str) -> Op {
+                Op::Other(Box::new(OtherOp { domain: domain.to_string(), op_type: op_type.to_string() }))
             }
 
             /// The ONNX `op_type`.
@@ -50,7 +63,7 @@ macro_rules! ops {
                     Op::Input => "Input",
                     $(Op::$s => stringify!($s),)*
                     $(Op::$m => stringify!($m),)*
-                    Op::Other { op_type, .. } => op_type,
+                    Op::Other(o) => &o.op_type,
                 }
             }
 
@@ -58,7 +71,7 @@ macro_rules! ops {
             pub fn default_domain(&self) -> &str {
                 match self {
                     $(Op::$m => MS_DOMAIN,)*
-                    Op::Other { domain, .. } => domain,
+                    Op::Other(o) => &o.domain,
                     _ => ONNX_DOMAIN,
                 }
             }
@@ -72,7 +85,7 @@ macro_rules! ops {
                     Op::Input => OpKind::Input,
                     $(Op::$s => OpKind::$s,)*
                     $(Op::$m => OpKind::$m,)*
-                    Op::Other { .. } => OpKind::Other,
+                    Op::Other(_) => OpKind::Other,
                 }
             }
         }
@@ -143,9 +156,7 @@ impl Op {
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Op::Other { domain, op_type } if !domain.is_empty() && domain != "ai.onnx" => {
-                write!(f, "{domain}.{op_type}")
-            }
+            Op::Other(o) if !o.domain.is_empty() && o.domain != "ai.onnx" => write!(f, "{}.{}", o.domain, o.op_type),
             _ => f.write_str(self.name()),
         }
     }
@@ -165,6 +176,6 @@ mod tests {
         let other = Op::from_onnx("com.example", "MyOp");
         assert_eq!(other.to_string(), "com.example.MyOp");
         assert_eq!(Op::from_onnx("", "QLinearAdd").name(), "QLinearAdd");
-        assert!(matches!(Op::from_onnx("", "QLinearAdd"), Op::Other { .. }));
+        assert!(matches!(Op::from_onnx("", "QLinearAdd"), Op::Other(_)));
     }
 }

@@ -100,7 +100,7 @@ fn known_op(name: &str) -> Option<Op> {
     [qdqc_ir::op::ONNX_DOMAIN, qdqc_ir::op::MS_DOMAIN]
         .into_iter()
         .map(|d| Op::from_onnx(d, name))
-        .find(|op| !matches!(op, Op::Other { .. }))
+        .find(|op| !matches!(op, Op::Other(_)))
 }
 
 impl fmt::Display for Pattern {

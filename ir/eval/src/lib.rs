@@ -44,7 +44,7 @@ pub fn run(graph: &Graph, inputs: &[(String, Value)], opts: &RunOptions) -> Resu
 }
 
 /// Every op the interpreter has a kernel for (ai.onnx ops outside [`Op`]'s variants appear as
-/// `Op::Other { domain: "", .. }`).
+/// `Op::Other` of domain `""`).
 pub fn supported_ops() -> Vec<Op> {
     kernels::REGISTRY.ops()
 }

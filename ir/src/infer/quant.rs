@@ -445,7 +445,7 @@ mod tests {
     fn unknown_op_output_read_by_dequantize_gets_quant() {
         let mut b = GraphBuilder::new(13);
         let x = b.input("x", DType::F32, &["N", "3"]);
-        let u = b.node(Op::Other { domain: "com.example".into(), op_type: "Quant8".into() }, &[x]).out1();
+        let u = b.node(Op::other("com.example", "Quant8"), &[x]).out1();
         let s = b.const_f32("s", &[3], &[0.1, 0.2, 0.3]);
         let z = b.const_i64("z", DType::I8, &[3], &[0; 3]);
         let d = b.node(Op::DequantizeLinear, &[u, s, z]).attr(make_int("axis", -1)).out1();

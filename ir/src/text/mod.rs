@@ -177,11 +177,11 @@ fn is_ident_byte(b: u8) -> bool {
 /// `Other` op of the default domain.
 fn bare_op(op_type: &str) -> Op {
     let op = Op::from_onnx("", op_type);
-    if !matches!(op, Op::Other { .. }) {
+    if !matches!(op, Op::Other(_)) {
         return op;
     }
     match Op::from_onnx(MS_DOMAIN, op_type) {
-        Op::Other { .. } => op,
+        Op::Other(_) => op,
         ms => ms,
     }
 }

@@ -280,10 +280,8 @@ fn ops_are_written_with_the_domain_only_when_needed() {
         .map(|id| (g.node(id).op.clone(), g.node(id).domain().map(str::to_string)))
         .collect();
     assert_eq!(ops[0], (crate::Op::QuantizeLinear, Some("com.microsoft".into())));
-    assert!(
-        matches!(&ops[2].0, crate::Op::Other { domain, op_type } if domain == "ai.onnx" && op_type == "QLinearAdd")
-    );
-    assert!(matches!(&ops[3].0, crate::Op::Other { domain, op_type } if domain == "a.b" && op_type == "My Op"));
+    assert!(matches!(&ops[2].0, crate::Op::Other(o) if o.domain == "ai.onnx" && o.op_type == "QLinearAdd"));
+    assert!(matches!(&ops[3].0, crate::Op::Other(o) if o.domain == "a.b" && o.op_type == "My Op"));
     // A bare name is a known op of ai.onnx or com.microsoft.
     let (op, domain) = super::build::resolve_op(None, "QLinearAdd");
     assert_eq!((op, domain.as_deref()), (crate::Op::QLinearAdd, Some("com.microsoft")));

@@ -113,9 +113,7 @@ impl Registry {
 
     pub fn get(&self, op: &Op) -> Option<Kernel> {
         match op {
-            Op::Other { domain, op_type } if domain == "ai.onnx" => {
-                self.map.get(&Op::Other { domain: String::new(), op_type: op_type.clone() }).copied()
-            }
+            Op::Other(o) if o.domain == "ai.onnx" => self.map.get(&Op::other("", &o.op_type)).copied(),
             _ => self.map.get(op).copied(),
         }
     }

@@ -211,12 +211,7 @@ mod tests {
         let y = run_op(Op::ReduceMax, vec![make_ints("axes", &[0])], &[Some(x.clone())], 13).remove(0);
         assert_eq!(y.dtype(), DType::I8);
         assert_eq!(y.to_i64_vec().unwrap(), [3, 7]);
-        let am = run_op(
-            Op::Other { domain: "".into(), op_type: "ArgMax".into() },
-            vec![make_int("axis", 1)],
-            &[Some(x)],
-            13,
-        );
+        let am = run_op(Op::other("", "ArgMax"), vec![make_int("axis", 1)], &[Some(x)], 13);
         assert_eq!(am[0].to_i64_vec().unwrap(), [1, 0]);
     }
 }

@@ -637,12 +637,7 @@ mod tests {
         let x = iota(&[2, 3, 4]);
         let s = run_op(Op::Shape, vec![make_int("start", 1)], &[Some(x)], 15).remove(0);
         assert_eq!(s.to_i64_vec().unwrap(), [3, 4]);
-        let e = run_op(
-            Op::Other { domain: "".into(), op_type: "Expand".into() },
-            vec![],
-            &[Some(iota(&[3, 1])), Some(i64v(&[3], &[2, 1, 4]))],
-            13,
-        );
+        let e = run_op(Op::other("", "Expand"), vec![], &[Some(iota(&[3, 1])), Some(i64v(&[3], &[2, 1, 4]))], 13);
         assert_eq!(e[0].shape(), &[2, 3, 4]);
     }
 }
