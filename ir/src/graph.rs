@@ -599,9 +599,10 @@ impl Graph {
         self.kinds.get(id.index()).copied().flatten()
     }
 
-    /// All nodes (graph inputs included) in index order.
+    /// All nodes (graph inputs included) in index order. (Found in the kind table, a byte per
+    /// index: the slots of removed nodes are not read.)
     pub fn node_ids(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.g.node_indices()
+        self.kinds.iter().enumerate().filter(|(_, k)| k.is_some()).map(|(i, _)| NodeId::new(i))
     }
 
     /// An upper bound of node indices (`NodeId::index()`), for tables indexed by node.
@@ -1212,6 +1213,9 @@ impl Graph {
         // reported.
         use rayon::prelude::*;
         let ids: Vec<NodeId> = self.g.node_indices().collect();
+        if self.kinds.iter().filter(|k| k.is_some()).count() != ids.len() {
+            return Err(inv("the op kind table lists a removed node".into()));
+        }
         if let Some(e) =
             ids.par_chunks(4096).find_map_first(|ids| ids.iter().find_map(|&id| self.node_structure(id).err()))
         {
