@@ -1,6 +1,6 @@
 //! `dedup-consts`: constants with equal dtype, dims and bytes are merged. Every node input that
-//! reads a duplicate reads the first one (in constant-table order) instead, and the duplicate,
-//! now unused, is removed. Passes make such duplicates (each fused node gets its own quantized
+//! reads a duplicate reads the first of them (in constant-table order) not left alone (below)
+//! instead, and the duplicate, now unused, is removed. Passes make such duplicates (each fused node gets its own quantized
 //! weights, zero points, folded scales), and exporters often repeat scales and zero points.
 //!
 //! Left alone: graph input defaults ([`ConstOrigin::InputDefault`]: the caller may override
@@ -19,7 +19,7 @@ impl Pass for DedupConsts {
     }
 
     fn run(&self, graph: &mut Graph, _remarks: &mut Remarks) -> Result<usize, PassError> {
-        // Constants that must keep their identity.
+        // Constants that must keep their identity: graph outputs here, captured ones below.
         // (Tables by constant index: every node input is looked up below.)
         let mut pinned = vec![false; graph.const_bound()];
         for out in graph.outputs() {
@@ -27,19 +27,12 @@ impl Pass for DedupConsts {
                 pinned[c.0 as usize] = true;
             }
         }
-        // Every node, graph inputs included (their values may carry quantization parameters).
-        let ids: Vec<_> = graph.node_ids().collect();
-        for &id in &ids {
-            for o in graph.node(id).captures() {
-                if let Operand::Const(c) = o {
-                    pinned[c.0 as usize] = true;
-                }
-            }
-        }
-        // Group candidates by (dtype, dims, fingerprint); within a group, compare bytes.
+        // Classes of equal constants, each named by its first member in constant-table order:
+        // candidates are grouped by (dtype, dims, fingerprint), and within a group compared by
+        // bytes with the first member of each class.
         let mut groups: HashMap<(DType, Vec<i64>, u64), Vec<ConstId>> = HashMap::new();
-        let mut keeper_of: Vec<Option<ConstId>> = vec![None; graph.const_bound()];
-        let mut dups: Vec<ConstId> = Vec::new();
+        let mut class_of: Vec<Option<ConstId>> = vec![None; graph.const_bound()];
+        let mut equal = false;
         for (id, c) in graph.constants() {
             if pinned[id.0 as usize] || c.origin == ConstOrigin::InputDefault {
                 continue;
@@ -54,12 +47,42 @@ impl Pass for DedupConsts {
             let same = group.iter().copied().find(|&k| {
                 graph.constant(k).tensor().and_then(|kt| kt.raw().ok()).is_some_and(|kb| kb[..] == bytes[..])
             });
-            match same {
+            class_of[id.0 as usize] = Some(match same {
                 Some(k) => {
-                    keeper_of[id.0 as usize] = Some(k);
-                    dups.push(id);
+                    equal = true;
+                    k
                 }
-                None => group.push(id),
+                None => {
+                    group.push(id);
+                    id
+                }
+            });
+        }
+        // Nothing to merge: no node need be read (pinning more constants cannot make any equal).
+        if !equal {
+            return Ok(0);
+        }
+        // Every node, graph inputs included (their values may carry quantization parameters).
+        let ids: Vec<_> = graph.node_ids().collect();
+        for &id in &ids {
+            for o in graph.node(id).captures() {
+                if let Operand::Const(c) = o {
+                    pinned[c.0 as usize] = true;
+                }
+            }
+        }
+        // In each class the first constant not pinned is kept, and the others are duplicates of it.
+        let mut kept: Vec<Option<ConstId>> = vec![None; graph.const_bound()];
+        let mut keeper_of: Vec<Option<ConstId>> = vec![None; graph.const_bound()];
+        let mut dups: Vec<ConstId> = Vec::new();
+        for (i, class) in class_of.iter().enumerate() {
+            let (Some(class), false) = (class, pinned[i]) else { continue };
+            match kept[class.0 as usize] {
+                Some(k) => {
+                    keeper_of[i] = Some(k);
+                    dups.push(ConstId(i as u32));
+                }
+                None => kept[class.0 as usize] = Some(ConstId(i as u32)),
             }
         }
         if dups.is_empty() {
@@ -202,6 +225,69 @@ mod tests {
           output %o
         }
         "#);
+    }
+
+    #[test]
+    fn a_captured_constant_stays_and_the_next_equal_one_is_kept() {
+        // `k`, first of the three equal constants, is read by a subgraph: it stays, `a` is kept
+        // and `b` reads `a`.
+        let (n, out) = run(r#"graph "g" opset(ai.onnx=17) {
+  input %c: bool[]
+  input %x: f32[2]
+  const %k: f32[] 0.5
+  const %a: f32[] 0.5
+  const %b: f32[] 0.5
+  %y: f32[2] = If[then_branch=graph {
+    %r: f32[2] = Mul(%x, %k)
+    output %r
+  }, else_branch=graph {
+    output %x
+  }](%c)
+  %p = Mul(%y, %a)
+  %q = Mul(%p, %b)
+  %s = Mul(%q, %k)
+  output %s
+}
+"#);
+        assert_eq!(n, 1);
+        insta::assert_snapshot!(out, @r#"
+        graph "g" opset(ai.onnx=17) {
+          input %c: bool[]
+          input %x: f32[2]
+          const %k: f32[] 0.5
+          const %a: f32[] 0.5
+          %y: f32[2] = If[then_branch=graph {
+            %r: f32[2] = Mul(%x, %k)
+            output %r
+          }, else_branch=graph {
+            output %x
+          }](%c)
+          %p: f32[2] = Mul(%y, %a)
+          %q: f32[2] = Mul(%p, %a)
+          %s: f32[2] = Mul(%q, %k)
+          output %s
+        }
+        "#);
+    }
+
+    #[test]
+    fn a_constant_equal_only_to_a_captured_one_stays() {
+        let text = r#"graph "g" opset(ai.onnx=17) {
+  input %c: bool[]
+  input %x: f32[2]
+  const %k: f32[] 0.5
+  const %a: f32[] 0.5
+  %y: f32[2] = If[then_branch=graph {
+    %r: f32[2] = Mul(%x, %k)
+    output %r
+  }, else_branch=graph {
+    output %x
+  }](%c)
+  %p: f32[2] = Mul(%y, %a)
+  output %p
+}
+"#;
+        assert_eq!(run(text), (0, text.to_string()));
     }
 
     #[test]
