@@ -9,7 +9,7 @@
 //! edge removal is O(1).
 
 use crate::{Pass, PassError, Remarks};
-use qdqc_ir::{Graph, NodeId, Op, Operand, Outlet, Port, Value};
+use qdqc_ir::{Graph, NodeId, Op, OpKind, Operand, Outlet, Port, Value};
 
 pub struct UniqueDq;
 
@@ -19,12 +19,12 @@ impl Pass for UniqueDq {
     }
 
     fn run(&self, graph: &mut Graph, _remarks: &mut Remarks) -> Result<usize, PassError> {
+        // (The DQs are found in the kind table: no other node is read.)
         let shared: Vec<NodeId> = graph
             .node_ids()
             .filter(|&id| {
-                let n = graph.node(id);
-                n.op == Op::DequantizeLinear
-                    && matches!(n.input(0), Operand::Const(_))
+                graph.kind(id) == Some(OpKind::DequantizeLinear)
+                    && matches!(graph.node(id).input(0), Operand::Const(_))
                     && graph.uses(id).nth(1).is_some()
                     && !graph.is_output(Operand::Value(Outlet::new(id, 0)))
             })
@@ -34,19 +34,20 @@ impl Pass for UniqueDq {
             // In edge-list order (newest first); the last consumer keeps the original.
             let mut consumers: Vec<(NodeId, Port)> = graph.uses(id).map(|(c, e)| (c, e.port)).collect();
             consumers.pop();
+            // Each copy is the original but for its output's name.
+            let n = graph.node(id);
+            let (attrs, inputs, meta, order) = (n.attrs.clone(), n.inputs().to_vec(), n.meta.clone(), n.order());
+            let (base, ty) = (n.outputs[0].name.clone(), n.outputs[0].ty.clone());
             for (consumer, port) in consumers {
                 let Port::Input(i) = port else { continue };
-                let n = graph.node(id);
-                let (attrs, inputs, proto, order) = (n.attrs.clone(), n.inputs().to_vec(), n.meta.clone(), n.order());
-                let (base, ty) = (n.outputs[0].name.clone(), n.outputs[0].ty.clone());
                 let name = graph.fresh_name(&base);
                 let copy = graph
                     .add_node_at(
                         Op::DequantizeLinear,
-                        proto,
-                        attrs,
-                        inputs,
-                        vec![Value { ty, ..Value::named(name) }],
+                        meta.clone(),
+                        attrs.clone(),
+                        inputs.clone(),
+                        vec![Value { ty: ty.clone(), ..Value::named(name) }],
                         order,
                     )
                     .map_err(|error| PassError::Failed { pass: "unique-dq", error })?;
