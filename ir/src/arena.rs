@@ -187,6 +187,12 @@ impl<N, E> Arena<N, E> {
         self.edges.iter().filter(|e| e.weight.is_some()).map(|e| (e.ends[0], e.ends[1]))
     }
 
+    /// Whether any edge leaves (`Outgoing`) or enters (`Incoming`) a node. Reads the head of the
+    /// list alone, not the node (a removed node has no edges).
+    pub fn has_edges(&self, id: NodeId, d: Direction) -> bool {
+        self.nodes.get(id.index()).is_some_and(|s| s.head[dir(d)] != END)
+    }
+
     /// The edges leaving (`Outgoing`) or entering (`Incoming`) a node, newest first.
     pub fn edges_directed(&self, id: NodeId, d: Direction) -> impl Iterator<Item = EdgeRef<'_, E>> + '_ {
         let d = dir(d);

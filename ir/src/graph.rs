@@ -369,6 +369,10 @@ pub struct Graph {
     consts: Vec<Option<Box<Const>>>,
     /// Values of small constants as rules read them, decoded once (see [`Graph::const_f32s`]).
     decoded: Vec<Decoded>,
+    /// How many node inputs and captures read each constant, by constant index: kept by every
+    /// edit of inputs and captures, so that finding the constants nothing reads takes no walk
+    /// over the nodes ([`Graph::const_uses`]).
+    const_uses: Vec<u32>,
     /// Every value and constant by name: see [`NameIndex`].
     names: NameIndex,
     /// Graph inputs, in order: each is an [`Op::Input`] node.
@@ -670,6 +674,12 @@ impl Graph {
         self.live_const(id)?.tensor().filter(|t| t.numel().is_ok_and(|n| n <= MAX_DECODED))
     }
 
+    /// How many node inputs and captures read constant `id` (graph outputs and quantization
+    /// annotations are not counted).
+    pub fn const_uses(&self, id: ConstId) -> u32 {
+        self.const_uses[id.0 as usize]
+    }
+
     /// An upper bound of constant indices (`ConstId.0`), for tables indexed by constant.
     pub fn const_bound(&self) -> usize {
         self.consts.len()
@@ -740,6 +750,12 @@ impl Graph {
     /// Consumers of a node's outputs: (consumer, edge), in edge order.
     pub fn uses(&self, id: NodeId) -> impl Iterator<Item = (NodeId, Edge)> + '_ {
         self.g.edges_directed(id, Direction::Outgoing).map(|e| (e.target(), *e.weight()))
+    }
+
+    /// Whether any node reads an output of node `id` (the head of its edge list, in the last of
+    /// the three cache lines of its slot, is all that is read).
+    pub fn has_uses(&self, id: NodeId) -> bool {
+        self.g.has_edges(id, Direction::Outgoing)
     }
 
     /// Consumers of one value: (consumer, port).
@@ -943,6 +959,7 @@ impl Graph {
         }
         self.consts.push(Some(Box::new(c)));
         self.decoded.push(Decoded::default());
+        self.const_uses.push(0);
         Ok(id)
     }
 
@@ -1070,6 +1087,8 @@ impl Graph {
                 self.add_edge(o.node, id, Edge { slot: o.slot, port: Port::Input(i as u32) });
             }
         }
+        count_const_uses(&mut self.const_uses, &self.g[id].inputs, false);
+        count_const_uses(&mut self.const_uses, &inputs, true);
         self.g[id].inputs = Inputs::from_vec(inputs);
     }
 
@@ -1092,7 +1111,9 @@ impl Graph {
         if inputs.len() <= i {
             inputs.resize(i + 1, Operand::None);
         }
-        inputs[i] = op;
+        let old = std::mem::replace(&mut inputs[i], op);
+        count_const_uses(&mut self.const_uses, &[old], false);
+        count_const_uses(&mut self.const_uses, &[op], true);
     }
 
     /// Sets the outer-scope values a node's subgraphs read.
@@ -1112,6 +1133,8 @@ impl Graph {
                 self.add_edge(o.node, id, Edge { slot: o.slot, port: Port::Capture(i as u32) });
             }
         }
+        count_const_uses(&mut self.const_uses, &self.g[id].captures, false);
+        count_const_uses(&mut self.const_uses, &captures, true);
         self.g[id].captures = captures;
     }
 
@@ -1149,6 +1172,8 @@ impl Graph {
         }
         let node = self.g.remove_node(id).expect("node exists");
         self.set_kind(id, None);
+        count_const_uses(&mut self.const_uses, &node.inputs, false);
+        count_const_uses(&mut self.const_uses, &node.captures, false);
         match node.op {
             Op::Input => {
                 self.topo.edit();
@@ -1220,6 +1245,18 @@ impl Graph {
             ids.par_chunks(4096).find_map_first(|ids| ids.iter().find_map(|&id| self.node_structure(id).err()))
         {
             return Err(e);
+        }
+        // The constant use counts, in debug builds (a second walk over every node's inputs; a
+        // count too low shows in release builds too, once `dce` removes a constant still read).
+        if cfg!(debug_assertions) {
+            let mut uses = vec![0; self.consts.len()];
+            for n in ids.iter().map(|&id| &self.g[id]) {
+                count_const_uses(&mut uses, &n.inputs, true);
+                count_const_uses(&mut uses, &n.captures, true);
+            }
+            if uses != self.const_uses {
+                return Err(inv("the constant use counts are stale".into()));
+            }
         }
         let indexed: usize = self.output_at.values().map(Vec::len).sum();
         let index_ok = indexed == self.outputs.len()
@@ -1317,6 +1354,17 @@ impl Graph {
     }
 }
 
+/// Counts one more (`read`) or one less use of each constant among `ops` in a table of constant
+/// use counts ([`Graph::const_uses`]).
+fn count_const_uses(uses: &mut [u32], ops: &[Operand], read: bool) {
+    for op in ops {
+        if let Operand::Const(c) = op {
+            let n = &mut uses[c.0 as usize];
+            *n = if read { *n + 1 } else { *n - 1 };
+        }
+    }
+}
+
 /// `(sorted ∪ added) − removed` as multisets of sorted lists (all three sorted): a node added
 /// and removed since the last sort, or removed and added again under a reused index, counts
 /// once per edit.
@@ -1377,6 +1425,42 @@ mod output_index {
         assert!(g.outputs().iter().all(|o| o.operand == Operand::Value(a)));
         assert!(!g.is_output(Operand::Value(b)));
         g.verify_structure().unwrap();
+    }
+}
+
+#[cfg(test)]
+mod const_uses {
+    use crate::text::parse;
+    use crate::{Operand, Outlet};
+
+    /// Every edit of inputs and captures keeps the counts, and the structural check agrees.
+    #[test]
+    fn counts_follow_inputs_and_captures() {
+        let mut g = parse(
+            "graph \"g\" opset(ai.onnx=17) {\n  input %x: f32[2]\n  input %c: bool[]\n  const %k: f32[] 0.5\n  const %j: f32[] 0.25\n  %a = Mul(%k, %k)\n  %b = Add(%x, %j)\n  %i: f32[2] = If[then_branch=graph {\n    output %k\n  }, else_branch=graph {\n    output %x\n  }](%c)\n  output %a\n  output %b\n}\n",
+        )
+        .unwrap();
+        let (Some(Operand::Const(k)), Some(Operand::Const(j))) = (g.lookup("k"), g.lookup("j")) else { panic!() };
+        let node = |name: &str| match g.lookup(name) {
+            Some(Operand::Value(o)) => o.node,
+            _ => panic!("no value {name}"),
+        };
+        let (a, b, i) = (node("a"), node("b"), node("i"));
+        let counts = |g: &crate::Graph| (g.const_uses(k), g.const_uses(j));
+        assert_eq!(counts(&g), (3, 1), "twice by a, once by i's subgraph; once by b");
+        g.set_input(a, 1, Operand::Const(j));
+        assert_eq!(counts(&g), (2, 2));
+        g.set_inputs(b, vec![Operand::Value(Outlet::new(a, 0)), Operand::Const(k)]);
+        assert_eq!(counts(&g), (3, 1));
+        g.set_captures(i, vec![Operand::Const(j)]);
+        assert_eq!(counts(&g), (2, 2));
+        g.remove_node(i).unwrap();
+        assert_eq!(counts(&g), (2, 1));
+        g.verify_structure().unwrap();
+        if cfg!(debug_assertions) {
+            g.const_uses[k.0 as usize] += 1;
+            assert!(g.verify_structure().unwrap_err().to_string().contains("constant use counts"));
+        }
     }
 }
 
