@@ -364,7 +364,7 @@ impl PassManager {
 /// A remark for every op still computing in float between quantized values (it reads a
 /// DequantizeLinear or feeds a QuantizeLinear) that no rule explained: no rule has its pattern.
 pub fn unfused_remarks(graph: &Graph, known: &Remarks) -> Vec<Remark> {
-    use qdqc_ir::{Op, Operand};
+    use qdqc_ir::{Op, OpKind, Operand};
     let explained: std::collections::HashSet<&str> = known.iter().map(|r| r.node.as_str()).collect();
     let mut out = Vec::new();
     for id in graph.topo_order().unwrap_or_default() {
@@ -372,13 +372,14 @@ pub fn unfused_remarks(graph: &Graph, known: &Remarks) -> Vec<Remark> {
         if matches!(n.op, Op::QuantizeLinear | Op::DequantizeLinear | Op::Input) {
             continue;
         }
-        let float_out = n.outputs.iter().any(|v| v.ty.as_ref().is_some_and(|t| t.dtype.is_float()));
-        let reads_dq = n.inputs().iter().any(|&i| match i {
-            Operand::Value(o) => graph.node(o.node).op == Op::DequantizeLinear,
-            _ => false,
-        });
-        let feeds_q = graph.uses(id).any(|(c, _)| graph.node(c).op == Op::QuantizeLinear);
-        if !(float_out && (reads_dq || feeds_q)) {
+        // (Each test only when the ones before it pass: most nodes of a compiled graph compute in
+        // integers, and reading their neighbours was a fiftieth of a large compile.)
+        let float_out = || n.outputs.iter().any(|v| v.ty.as_ref().is_some_and(|t| t.dtype.is_float()));
+        let reads_dq = || {
+            n.inputs().iter().any(|&i| matches!(i, Operand::Value(o) if graph.kind(o.node) == Some(OpKind::DequantizeLinear)))
+        };
+        let feeds_q = || graph.uses(id).any(|(c, _)| graph.kind(c) == Some(OpKind::QuantizeLinear));
+        if !(float_out() && (reads_dq() || feeds_q())) {
             continue;
         }
         let label = n.label();
