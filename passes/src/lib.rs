@@ -376,7 +376,9 @@ pub fn unfused_remarks(graph: &Graph, known: &Remarks) -> Vec<Remark> {
         // integers, and reading their neighbours was a fiftieth of a large compile.)
         let float_out = || n.outputs.iter().any(|v| v.ty.as_ref().is_some_and(|t| t.dtype.is_float()));
         let reads_dq = || {
-            n.inputs().iter().any(|&i| matches!(i, Operand::Value(o) if graph.kind(o.node) == Some(OpKind::DequantizeLinear)))
+            n.inputs()
+                .iter()
+                .any(|&i| matches!(i, Operand::Value(o) if graph.kind(o.node) == Some(OpKind::DequantizeLinear)))
         };
         let feeds_q = || graph.uses(id).any(|(c, _)| graph.kind(c) == Some(OpKind::QuantizeLinear));
         if !(float_out() && (reads_dq() || feeds_q())) {

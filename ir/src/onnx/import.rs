@@ -137,6 +137,53 @@ impl SharedAttrs {
     }
 }
 
+/// A decoded node, readied for import on the decoding thread (import, on the other, is the
+/// slower side): its parts, or its proto when its attributes hold tensors or subgraphs (a
+/// `Constant`, or attributes that may point into the model's side files, which import reads).
+enum Ready {
+    Node(NodeParts),
+    Proto(NodeProto),
+}
+
+/// Whether a node's attributes hold tensors or subgraphs (see [`Ready`]).
+fn reads_side_files(n: &NodeProto) -> bool {
+    n.attribute.iter().any(|a| {
+        a.t.is_some()
+            || !a.tensors.is_empty()
+            || a.sparse_tensor.is_some()
+            || !a.sparse_tensors.is_empty()
+            || a.g.is_some()
+            || !a.graphs.is_empty()
+    })
+}
+
+/// What import makes a node from.
+struct NodeParts {
+    op: Op,
+    meta: crate::graph::NodeMeta,
+    attrs: Arc<[AttributeProto]>,
+    inputs: Vec<String>,
+    outputs: Vec<Value>,
+    /// Names its subgraphs read from enclosing scopes.
+    captured: Vec<String>,
+}
+
+impl NodeParts {
+    fn of(mut n: NodeProto, shared: &mut SharedAttrs) -> NodeParts {
+        let op = Op::from_onnx(n.domain.as_deref().unwrap_or(""), n.op_type.as_deref().unwrap_or(""));
+        let inputs = std::mem::take(&mut n.input);
+        let outputs = std::mem::take(&mut n.output).into_iter().map(Value::named).collect();
+        let attrs = std::mem::take(&mut n.attribute);
+        let mut captured = Vec::new();
+        for a in &attrs {
+            for sub in a.g.iter().map(|g| &**g).chain(a.graphs.iter()) {
+                free_names(sub, &mut captured);
+            }
+        }
+        NodeParts { op, meta: n.into(), attrs: shared.intern(attrs), inputs, outputs, captured }
+    }
+}
+
 /// The operand a node input names: the omitted input for the empty name.
 fn operand_named(graph: &Graph, name: &str) -> Option<Operand> {
     if name.is_empty() {
@@ -206,32 +253,35 @@ fn import_graph(
     graph.reserve(nodes.len());
     let mut pending = Vec::new();
     let (mut i, mut imported) = (0, 0);
-    let mut shared = SharedAttrs::default();
-    super::wire::decode_nodes(nodes, |mut n: NodeProto| -> Result<(), Error> {
+    // (Attribute lists are interned on the decoding thread; a node read from its proto here has
+    // lists of its own.)
+    let (mut shared, mut here) = (SharedAttrs::default(), SharedAttrs::default());
+    let prepare = move |n: NodeProto| match reads_side_files(&n) {
+        true => Ready::Proto(n),
+        false => Ready::Node(NodeParts::of(n, &mut shared)),
+    };
+    super::wire::decode_nodes(nodes, prepare, |ready: Ready| -> Result<(), Error> {
         i += 1;
         let order = i as u64 * ORDER_STEP;
-        nodes_tensors(std::slice::from_mut(&mut n), &mut |t| resolve_external(store, t))?;
-        let op = Op::from_onnx(n.domain.as_deref().unwrap_or(""), n.op_type.as_deref().unwrap_or(""));
-        if op == Op::Constant {
-            if let Some(mut tensor) = constant_value(&n, store)? {
-                let name = n.output[0].clone();
-                tensor.proto.name.get_or_insert_with(|| name.clone());
-                let origin = ConstOrigin::ConstantNode { node: Box::new(n), order };
-                graph.add_const(Const { name, value: ConstValue::Dense(tensor), origin })?;
-                return Ok(());
+        let node = match ready {
+            Ready::Node(node) => node,
+            Ready::Proto(mut n) => {
+                nodes_tensors(std::slice::from_mut(&mut n), &mut |t| resolve_external(store, t))?;
+                let op = Op::from_onnx(n.domain.as_deref().unwrap_or(""), n.op_type.as_deref().unwrap_or(""));
+                if op == Op::Constant {
+                    if let Some(mut tensor) = constant_value(&n, store)? {
+                        let name = n.output[0].clone();
+                        tensor.proto.name.get_or_insert_with(|| name.clone());
+                        let origin = ConstOrigin::ConstantNode { node: Box::new(n), order };
+                        graph.add_const(Const { name, value: ConstValue::Dense(tensor), origin })?;
+                        return Ok(());
+                    }
+                }
+                NodeParts::of(n, &mut here)
             }
-        }
-        let inputs = std::mem::take(&mut n.input);
-        let outputs = std::mem::take(&mut n.output).into_iter().map(Value::named).collect();
-        let attrs = std::mem::take(&mut n.attribute);
-        let mut captured = Vec::new();
-        for a in &attrs {
-            for sub in a.g.iter().map(|g| &**g).chain(a.graphs.iter()) {
-                free_names(sub, &mut captured);
-            }
-        }
-        let attrs = shared.intern(attrs);
-        let id = graph.add_node_at(op, n, attrs, vec![], outputs, order)?;
+        };
+        let NodeParts { op, meta, attrs, inputs, outputs, captured } = node;
+        let id = graph.add_node_at(op, meta, attrs, vec![], outputs, order)?;
         imported += 1;
         // Inputs defined already (all of them, in a topologically sorted model) are wired now,
         // while their producers are fresh in cache, and their names freed; the others wait until

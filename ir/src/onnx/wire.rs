@@ -62,14 +62,17 @@ fn length_delimited(buf: &mut Bytes) -> Result<Bytes, DecodeError> {
 /// Nodes decoded per chunk handed from the decoding thread to import.
 const CHUNK: usize = 2048;
 
-/// Decodes `nodes` in order on a second thread and hands them to `import` a chunk at a time, so
-/// that decoding overlaps importing. Stops at the first error of either; a decode error is
-/// reported when import reaches the node.
-pub(crate) fn decode_nodes<E: From<DecodeError>>(
+/// Decodes `nodes` in order on a second thread, readies each with `prepare` there too, and hands
+/// them to `import` a chunk at a time, so that decoding overlaps importing (and import, the
+/// slower side, does only what needs the graph). Stops at the first error of either; a decode
+/// error is reported when import reaches the node.
+pub(crate) fn decode_nodes<T: Send, E: From<DecodeError>>(
     nodes: Vec<Bytes>,
-    mut import: impl FnMut(NodeProto) -> Result<(), E>,
+    mut prepare: impl FnMut(NodeProto) -> T + Send,
+    mut import: impl FnMut(T) -> Result<(), E>,
 ) -> Result<(), E> {
-    let decode = |chunk: &[Bytes]| chunk.iter().map(|b| NodeProto::decode(b.clone())).collect::<Vec<_>>();
+    let mut decode =
+        move |chunk: &[Bytes]| chunk.iter().map(|b| NodeProto::decode(b.clone()).map(&mut prepare)).collect::<Vec<_>>();
     if nodes.len() <= CHUNK {
         return decode(&nodes).into_iter().try_for_each(|n| import(n?));
     }
@@ -110,10 +113,14 @@ mod tests {
 
     fn decode_all(nodes: Vec<Bytes>) -> Vec<NodeProto> {
         let mut out = Vec::new();
-        decode_nodes::<DecodeError>(nodes, |n| {
-            out.push(n);
-            Ok(())
-        })
+        decode_nodes::<_, DecodeError>(
+            nodes,
+            |n| n,
+            |n| {
+                out.push(n);
+                Ok(())
+            },
+        )
         .unwrap();
         out
     }
@@ -165,7 +172,8 @@ mod tests {
         let bytes = model.encode_to_vec();
         for cut in 1..bytes.len() {
             let prefix = Bytes::copy_from_slice(&bytes[..cut]);
-            let r = split_model(prefix.clone()).and_then(|(_, nodes)| decode_nodes::<DecodeError>(nodes, |_| Ok(())));
+            let r = split_model(prefix.clone())
+                .and_then(|(_, nodes)| decode_nodes::<_, DecodeError>(nodes, |n| n, |_| Ok(())));
             assert!(r.is_err(), "cut at {cut} of {}", bytes.len());
             assert!(ModelProto::decode(prefix).is_err());
         }
@@ -177,10 +185,14 @@ mod tests {
             (0..3 * CHUNK).map(|i| Bytes::from(node(&format!("n{i}")).encode_to_vec())).collect();
         nodes[CHUNK + 1] = Bytes::from_static(&[0xff]);
         let mut seen = 0;
-        let r = decode_nodes::<DecodeError>(nodes, |_| {
-            seen += 1;
-            Ok(())
-        });
+        let r = decode_nodes::<_, DecodeError>(
+            nodes,
+            |n| n,
+            |_| {
+                seen += 1;
+                Ok(())
+            },
+        );
         assert!(r.is_err());
         assert_eq!(seen, CHUNK + 1);
     }
