@@ -315,6 +315,22 @@ impl Const {
     }
 }
 
+/// A constant's place in the side table: the constant (`None` once removed) and what the graph
+/// keeps about it.
+#[derive(Clone, Debug, Default)]
+struct ConstSlot {
+    /// (Boxed: a `Const` holds a whole `TensorProto`, about 400 bytes, and a million-node compile
+    /// adds tens of thousands of constants one by one; growing a table of them inline copied and
+    /// faulted in a fifth of the time of the fuse pass, and every scan read the removed slots.)
+    c: Option<Box<Const>>,
+    /// How many node inputs and captures read it: kept by every edit of inputs and captures, so
+    /// that finding the constants nothing reads takes no walk over the nodes
+    /// ([`Graph::const_uses`]).
+    uses: u32,
+    /// Its values, decoded on first use ([`Graph::const_f32s`]).
+    decoded: Decoded,
+}
+
 /// A constant's values, decoded on first use. Rules read the scales and zero points of every
 /// Q/DQ they look at by value, and a model shares a few of them among thousands of nodes.
 #[derive(Clone, Debug, Default)]
@@ -363,16 +379,8 @@ pub struct Graph {
     /// The op kind of each node by index (`None`: no node there): sweeps filter nodes by op
     /// here, in a table of a byte per node, without reading the nodes they skip.
     kinds: Vec<Option<OpKind>>,
-    /// (Boxed: a `Const` holds a whole `TensorProto`, about 400 bytes, and a million-node compile
-    /// adds tens of thousands of constants one by one; growing a table of them inline copied and
-    /// faulted in a fifth of the time of the fuse pass, and every scan read the removed slots.)
-    consts: Vec<Option<Box<Const>>>,
-    /// Values of small constants as rules read them, decoded once (see [`Graph::const_f32s`]).
-    decoded: Vec<Decoded>,
-    /// How many node inputs and captures read each constant, by constant index: kept by every
-    /// edit of inputs and captures, so that finding the constants nothing reads takes no walk
-    /// over the nodes ([`Graph::const_uses`]).
-    const_uses: Vec<u32>,
+    /// The constants by index, with what the graph keeps about each.
+    consts: Vec<ConstSlot>,
     /// Every value and constant by name: see [`NameIndex`].
     names: NameIndex,
     /// Graph inputs, in order: each is an [`Op::Input`] node.
@@ -640,7 +648,7 @@ impl Graph {
 
     /// The constant `c`, if it was not removed.
     fn live_const(&self, c: ConstId) -> Option<&Const> {
-        self.consts.get(c.0 as usize)?.as_deref()
+        self.consts.get(c.0 as usize)?.c.as_deref()
     }
 
     pub fn value_mut(&mut self, o: Outlet) -> &mut Value {
@@ -648,12 +656,13 @@ impl Graph {
     }
 
     pub fn constant(&self, id: ConstId) -> &Const {
-        self.consts[id.0 as usize].as_deref().expect("constant was removed")
+        self.consts[id.0 as usize].c.as_deref().expect("constant was removed")
     }
 
     pub fn constant_mut(&mut self, id: ConstId) -> &mut Const {
-        self.decoded[id.0 as usize] = Decoded::default();
-        self.consts[id.0 as usize].as_deref_mut().expect("constant was removed")
+        let slot = &mut self.consts[id.0 as usize];
+        slot.decoded = Decoded::default();
+        slot.c.as_deref_mut().expect("constant was removed")
     }
 
     /// The values of a small dense constant as f32 ([`Tensor::to_f32`]), decoded once and shared;
@@ -661,13 +670,13 @@ impl Graph {
     /// to learn why).
     pub fn const_f32s(&self, id: ConstId) -> Option<Arc<[f32]>> {
         let decode = || Some(self.small_tensor(id)?.to_f32().ok()?.into());
-        self.decoded.get(id.0 as usize)?.f32s.get_or_init(decode).clone()
+        self.consts.get(id.0 as usize)?.decoded.f32s.get_or_init(decode).clone()
     }
 
     /// The values of a small dense constant as i64 ([`Tensor::to_i64`]), as [`Graph::const_f32s`].
     pub fn const_i64s(&self, id: ConstId) -> Option<Arc<[i64]>> {
         let decode = || Some(self.small_tensor(id)?.to_i64().ok()?.into());
-        self.decoded.get(id.0 as usize)?.i64s.get_or_init(decode).clone()
+        self.consts.get(id.0 as usize)?.decoded.i64s.get_or_init(decode).clone()
     }
 
     fn small_tensor(&self, id: ConstId) -> Option<&Tensor> {
@@ -677,7 +686,7 @@ impl Graph {
     /// How many node inputs and captures read constant `id` (graph outputs and quantization
     /// annotations are not counted).
     pub fn const_uses(&self, id: ConstId) -> u32 {
-        self.const_uses[id.0 as usize]
+        self.consts[id.0 as usize].uses
     }
 
     /// An upper bound of constant indices (`ConstId.0`), for tables indexed by constant.
@@ -687,7 +696,7 @@ impl Graph {
 
     /// All live constants, in table order (the original initializer order first).
     pub fn constants(&self) -> impl Iterator<Item = (ConstId, &Const)> + '_ {
-        self.consts.iter().enumerate().filter_map(|(i, c)| c.as_deref().map(|c| (ConstId(i as u32), c)))
+        self.consts.iter().enumerate().filter_map(|(i, s)| s.c.as_deref().map(|c| (ConstId(i as u32), c)))
     }
 
     /// The tensor of a dense constant operand.
@@ -957,9 +966,7 @@ impl Graph {
         if c.origin != ConstOrigin::InputDefault {
             self.register(&c.name, Operand::Const(id))?;
         }
-        self.consts.push(Some(Box::new(c)));
-        self.decoded.push(Decoded::default());
-        self.const_uses.push(0);
+        self.consts.push(ConstSlot { c: Some(Box::new(c)), ..ConstSlot::default() });
         Ok(id)
     }
 
@@ -998,9 +1005,10 @@ impl Graph {
 
     /// Removes a constant; it must have no uses left.
     pub fn remove_const(&mut self, id: ConstId) {
-        if let Some(c) = self.consts[id.0 as usize].take() {
+        let slot = &mut self.consts[id.0 as usize];
+        if let Some(c) = slot.c.take() {
+            slot.decoded = Decoded::default();
             self.names.remove(&c.name, Operand::Const(id));
-            self.decoded[id.0 as usize] = Decoded::default();
         }
     }
 
@@ -1087,8 +1095,8 @@ impl Graph {
                 self.add_edge(o.node, id, Edge { slot: o.slot, port: Port::Input(i as u32) });
             }
         }
-        count_const_uses(&mut self.const_uses, &self.g[id].inputs, false);
-        count_const_uses(&mut self.const_uses, &inputs, true);
+        count_const_uses(&mut self.consts, &self.g[id].inputs, false);
+        count_const_uses(&mut self.consts, &inputs, true);
         self.g[id].inputs = Inputs::from_vec(inputs);
     }
 
@@ -1112,8 +1120,8 @@ impl Graph {
             inputs.resize(i + 1, Operand::None);
         }
         let old = std::mem::replace(&mut inputs[i], op);
-        count_const_uses(&mut self.const_uses, &[old], false);
-        count_const_uses(&mut self.const_uses, &[op], true);
+        count_const_uses(&mut self.consts, &[old], false);
+        count_const_uses(&mut self.consts, &[op], true);
     }
 
     /// Sets the outer-scope values a node's subgraphs read.
@@ -1133,8 +1141,8 @@ impl Graph {
                 self.add_edge(o.node, id, Edge { slot: o.slot, port: Port::Capture(i as u32) });
             }
         }
-        count_const_uses(&mut self.const_uses, &self.g[id].captures, false);
-        count_const_uses(&mut self.const_uses, &captures, true);
+        count_const_uses(&mut self.consts, &self.g[id].captures, false);
+        count_const_uses(&mut self.consts, &captures, true);
         self.g[id].captures = captures;
     }
 
@@ -1172,8 +1180,8 @@ impl Graph {
         }
         let node = self.g.remove_node(id).expect("node exists");
         self.set_kind(id, None);
-        count_const_uses(&mut self.const_uses, &node.inputs, false);
-        count_const_uses(&mut self.const_uses, &node.captures, false);
+        count_const_uses(&mut self.consts, &node.inputs, false);
+        count_const_uses(&mut self.consts, &node.captures, false);
         match node.op {
             Op::Input => {
                 self.topo.edit();
@@ -1250,11 +1258,12 @@ impl Graph {
         // count too low shows in release builds too, once `dce` removes a constant still read).
         if cfg!(debug_assertions) {
             let mut uses = vec![0; self.consts.len()];
-            for n in ids.iter().map(|&id| &self.g[id]) {
-                count_const_uses(&mut uses, &n.inputs, true);
-                count_const_uses(&mut uses, &n.captures, true);
+            for op in ids.iter().flat_map(|&id| self.g[id].inputs.iter().chain(&self.g[id].captures)) {
+                if let Operand::Const(c) = op {
+                    uses[c.0 as usize] += 1;
+                }
             }
-            if uses != self.const_uses {
+            if self.consts.iter().map(|s| s.uses).ne(uses) {
                 return Err(inv("the constant use counts are stale".into()));
             }
         }
@@ -1354,12 +1363,12 @@ impl Graph {
     }
 }
 
-/// Counts one more (`read`) or one less use of each constant among `ops` in a table of constant
-/// use counts ([`Graph::const_uses`]).
-fn count_const_uses(uses: &mut [u32], ops: &[Operand], read: bool) {
+/// Counts one more (`read`) or one less use of each constant among `ops`
+/// ([`Graph::const_uses`]).
+fn count_const_uses(consts: &mut [ConstSlot], ops: &[Operand], read: bool) {
     for op in ops {
         if let Operand::Const(c) = op {
-            let n = &mut uses[c.0 as usize];
+            let n = &mut consts[c.0 as usize].uses;
             *n = if read { *n + 1 } else { *n - 1 };
         }
     }
@@ -1458,7 +1467,7 @@ mod const_uses {
         assert_eq!(counts(&g), (2, 1));
         g.verify_structure().unwrap();
         if cfg!(debug_assertions) {
-            g.const_uses[k.0 as usize] += 1;
+            g.consts[k.0 as usize].uses += 1;
             assert!(g.verify_structure().unwrap_err().to_string().contains("constant use counts"));
         }
     }
