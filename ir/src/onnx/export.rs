@@ -1,7 +1,7 @@
 //! [`Model`] → `ModelProto` and files. Nodes are written in topological order preferring each
 //! node's original position, so an untouched graph is written back exactly as it was read.
 
-use super::external::{place_tensors, ExternalData, Regions};
+use super::external::{holds_tensors, place_tensors, ExternalData, Regions};
 use super::sink::FileSink;
 use super::{Error, Model, SaveOptions};
 use crate::graph::{ConstId, ConstOrigin, ConstValue, Dim, Graph, NodeId, Operand, TensorType};
@@ -372,18 +372,6 @@ pub(crate) fn export_model(model: &Model) -> Result<ModelProto, Error> {
 
 /// protobuf's hard limit for one message.
 const PROTOBUF_LIMIT: usize = i32::MAX as usize;
-
-/// Whether external-data placement would look into these attributes (tensors and subgraphs).
-fn holds_tensors(attrs: &[AttributeProto]) -> bool {
-    attrs.iter().any(|a| {
-        a.t.is_some()
-            || !a.tensors.is_empty()
-            || a.sparse_tensor.is_some()
-            || !a.sparse_tensors.is_empty()
-            || a.g.is_some()
-            || !a.graphs.is_empty()
-    })
-}
 
 /// Nodes per piece of the node list: pieces are encoded on all cores, each into its own buffer,
 /// and written one by one. A node list of one piece is encoded on the calling thread. (A write of

@@ -3,7 +3,7 @@
 
 use super::Error;
 use crate::proto::tensor_proto::DataLocation;
-use crate::proto::{GraphProto, ModelProto, NodeProto, StringStringEntryProto, TensorProto};
+use crate::proto::{AttributeProto, GraphProto, ModelProto, NodeProto, StringStringEntryProto, TensorProto};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -176,6 +176,19 @@ pub(crate) fn graph_tensors(
         }
     }
     nodes_tensors(&mut g.node, f)
+}
+
+/// Whether attributes hold tensors or subgraphs: what external data could be read from or
+/// placed into.
+pub(crate) fn holds_tensors(attrs: &[AttributeProto]) -> bool {
+    attrs.iter().any(|a| {
+        a.t.is_some()
+            || !a.tensors.is_empty()
+            || a.sparse_tensor.is_some()
+            || !a.sparse_tensors.is_empty()
+            || a.g.is_some()
+            || !a.graphs.is_empty()
+    })
 }
 
 pub(crate) fn nodes_tensors(

@@ -1,7 +1,7 @@
 //! `ModelProto` → [`Model`]: graph nodes become IR nodes, initializers and `Constant` nodes become
 //! side-table constants, and everything else is kept verbatim for export.
 
-use super::external::{for_each_tensor, is_external, nodes_tensors, ExternalStore};
+use super::external::{for_each_tensor, holds_tensors, is_external, nodes_tensors, ExternalStore};
 use super::{Error, Model, MAX_IR_VERSION};
 use crate::dtype::DType;
 use crate::graph::{Const, ConstOrigin, ConstValue, Dim, Graph, Operand, TensorType, Value, ORDER_STEP};
@@ -145,18 +145,6 @@ enum Ready {
     Proto(NodeProto),
 }
 
-/// Whether a node's attributes hold tensors or subgraphs (see [`Ready`]).
-fn reads_side_files(n: &NodeProto) -> bool {
-    n.attribute.iter().any(|a| {
-        a.t.is_some()
-            || !a.tensors.is_empty()
-            || a.sparse_tensor.is_some()
-            || !a.sparse_tensors.is_empty()
-            || a.g.is_some()
-            || !a.graphs.is_empty()
-    })
-}
-
 /// What import makes a node from.
 struct NodeParts {
     op: Op,
@@ -256,7 +244,7 @@ fn import_graph(
     // (Attribute lists are interned on the decoding thread; a node read from its proto here has
     // lists of its own.)
     let (mut shared, mut here) = (SharedAttrs::default(), SharedAttrs::default());
-    let prepare = move |n: NodeProto| match reads_side_files(&n) {
+    let prepare = move |n: NodeProto| match holds_tensors(&n.attribute) {
         true => Ready::Proto(n),
         false => Ready::Node(NodeParts::of(n, &mut shared)),
     };
