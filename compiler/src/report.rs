@@ -24,19 +24,20 @@ pub struct PassChange {
     pub changes: usize,
 }
 
-/// A remark, as the JSON report holds it.
+/// A remark, as the JSON report holds it (borrowed from the compilation: a large model has tens of
+/// thousands).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct RemarkEntry {
-    pub pass: String,
-    pub rule: String,
-    pub op: String,
-    pub node: String,
-    pub reason: String,
+pub struct RemarkEntry<'a> {
+    pub pass: &'a str,
+    pub rule: &'a str,
+    pub op: &'a str,
+    pub node: &'a str,
+    pub reason: &'a str,
 }
 
 /// Before/after summary of one compilation.
 #[derive(Clone, Debug, Serialize)]
-pub struct Report {
+pub struct Report<'a> {
     pub before: Stats,
     pub after: Stats,
     /// Nodes in the com.microsoft domain, before and after.
@@ -49,8 +50,8 @@ pub struct Report {
     /// The pipeline reached a fixed point.
     pub converged: bool,
     /// Remarks per rule, by rule name.
-    pub remarks_by_rule: BTreeMap<String, usize>,
-    pub remarks: Vec<RemarkEntry>,
+    pub remarks_by_rule: BTreeMap<&'a str, usize>,
+    pub remarks: Vec<RemarkEntry<'a>>,
     /// The verification result, when the compilation was verified.
     pub verify: Option<VerifyReport>,
 }
@@ -63,15 +64,19 @@ pub fn microsoft_ops(graph: &Graph) -> usize {
         .map(|id| graph.node(id))
         .filter(|n| n.op != Op::Input)
         .filter(|n| {
-            let spelled = n.domain().unwrap_or("");
-            let domain = if Op::from_onnx(spelled, n.op.name()) == n.op { spelled } else { n.op.default_domain() };
+            // (A node without a domain in its proto is in its op's default one: no lookup of
+            // the op by name, which is most of the work for most nodes.)
+            let domain = match n.domain() {
+                Some(spelled) if Op::from_onnx(spelled, n.op.name()) == n.op => spelled,
+                _ => n.op.default_domain(),
+            };
             domain == MS_DOMAIN
         })
         .count()
 }
 
-impl Report {
-    pub fn new(c: &Compiled) -> Report {
+impl<'a> Report<'a> {
+    pub fn new(c: &'a Compiled) -> Report<'a> {
         let passes: Vec<PassChange> = c
             .passes
             .iter()
@@ -83,18 +88,12 @@ impl Report {
         }
         let mut remarks_by_rule = BTreeMap::new();
         for r in &c.remarks {
-            *remarks_by_rule.entry(r.rule.clone()).or_default() += 1;
+            *remarks_by_rule.entry(r.rule).or_default() += 1;
         }
         let remarks = c
             .remarks
             .iter()
-            .map(|r| RemarkEntry {
-                pass: r.pass.clone(),
-                rule: r.rule.clone(),
-                op: r.op.clone(),
-                node: r.node.clone(),
-                reason: r.reason.clone(),
-            })
+            .map(|r| RemarkEntry { pass: r.pass, rule: r.rule, op: &r.op, node: &r.node, reason: &r.reason })
             .collect();
         Report {
             before: c.before.clone(),

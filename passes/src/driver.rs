@@ -34,7 +34,7 @@ pub fn run_rules(
         if changes == 0 {
             remarks.extend(refusals.into_iter().map(|(rule, id, reason)| {
                 let n = graph.node(id);
-                Remark { pass: pass.to_string(), rule: rule.to_string(), node: n.label(), op: n.op.to_string(), reason }
+                Remark { pass, rule, node: n.label(), op: n.op.to_string(), reason }
             }));
             break;
         }

@@ -54,8 +54,10 @@ pub trait Pass {
 /// Why a rule did not fire at a node. Ordered and deduplicated in [`Remarks`].
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Remark {
-    pub pass: String,
-    pub rule: String,
+    /// (Pass and rule names are static: a compile of a large model makes tens of thousands of
+    /// remarks.)
+    pub pass: &'static str,
+    pub rule: &'static str,
     /// The node's label (its name, or the value it produces).
     pub node: String,
     pub op: String,
@@ -390,13 +392,7 @@ pub fn unfused_remarks(graph: &Graph, known: &Remarks) -> Vec<Remark> {
         if !explained.contains(label.as_str()) && !q_explained {
             let reason =
                 format!("no rule fuses {} here: it stays in float between DequantizeLinear and QuantizeLinear", n.op);
-            out.push(Remark {
-                pass: "pipeline".into(),
-                rule: "unfused".into(),
-                node: label,
-                op: n.op.to_string(),
-                reason,
-            });
+            out.push(Remark { pass: "pipeline", rule: "unfused", node: label, op: n.op.to_string(), reason });
         }
     }
     out

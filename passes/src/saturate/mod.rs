@@ -274,8 +274,8 @@ pub struct Saturate {
 /// then the cheapest graph among the forms found so far.
 fn limit_remark(report: &Report) -> Option<Remark> {
     (report.stop != "saturated").then(|| Remark {
-        pass: "saturate".into(),
-        rule: "saturate".into(),
+        pass: "saturate",
+        rule: "saturate",
         node: "graph".into(),
         op: String::new(),
         reason: format!(
@@ -304,8 +304,8 @@ impl Pass for Saturate {
             }
             Err(reason) => {
                 remarks.insert(Remark {
-                    pass: "saturate".into(),
-                    rule: "saturate".into(),
+                    pass: "saturate",
+                    rule: "saturate",
                     node: "graph".into(),
                     op: String::new(),
                     reason: format!("falling back to the greedy passes: {reason}"),
