@@ -2,16 +2,16 @@
 """Compile time and memory at scale: qdqc's greedy -O2 on synthetic QDQ CNNs of 1k to 1M ops,
 next to onnxruntime's session optimization of the same models.
 
-    bench_scale.py [--sizes 1000,10000,100000,1000000] [--dir target/bench_scale] [--runs 3]
+    bench_scale.py [--sizes 1000,10000,100000,1000000] [--dir target/bench_scale] [--runs 3] [--small-runs 11]
                    [--ort-max 100000] [--saturate-max 100000] [--ort-timeout 600] [--no-docs]
 
 Models come from `benches/src/bin/gen_synthetic.rs` (ORT-style QDQ residual blocks, uint8
 activations, int8 per-channel weights, 16 weight DQs shared by every block). For each size:
 
   - `qdqc compile MODEL -o OUT --time-passes` (the -O2 pipeline), and with -O3 (equality
-    saturation) up to --saturate-max ops: wall time and peak RSS of the process (`/usr/bin/time`,
-    the median of --runs runs), the load / passes / save split and each pass's time that
-    `--time-passes` prints;
+    saturation) up to --saturate-max ops: wall time (taken here) and peak RSS (`/usr/bin/time`)
+    of the process, the median of --runs runs (--small-runs below 1M ops), the load / passes /
+    save split and each pass's time that `--time-passes` prints;
   - onnxruntime 1.32: `InferenceSession` creation with ORT_ENABLE_EXTENDED (its QDQ fusion runs
     there) and with ORT_DISABLE_ALL; the difference is its optimization time. Sizes above
     --ort-max are skipped, and a session taking longer than --ort-timeout seconds is reported as
@@ -92,6 +92,9 @@ def main() -> int:
     ap.add_argument("--sizes", default="1000,10000,100000,1000000")
     ap.add_argument("--dir", default=str(ROOT / "target/bench_scale"))
     ap.add_argument("--runs", type=int, default=3, help="qdqc runs per measurement (the median is reported)")
+    ap.add_argument("--small-runs", type=int, default=11,
+                    help="runs per measurement below 1M ops (a 10k-op compile takes a few hundredths of a second, "
+                         "and its noise moves the ratio to the next size)")
     ap.add_argument("--ort-max", type=int, default=100000)
     ap.add_argument("--saturate-max", type=int, default=100000)
     ap.add_argument("--ort-timeout", type=float, default=600)
@@ -110,18 +113,19 @@ def main() -> int:
         if not model.exists():
             subprocess.run([str(gen), "--ops", str(n), "-o", str(model)], check=True, capture_output=True)
         compile_cmd = [str(qdqc), "compile", str(model), "--time-passes", "-o"]
-        wall, rss, err = median_run([*compile_cmd, str(out / f"compiled-{n}.onnx")], args.runs)
+        runs = args.runs if n >= 1_000_000 else max(args.runs, args.small_runs)
+        wall, rss, err = median_run([*compile_cmd, str(out / f"compiled-{n}.onnx")], runs)
         phase, check, passes = split(err)
         per_pass[("greedy -O2", n)] = passes
         sat = None
         if n <= args.saturate_max:
             probe = subprocess.run([*compile_cmd, str(out / f"o3-{n}.onnx"), "-O3"], capture_output=True, text=True)
             if probe.returncode == 0:
-                s_wall, s_rss, s_err = median_run([*compile_cmd, str(out / f"o3-{n}.onnx"), "-O3"], args.runs)
+                s_wall, s_rss, s_err = median_run([*compile_cmd, str(out / f"o3-{n}.onnx"), "-O3"], runs)
                 s_phase, _, s_passes = split(s_err)
                 per_pass[("saturate -O3", n)] = s_passes
                 sat = (s_wall, s_rss, s_phase)
-        rt_wall, rt_rss, _ = median_run([*compile_cmd, str(out / f"rt-{n}.onnx"), "--passes", "none"], args.runs)
+        rt_wall, rt_rss, _ = median_run([*compile_cmd, str(out / f"rt-{n}.onnx"), "--passes", "none"], runs)
         ops = int(re.search(r"input had (\d+)", subprocess.run(
             [str(qdqc), "compile", str(model), "-o", str(out / "tmp.onnx"), "--passes", "none"],
             capture_output=True, text=True).stdout).group(1))
@@ -150,7 +154,8 @@ def main() -> int:
         model = out / f"fanout-{n}.onnx"
         if not model.exists():
             subprocess.run([str(gen), "--fanout", "--ops", str(n), "-o", str(model)], check=True, capture_output=True)
-        wall, rss, err = median_run([str(qdqc), "compile", str(model), "--time-passes", "-o", str(out / f"fanout-o-{n}.onnx")], args.runs)
+        runs = args.runs if n >= 1_000_000 else max(args.runs, args.small_runs)
+        wall, rss, err = median_run([str(qdqc), "compile", str(model), "--time-passes", "-o", str(out / f"fanout-o-{n}.onnx")], runs)
         phase, check, _ = split(err)
         fan_rows.append((n, wall, rss, phase))
         print(fan_rows[-1], flush=True)
@@ -180,7 +185,7 @@ def main() -> int:
             f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPUs, {platform.platform()}; qdqc at "
             f"`{subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=ROOT).stdout.strip()}`. "
             "Reproduce: `scripts/bench_scale.py` (models from `cargo run --release -p qdqc-bench --bin gen_synthetic -- --ops N`).\n"
-            f"qdqc: the median of {args.runs} runs, wall time of the whole process (taken by the script) and its peak RSS (`/usr/bin/time`); the split is what "
+            f"qdqc: the median of {args.runs} runs ({max(args.runs, args.small_runs)} below 1M ops), wall time of the whole process (taken by the script) and its peak RSS (`/usr/bin/time`); the split is what "
             "`--time-passes` prints (in release builds the graph check runs once, after the pipeline; `--check-each-pass` runs it "
             "after every pass). onnxruntime: one session creation each.\n\n"
         )
