@@ -16,7 +16,6 @@
 use crate::Target;
 use qdqc_ir::{ConstId, Graph, NodeId, Op, Operand, Outlet, Tensor};
 use smallvec::SmallVec;
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -149,10 +148,15 @@ impl Match {
         self.bindings.iter().find(|(v, _)| &**v == var).map(|(_, o)| *o)
     }
 
-    /// Whether a matched node other than the root has outputs used outside the match.
+    /// Whether a matched node other than the root has outputs used outside the match. A
+    /// DequantizeLinear of a constant (a weight or bias DQ) does not count: a rewrite reads its
+    /// inputs and leaves it to its other consumers (a patch removes only what became dead).
     pub fn interior_used_elsewhere(&self, graph: &Graph) -> bool {
-        let inside: HashSet<NodeId> = self.nodes.iter().copied().collect();
-        self.nodes[1..].iter().any(|&id| graph.uses(id).any(|(c, _)| !inside.contains(&c)) || graph.feeds_output(id))
+        self.nodes[1..].iter().any(|&id| {
+            let n = graph.node(id);
+            let weight_dq = n.op == Op::DequantizeLinear && matches!(n.input(0), Operand::Const(_));
+            !weight_dq && (graph.uses(id).any(|(c, _)| !self.nodes.contains(&c)) || graph.feeds_output(id))
+        })
     }
 }
 

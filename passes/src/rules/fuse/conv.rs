@@ -525,6 +525,35 @@ mod tests {
 }
 "#;
 
+    /// Two convs reading one weight DQ and one bias DQ (as in a model whose blocks share
+    /// weights; `-O2` does not give each consumer a DQ of its own): both fuse, and the shared
+    /// DQs go once nothing reads them.
+    #[test]
+    fn convs_sharing_weight_and_bias_dqs_both_fuse() {
+        let text = U8_PT.replace(
+            "  output %y\n",
+            "  %c2 = Conv[kernel_shape=[1,1], pads=[0,0,0,0]](%x, %wd, %b)  \"conv2\"\n  %y2 = QuantizeLinear(%c2, %ys, %yz)\n  output %y\n  output %y2\n",
+        );
+        insta::assert_snapshot!(check(&text), @r#"
+        graph "g" opset(ai.onnx=17) {
+          input %xq: u8[1,2,3,3] q(0.5, 128)
+          const %xs: f32[] 0.5
+          const %xz: u8[] 128
+          const %w: i8[2,2,1,1] [10, -20, 127, -127]
+          const %ws: f32[] 0.25
+          const %wz: i8[] 0
+          const %bq: i32[2] [100, -50]
+          const %ys: f32[] 2.0
+          const %yz: u8[] 100
+          %y: u8[1,2,3,3] q(2.0, 100) = QLinearConv[kernel_shape=[1,1], pads=[0,0,0,0]](%xq, %xs, %xz, %w, %ws, %wz, %ys, %yz, %bq)  "conv1"
+          %y2: u8[1,2,3,3] q(2.0, 100) = QLinearConv[kernel_shape=[1,1], pads=[0,0,0,0]](%xq, %xs, %xz, %w, %ws, %wz, %ys, %yz, %bq)  "conv2"
+          output %y
+          output %y2
+        }
+        "#);
+        assert!(max_diff(&text, DType::U8, &[1, 2, 3, 3]) <= 1.0);
+    }
+
     #[test]
     fn qlinearconv_u8_per_tensor_exact_int32_bias() {
         insta::assert_snapshot!(check(U8_PT), @r#"
