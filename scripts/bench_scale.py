@@ -3,7 +3,8 @@
 next to onnxruntime's session optimization of the same models.
 
     bench_scale.py [--sizes 1000,10000,100000,1000000] [--dir target/bench_scale] [--runs 3] [--small-runs 11]
-                   [--ort-max 100000] [--saturate-max 100000] [--ort-timeout 600] [--no-docs]
+                   [--ort-max 100000] [--saturate-max 100000] [--ort-timeout 600]
+                   [--curve-sizes 3000,10000,...,2000000] [--no-docs]
 
 Models come from `benches/src/bin/gen_synthetic.rs` (ORT-style QDQ residual blocks, uint8
 activations, int8 per-channel weights, 16 weight DQs shared by every block). For each size:
@@ -12,6 +13,8 @@ activations, int8 per-channel weights, 16 weight DQs shared by every block). For
     saturation) up to --saturate-max ops: wall time (taken here) and peak RSS (`/usr/bin/time`)
     of the process, the median of --runs runs (--small-runs below 1M ops), the load / passes /
     save split and each pass's time that `--time-passes` prints;
+  - the cost per op of -O2 at the --curve-sizes (between and beyond the decades): where the
+    time per op rises, the working set has outgrown a cache, not an algorithm its linear bound;
   - onnxruntime 1.32: `InferenceSession` creation with ORT_ENABLE_EXTENDED (its QDQ fusion runs
     there) and with ORT_DISABLE_ALL; the difference is its optimization time. Sizes above
     --ort-max are skipped, and a session taking longer than --ort-timeout seconds is reported as
@@ -95,6 +98,8 @@ def main() -> int:
     ap.add_argument("--small-runs", type=int, default=11,
                     help="runs per measurement below 1M ops (a 10k-op compile takes a few hundredths of a second, "
                          "and its noise moves the ratio to the next size)")
+    ap.add_argument("--curve-sizes", default="3000,10000,20000,30000,50000,100000,200000,300000,500000,1000000,2000000",
+                    help="sizes for the time-per-op table ('' for none)")
     ap.add_argument("--ort-max", type=int, default=100000)
     ap.add_argument("--saturate-max", type=int, default=100000)
     ap.add_argument("--ort-timeout", type=float, default=600)
@@ -169,6 +174,24 @@ def main() -> int:
             prev = (n, wall)
             sp = f"{ph.get('load', 0):.2f} / {ph.get('passes', 0):.2f} / {ph.get('save', 0):.2f} s"
             lines.append(f"| {n:,} | {max((n - 2) // 6, 1):,} | {wall:.2f} s | {ratio} | {rss:,} MB | {sp} |")
+    curve = []
+    for n in [int(x) for x in args.curve_sizes.split(",") if x]:
+        model = out / f"synthetic-{n}.onnx"
+        if not model.exists():
+            subprocess.run([str(gen), "--ops", str(n), "-o", str(model)], check=True, capture_output=True)
+        runs = args.runs if n >= 1_000_000 else max(args.runs, args.small_runs)
+        wall, rss, err = median_run([str(qdqc), "compile", str(model), "--time-passes", "-o", str(out / "curve-out.onnx")], runs)
+        phase, _, _ = split(err)
+        curve.append((n, wall, rss, phase))
+        print(curve[-1], flush=True)
+    if curve:
+        lines += ["", "Time per op of greedy -O2 (same models, more sizes; µs per op of the input, so a linear compile "
+                  "keeps each column flat):", "",
+                  "| ops | wall | µs/op | load µs/op | passes µs/op | save µs/op | peak RSS |",
+                  "|--:|--:|--:|--:|--:|--:|--:|"]
+        for n, wall, rss, ph in curve:
+            us = [1e6 * ph.get(k, 0) / n for k in ("load", "passes", "save")]
+            lines.append(f"| {n:,} | {wall:.3f} s | {1e6 * wall / n:.2f} | {us[0]:.2f} | {us[1]:.2f} | {us[2]:.2f} | {rss:,} MB |")
     biggest = {}
     for (mode, n), passes in per_pass.items():
         if passes and n >= biggest.get(mode, (0, None))[0]:
