@@ -1223,35 +1223,40 @@ impl Graph {
     /// Checks the structural invariants ([`Graph::verify_structure`]) and that node output types
     /// agree with what inference derives from the inputs.
     pub fn verify(&self) -> Result<(), GraphError> {
-        let order = self.structure()?;
-        crate::infer::check_types(self, &order)
+        // Each node's types are checked right after its structure (which makes its inputs safe to
+        // read), while the node is in cache: one walk over the nodes instead of two.
+        self.structure(|id| crate::infer::check_node(self, id)).map(drop)
     }
 
     /// Checks the structural invariants: acyclic; every operand refers to a live node output or
     /// constant; edges match operands; names unique and indexed; graph outputs defined. (A graph
     /// just imported from ONNX has had its types inferred and checked, so loading needs no more.)
     pub fn verify_structure(&self) -> Result<(), GraphError> {
-        self.structure().map(drop)
+        self.structure(|_| Ok(())).map(drop)
     }
 
-    /// The structural checks; returns the topological order.
-    fn structure(&self) -> Result<Vec<NodeId>, GraphError> {
+    /// The structural checks, and `node_check` on each node whose structure is sound; returns the
+    /// topological order.
+    fn structure(
+        &self,
+        node_check: impl Fn(NodeId) -> Result<(), GraphError> + Sync,
+    ) -> Result<Vec<NodeId>, GraphError> {
         let inv = GraphError::Invariant;
         for (id, c) in self.constants() {
             if c.origin != ConstOrigin::InputDefault {
                 self.check_def(&c.name, Operand::Const(id))?;
             }
         }
-        // Nodes are checked independently, on both cores; the first error in index order is
-        // reported.
+        // Nodes are checked independently (a node's checks read its inputs' recorded types, not
+        // theirs), on both cores; the first error in index order is reported.
         use rayon::prelude::*;
         let ids: Vec<NodeId> = self.g.node_indices().collect();
         if self.kinds.iter().filter(|k| k.is_some()).count() != ids.len() {
             return Err(inv("the op kind table lists a removed node".into()));
         }
-        if let Some(e) =
-            ids.par_chunks(4096).find_map_first(|ids| ids.iter().find_map(|&id| self.node_structure(id).err()))
-        {
+        if let Some(e) = ids.par_chunks(4096).find_map_first(|ids| {
+            ids.iter().find_map(|&id| self.node_structure(id).and_then(|()| node_check(id)).err())
+        }) {
             return Err(e);
         }
         // The constant use counts, in debug builds (a second walk over every node's inputs; a
@@ -1335,7 +1340,8 @@ impl Graph {
                 })?;
             }
         }
-        let mut expect: Vec<(NodeId, Edge)> = Vec::new();
+        // (On the stack for up to 9 inputs: the check runs for every node of every graph.)
+        let mut expect: SmallVec<[(NodeId, Edge); 9]> = SmallVec::new();
         for (i, &op) in n.inputs.iter().enumerate() {
             check_operand(op)?;
             if let Operand::Value(o) = op {
@@ -1348,7 +1354,7 @@ impl Graph {
                 expect.push((o.node, Edge { slot: o.slot, port: Port::Capture(i as u32) }));
             }
         }
-        let mut actual: Vec<(NodeId, Edge)> =
+        let mut actual: SmallVec<[(NodeId, Edge); 9]> =
             self.g.edges_directed(id, Direction::Incoming).map(|e| (e.source(), *e.weight())).collect();
         let key = |x: &(NodeId, Edge)| (x.0, x.1.slot, port_key(x.1.port));
         expect.sort_by_key(key);

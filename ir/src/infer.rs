@@ -104,7 +104,8 @@ pub fn check_types(graph: &Graph, order: &[NodeId]) -> Result<(), GraphError> {
         .map_or(Ok(()), Err)
 }
 
-fn check_node(graph: &Graph, id: NodeId) -> Result<(), GraphError> {
+/// Checks node `id`'s recorded output types against inference from its inputs' recorded types.
+pub(crate) fn check_node(graph: &Graph, id: NodeId) -> Result<(), GraphError> {
     let node = graph.node(id);
     if matches!(node.op, Op::Input | Op::Other(_)) {
         return Ok(());
