@@ -148,8 +148,9 @@ pub const DEFAULT_PIPELINE: &[&str] =
     &["fold-bn", "propagate", "cleanup", "fuse", "fuse-contrib", "int8-to-uint8", "dedup-consts", "dce"];
 
 /// `-O3`: the greedy pre-passes (`unique-dq` gives every consumer a DQ of its own, which the
-/// e-graph keeps apart by name: see `saturate::lang`), equality saturation over the fold-bn, propagate, cleanup, fuse
-/// and fuse-contrib rules (instead of running them greedily), then the greedy post-passes.
+/// e-graph keeps apart by name: see `saturate::lang`), equality saturation over the fold-bn,
+/// propagate, cleanup, fuse and fuse-contrib rules (instead of running them greedily), then the
+/// greedy post-passes.
 pub const SATURATE_PIPELINE: &[&str] = &["unique-dq", "fold-bn", "saturate", "int8-to-uint8", "dedup-consts", "dce"];
 
 /// The passes of a named pipeline: `O0` (none), `O2` (the default, greedy) or `O3` (saturation);
