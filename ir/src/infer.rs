@@ -1,7 +1,7 @@
 //! Type, shape and quantization-parameter inference for every op in [`crate::Op`].
 //!
-//! [`infer_graph`] fills in what the model did not declare; [`check_types`] (run by
-//! `Graph::verify`) checks that each node's recorded output types agree with what its inputs imply.
+//! [`infer_graph`] fills in what the model did not declare; `check_node` (run by `Graph::verify`
+//! on every node) checks that a node's recorded output types agree with what its inputs imply.
 //!
 //! One function per op computes the output types of a node from its input types, attributes and
 //! constant inputs ([`infer_node`]); the families live in submodules:
@@ -92,19 +92,9 @@ pub fn infer_quant(graph: &mut Graph, id: NodeId) {
     }
 }
 
-/// Checks that recorded output types agree with inference, for nodes in `order`.
-/// Only contradictions are reported: a recorded type may be less precise than the inferred one.
-pub fn check_types(graph: &Graph, order: &[NodeId]) -> Result<(), GraphError> {
-    // Each node is checked against its inputs' recorded types alone, so the nodes are
-    // independent: both cores share the work, and the first error in `order` is reported.
-    use rayon::prelude::*;
-    order
-        .par_chunks(4096)
-        .find_map_first(|chunk| chunk.iter().find_map(|&id| check_node(graph, id).err()))
-        .map_or(Ok(()), Err)
-}
-
-/// Checks node `id`'s recorded output types against inference from its inputs' recorded types.
+/// Checks node `id`'s recorded output types against inference from its inputs' recorded types
+/// alone (so `Graph::verify` checks the nodes independently, on both cores). Only contradictions
+/// are reported: a recorded type may be less precise than the inferred one.
 pub(crate) fn check_node(graph: &Graph, id: NodeId) -> Result<(), GraphError> {
     let node = graph.node(id);
     if matches!(node.op, Op::Input | Op::Other(_)) {
@@ -586,7 +576,7 @@ mod tests {
     }
 
     #[test]
-    fn check_types_reports_a_stale_output_type() {
+    fn verify_reports_a_stale_output_type() {
         let mut b = GraphBuilder::new(17);
         let x = b.input("x", DType::F32, &["N", "3", "8", "8"]);
         let y = b.node(Op::GlobalAveragePool, &[x]).name("gap").out1();
@@ -671,11 +661,9 @@ mod tests {
         let mut g = b.finish_unchecked().unwrap();
         infer_graph(&mut g).unwrap();
         let infer = t.elapsed();
-        let order = g.topo_order().unwrap();
         let t = std::time::Instant::now();
-        check_types(&g, &order).unwrap();
-        eprintln!("{n} nodes: infer {infer:?}, check_types {:?}", t.elapsed());
         g.verify().unwrap();
+        eprintln!("{n} nodes: infer {infer:?}, verify {:?}", t.elapsed());
         assert_eq!(show(g.operand_type(x).as_ref()), "f32[N,8]");
     }
     /// Every op with odd inputs and hostile attributes gives a result or an error, never a panic.
