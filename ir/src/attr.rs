@@ -3,6 +3,7 @@
 use crate::proto::attribute_proto::AttributeType;
 use crate::proto::AttributeProto;
 use crate::tensor::Tensor;
+use std::borrow::Cow;
 
 /// The attribute's declared type (UNDEFINED when absent or unknown).
 pub fn kind(a: &AttributeProto) -> AttributeType {
@@ -31,10 +32,15 @@ pub fn floats<'a>(attrs: &'a [AttributeProto], name: &str) -> Option<&'a [f32]> 
 
 /// A STRING attribute as UTF-8 (lossy).
 pub fn string(attrs: &[AttributeProto], name: &str) -> Option<String> {
+    str(attrs, name).map(Cow::into_owned)
+}
+
+/// A STRING attribute as UTF-8 (lossy), borrowed when it is valid UTF-8.
+pub fn str<'a>(attrs: &'a [AttributeProto], name: &str) -> Option<Cow<'a, str>> {
     find(attrs, name)
         .filter(|a| kind(a) == AttributeType::String)
-        .and_then(|a| a.s.as_ref())
-        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .and_then(|a| a.s.as_deref())
+        .map(String::from_utf8_lossy)
 }
 
 pub fn tensor(attrs: &[AttributeProto], name: &str) -> Option<Tensor> {

@@ -25,7 +25,6 @@ mod shape_ops;
 use crate::dtype::DType;
 use crate::graph::{Dim, Graph, GraphError, Node, NodeId, Operand, TensorType};
 use crate::op::Op;
-use crate::proto::attribute_proto::AttributeType;
 use crate::tensor::Tensor;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -356,10 +355,9 @@ impl<'a> Ctx<'a> {
         crate::attr::ints(&self.node.attrs, name)
     }
 
-    /// A STRING attribute as UTF-8 (lossy, as [`crate::attr::string`]; borrowed when valid).
+    /// A STRING attribute as UTF-8 ([`crate::attr::str`]: lossy, borrowed when valid).
     pub fn attr_string(&self, name: &str) -> Option<Cow<'a, str>> {
-        let a = crate::attr::find(&self.node.attrs, name).filter(|a| crate::attr::kind(a) == AttributeType::String)?;
-        a.s.as_deref().map(String::from_utf8_lossy)
+        crate::attr::str(&self.node.attrs, name)
     }
 
     pub fn has_attr(&self, name: &str) -> bool {

@@ -1,7 +1,8 @@
 //! `dedup-consts`: constants with equal dtype, dims and bytes are merged. Every node input that
 //! reads a duplicate reads the first of them (in constant-table order) not left alone (below)
-//! instead, and the duplicate, now unused, is removed. Passes make such duplicates (each fused node gets its own quantized
-//! weights, zero points, folded scales), and exporters often repeat scales and zero points.
+//! instead, and the duplicate, now unused, is removed. Passes make such duplicates (each fused
+//! node gets its own quantized weights, zero points, folded scales), and exporters often repeat
+//! scales and zero points.
 //!
 //! Left alone: graph input defaults ([`ConstOrigin::InputDefault`]: the caller may override
 //! them), constants that are graph outputs (their names are interface), constants a subgraph
