@@ -8,7 +8,7 @@
 //! - `elementwise`: unary ops, broadcasting binary and variadic ops, Cast, Identity, Constant;
 //! - `nn`: Conv/ConvTranspose, pooling, normalization, MatMul/Gemm;
 //! - `shape_ops`: Reshape, Flatten, Transpose, Squeeze/Unsqueeze, Concat, Slice, Gather, Split,
-//!   Pad, Resize, DepthToSpace/SpaceToDepth, Shape, the reductions;
+//!   Pad, Resize, DepthToSpace/SpaceToDepth, Expand, Tile, Shape, the reductions;
 //! - `quant`: QuantizeLinear/DequantizeLinear, the QLinear/Integer ops and the [`Quant`]
 //!   parameters of values.
 //!
@@ -188,6 +188,8 @@ pub fn infer_node(graph: &Graph, id: NodeId) -> Result<OutputTypes, String> {
         Pad => shape_ops::pad(&ctx),
         Resize => shape_ops::resize(&ctx),
         DepthToSpace | SpaceToDepth => shape_ops::depth_space(&ctx),
+        Expand => shape_ops::expand(&ctx),
+        Tile => shape_ops::tile(&ctx),
         Shape => shape_ops::shape(&ctx),
     }
 }
@@ -433,6 +435,10 @@ fn arity(op: &Op, opset: i64) -> (usize, usize, usize) {
         Split => (1, 2, ANY),
         Pad => (if opset >= 11 { 2 } else { 1 }, 4, 1),
         Resize => (1, 4, 1),
+        Expand => (2, 2, 1),
+        Tile if opset >= 6 => (2, 2, 1),
+        // Tile-1 took (input, tiles, axis).
+        Tile => (3, 3, 1),
         Constant => (0, 0, 1),
         QLinearConv => (8, 9, 1),
         QLinearMatMul => (8, 8, 1),

@@ -6,6 +6,7 @@
 //! - [`onnx`]: lossless ONNX I/O with prost (zero-copy tensor data, mmap, external data).
 //! - [`infer`]: type, shape and quantization-parameter inference.
 //! - [`text`]: the text form (printer and parser).
+//! - [`validate`]: what a model must claim for qdqc to compile it (IR version, opsets, schemas).
 
 mod arena;
 pub mod attr;
@@ -17,6 +18,7 @@ pub mod onnx;
 pub mod op;
 pub mod tensor;
 pub mod text;
+pub mod validate;
 
 pub mod proto {
     //! prost message types generated from `proto/onnx.proto` (onnx 1.23.2, IR version 14).
@@ -26,7 +28,7 @@ pub mod proto {
 
 pub use dtype::DType;
 pub use graph::{
-    Const, ConstId, ConstOrigin, ConstValue, Dim, Edge, Graph, GraphError, GraphOutput, Node, NodeId, NodeMeta,
+    escape, Const, ConstId, ConstOrigin, ConstValue, Dim, Edge, Graph, GraphError, GraphOutput, Node, NodeId, NodeMeta,
     Operand, Outlet, Port, Quant, TensorType, Value,
 };
 pub use onnx::{load, save, Model, SaveOptions};

@@ -117,7 +117,7 @@ ops! {
         Add, Sub, Mul, Div, Pow, Sqrt, Max, Min,
         MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, ReduceMean, ReduceMax, ReduceMin,
         Reshape, Flatten, Transpose, Squeeze, Unsqueeze, Concat, Slice, Gather, Split, Pad, Resize,
-        DepthToSpace, SpaceToDepth, Identity, Cast, Shape, Constant,
+        DepthToSpace, SpaceToDepth, Expand, Tile, Identity, Cast, Shape, Constant,
         QLinearConv, QLinearMatMul, ConvInteger, MatMulInteger,
     ],
     microsoft: [
@@ -127,9 +127,38 @@ ops! {
 }
 
 impl Op {
-    /// Ops that compute on floats and that quantization aims to replace (MAC-heavy ops).
-    pub fn is_float_compute(&self) -> bool {
+    /// Multiply-accumulate-heavy ops: the float compute that quantization aims to replace.
+    pub fn is_mac_heavy(&self) -> bool {
         matches!(self, Op::Conv | Op::ConvTranspose | Op::MatMul | Op::Gemm)
+    }
+
+    /// Ops that only move, select or copy elements: an output element is one of the input
+    /// elements (Resize in its `nearest` mode only; read its attributes to know). They compute
+    /// nothing, so quantization parameters pass through them.
+    pub fn is_data_movement(&self) -> bool {
+        matches!(
+            self,
+            Op::MaxPool
+                | Op::GlobalMaxPool
+                | Op::ReduceMax
+                | Op::ReduceMin
+                | Op::Reshape
+                | Op::Flatten
+                | Op::Transpose
+                | Op::Squeeze
+                | Op::Unsqueeze
+                | Op::Concat
+                | Op::Slice
+                | Op::Gather
+                | Op::Split
+                | Op::Pad
+                | Op::Resize
+                | Op::DepthToSpace
+                | Op::SpaceToDepth
+                | Op::Expand
+                | Op::Tile
+                | Op::Identity
+        )
     }
 
     /// Ops that compute on integers (the targets of fusion).

@@ -24,6 +24,7 @@
 //! [`supported_ops`].
 
 mod error;
+pub mod exactness;
 mod exec;
 pub mod kernels;
 pub mod npy;
@@ -32,6 +33,7 @@ mod value;
 
 pub use error::{EvalError, KernelError};
 pub use exec::{Interpreter, Progress, ProgressFn, RunOptions, RunResult};
+pub use kernels::contrib::{span_kind, Span};
 pub use num::{round_half_even, Scalar};
 pub use value::{DataError, Value};
 

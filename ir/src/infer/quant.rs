@@ -6,7 +6,7 @@ use super::nn::{self, show_dims};
 use super::shape_ops::{common_dtype, concat_shape};
 use super::{one, Ctx, OutputTypes};
 use crate::dtype::DType;
-use crate::graph::{Dim, Graph, Node, Operand, Outlet, Quant};
+use crate::graph::{ConstId, Dim, Graph, Node, Operand, Outlet, Quant};
 use crate::op::Op;
 
 /// A scale of this shape quantizes per tensor: a scalar, or onnxruntime's one-element vector.
@@ -229,6 +229,8 @@ pub(crate) fn output_quant(g: &Graph, node: &Node) -> Option<Quant> {
         | Op::Resize
         | Op::DepthToSpace
         | Op::SpaceToDepth
+        | Op::Expand
+        | Op::Tile
         | Op::Identity
         | Op::GlobalMaxPool
         | Op::ReduceMax
@@ -255,7 +257,7 @@ fn moved_quant(g: &Graph, node: &Node) -> Option<Quant> {
     }
     if matches!(node.op, Op::Concat | Op::Max | Op::Min) {
         let all_same = node.inputs().iter().all(|&i| match i {
-            Operand::Value(_) => quant_of(i).as_ref() == Some(&q),
+            Operand::Value(_) => quant_of(i).is_some_and(|p| same_params(g, &p, &q)),
             _ => !matches!(node.op, Op::Concat),
         });
         if !all_same {
@@ -263,6 +265,34 @@ fn moved_quant(g: &Graph, node: &Node) -> Option<Quant> {
         }
     }
     Some(q)
+}
+
+/// Whether two annotations give the same parameters: the same constants, or constants of the
+/// same type and values (a pass may make an equal zero point for each value it retypes).
+pub(crate) fn same_params(g: &Graph, a: &Quant, b: &Quant) -> bool {
+    if a == b {
+        return true;
+    }
+    let same_const = |x: ConstId, y: ConstId| {
+        x == y
+            || (g.constant(x).dtype() == g.constant(y).dtype()
+                && g.constant(x).dims() == g.constant(y).dims()
+                && match (g.const_i64s(x), g.const_i64s(y)) {
+                    (Some(p), Some(q)) if g.constant(x).dtype().is_some_and(|d| d.is_int()) => p == q,
+                    _ => match (g.const_f32s(x), g.const_f32s(y)) {
+                        (Some(p), Some(q)) => p.iter().map(|v| v.to_bits()).eq(q.iter().map(|v| v.to_bits())),
+                        _ => false,
+                    },
+                })
+    };
+    a.axis == b.axis
+        && a.block_size == b.block_size
+        && same_const(a.scale, b.scale)
+        && match (a.zero_point, b.zero_point) {
+            (None, None) => true,
+            (Some(x), Some(y)) => same_const(x, y),
+            _ => false,
+        }
 }
 
 /// For a DequantizeLinear reading an integer value: that value and the parameters it is
@@ -589,5 +619,35 @@ mod tests {
         assert_eq!(ty(&g, yq), "u8[N,10]");
         assert_eq!(quant(&g, yf), None);
         assert_eq!(quant(&g, yq).unwrap().scale, cid(s));
+    }
+
+    /// A pass may give each value it retypes a zero point of its own: a Concat of values whose
+    /// parameters are equal constants, not the same constant, still keeps them.
+    #[test]
+    fn concat_of_equal_parameters_in_distinct_constants_keeps_them() {
+        let g = crate::text::parse(
+            "graph {
+  input %x: f32[1,2]
+  const %s: f32[] 0.5
+  const %z1: u8[] 128
+  const %z2: u8[] 128
+  const %z3: u8[] 127
+  %a = QuantizeLinear(%x, %s, %z1)
+  %b = QuantizeLinear(%x, %s, %z2)
+  %c = QuantizeLinear(%x, %s, %z3)
+  %ab = Concat[axis=1](%a, %b)
+  %ac = Concat[axis=1](%a, %c)
+  output %ab
+  output %ac
+}
+",
+        )
+        .unwrap();
+        let q = |name: &str| match g.lookup(name) {
+            Some(Operand::Value(o)) => g.value(o).quant.clone(),
+            other => panic!("{name}: {other:?}"),
+        };
+        assert_eq!(q("ab"), q("a"), "equal values, distinct constants");
+        assert_eq!(q("ac"), None, "different zero points");
     }
 }

@@ -1,5 +1,6 @@
 //! Ops that move, select or reduce data: Reshape, Flatten, Transpose, Squeeze/Unsqueeze,
-//! Concat, Slice, Gather, Split, Pad, Resize, DepthToSpace/SpaceToDepth, Shape, reductions.
+//! Concat, Slice, Gather, Split, Pad, Resize, DepthToSpace/SpaceToDepth, Expand, Tile, Shape,
+//! reductions.
 
 use super::dims::{self, R};
 use super::nn::show_dims;
@@ -647,6 +648,63 @@ pub(crate) fn depth_space(ctx: &Ctx) -> R<OutputTypes> {
     one(dtype, Some(out))
 }
 
+/// Checks that input `i` (a shape-like list) is 1-D when its rank is known.
+fn one_d(ctx: &Ctx, i: usize, what: &str) -> R<()> {
+    match ctx.rank(i) {
+        Some(r) if r != 1 => Err(format!("{what} must be 1-D, not of rank {r}")),
+        _ => Ok(()),
+    }
+}
+
+/// Expand: the input's shape broadcast both ways (numpy-style, right-aligned) with the `shape`
+/// input, so the output rank is the larger of the two.
+pub(crate) fn expand(ctx: &Ctx) -> R<OutputTypes> {
+    let dtype = ctx.dtype(0);
+    one_d(ctx, 1, "shape")?;
+    let spec: Vec<Dim> = match ctx.const_ints(1)? {
+        Some(v) => {
+            if let Some(d) = v.iter().find(|&&d| d < 0) {
+                return Err(format!("shape {v:?} has negative value {d}"));
+            }
+            v.into_iter().map(Dim::Known).collect()
+        }
+        // Not constant: every dim of the shape is unknown, its length maybe known.
+        None => match input_len(ctx, 1) {
+            Some(k) => vec![Dim::Unknown; k],
+            None => return one(dtype, UNRANKED),
+        },
+    };
+    let Some(xs) = ctx.shape(0) else {
+        return one(dtype, UNRANKED);
+    };
+    one(dtype, Some(dims::broadcast(&[&xs, &spec])?))
+}
+
+/// Tile: each input dim times its entry of `repeats` (a symbolic dim stays only under a repeat
+/// of 1). Tile-1 (before opset 6) copies along one `axis` input: the rank is all it gives here.
+pub(crate) fn tile(ctx: &Ctx) -> R<OutputTypes> {
+    let dtype = ctx.dtype(0);
+    let xs = ctx.shape(0);
+    if ctx.opset < 6 {
+        return one(dtype, xs.map(|x| vec![Dim::Unknown; x.len()]));
+    }
+    one_d(ctx, 1, "repeats")?;
+    let Some(reps) = ctx.const_ints(1)? else {
+        return one(dtype, xs.map(|x| x.len()).or(input_len(ctx, 1)).map(|r| vec![Dim::Unknown; r]));
+    };
+    if let Some(v) = reps.iter().find(|&&v| v < 0) {
+        return Err(format!("repeats {reps:?} has negative value {v}"));
+    }
+    let Some(xs) = xs else {
+        return one(dtype, Some(vec![Dim::Unknown; reps.len()]));
+    };
+    if reps.len() != xs.len() {
+        return Err(format!("repeats {reps:?} has {} values but the input has rank {}", reps.len(), xs.len()));
+    }
+    let out = xs.iter().zip(&reps).map(|(d, &k)| dims::mul(d, &Dim::Known(k))).collect::<R<Vec<_>>>()?;
+    one(dtype, Some(out))
+}
+
 pub(crate) fn shape(ctx: &Ctx) -> R<OutputTypes> {
     let len = match ctx.rank(0) {
         Some(r) => {
@@ -1049,6 +1107,76 @@ mod tests {
         assert!(run1(13, Op::SpaceToDepth, &["N", "6", "3", "4"], &[], vec![])
             .unwrap_err()
             .contains("blocksize is missing"));
+    }
+
+    #[test]
+    fn expand_shapes() {
+        let e = |x: &[&str], s: &[i64]| run1(13, Op::Expand, x, &[Some(s)], vec![]);
+        assert_eq!(e(&["3", "1"], &[2, 1, 6]).unwrap(), "f32[2,3,6]");
+        assert_eq!(e(&["N", "1", "4"], &[1, 8, 1]).unwrap(), "f32[N,8,4]");
+        // The input may have the larger rank, and a dim of 1 in the shape keeps the input's.
+        assert_eq!(e(&["2", "3", "4"], &[3, 1]).unwrap(), "f32[2,3,4]");
+        assert_eq!(e(&["N", "3"], &[5, 1]).unwrap(), "f32[5,3]");
+        assert_eq!(e(&["1", "3"], &[0, 1]).unwrap(), "f32[0,3]");
+        assert_eq!(e(&["N", "3"], &[]).unwrap(), "f32[N,3]");
+        assert_eq!(
+            e(&["2", "3"], &[2, 4]).unwrap_err(),
+            "node 'n' (Expand): cannot broadcast dimension 3 with 4 (shapes [2,3] and [2,4])"
+        );
+        assert_eq!(e(&["2", "3"], &[-1, 3]).unwrap_err(), "node 'n' (Expand): shape [-1, 3] has negative value -1");
+        // A shape of known length but unknown values: the rank, and the input's dims that no
+        // shape value other than 1 can change.
+        let go = |len: &str| {
+            let mut b = GraphBuilder::new(13);
+            let x = b.input("x", DType::F32, &["N", "1", "4"]);
+            let s = b.input("s", DType::I64, &[len]);
+            let y = b.node(Op::Expand, &[x, s]).out1();
+            b.output(y);
+            ty(&b.finish().unwrap(), y)
+        };
+        assert_eq!(go("4"), "f32[?,?,?,4]");
+        assert_eq!(go("2"), "f32[N,?,4]");
+        assert_eq!(go("K"), "f32[*]");
+        let mut b = GraphBuilder::new(13);
+        let x = b.input("x", DType::F32, &["2", "3"]);
+        let s = b.const_i64("s", DType::I64, &[1, 2], &[2, 3]);
+        let y = b.node(Op::Expand, &[x, s]).name("n").out1();
+        b.output(y);
+        assert!(b.finish().unwrap_err().to_string().contains("shape must be 1-D, not of rank 2"));
+    }
+
+    #[test]
+    fn tile_shapes() {
+        let t = |x: &[&str], r: &[i64]| run1(13, Op::Tile, x, &[Some(r)], vec![]);
+        assert_eq!(t(&["2", "3", "4"], &[1, 2, 0]).unwrap(), "f32[2,6,0]");
+        // A symbolic dim stays only under a repeat of 1.
+        assert_eq!(t(&["N", "3"], &[1, 2]).unwrap(), "f32[N,6]");
+        assert_eq!(t(&["N", "3"], &[2, 1]).unwrap(), "f32[?,3]");
+        assert_eq!(t(&["N", "3"], &[0, 1]).unwrap(), "f32[0,3]");
+        assert_eq!(t(&["N", "3"], &[1, -2]).unwrap_err(), "node 'n' (Tile): repeats [1, -2] has negative value -2");
+        assert_eq!(
+            t(&["N", "3"], &[1, 2, 3]).unwrap_err(),
+            "node 'n' (Tile): repeats [1, 2, 3] has 3 values but the input has rank 2"
+        );
+        let big = (1i64 << 40).to_string();
+        assert!(t(&[&big], &[1 << 40]).unwrap_err().contains("overflows"));
+        // Repeats not constant: the rank only.
+        let mut b = GraphBuilder::new(13);
+        let x = b.input("x", DType::F32, &["N", "3"]);
+        let r = b.input("r", DType::I64, &["2"]);
+        let y = b.node(Op::Tile, &[x, r]).out1();
+        let u = b.input_untyped("u");
+        let z = b.node(Op::Tile, &[u, r]).out1();
+        b.output(y);
+        b.output(z);
+        let g = b.finish().unwrap();
+        assert_eq!(ty(&g, y), "f32[?,?]");
+        assert_eq!(ty(&g, z), "?");
+        // Tile-1 (input, tiles, axis) keeps the rank.
+        assert_eq!(run1(5, Op::Tile, &["N", "3"], &[Some(&[2]), Some(&[1])], vec![]).unwrap(), "f32[?,?]");
+        assert!(run1(13, Op::Tile, &["N", "3"], &[Some(&[2, 1]), Some(&[1])], vec![])
+            .unwrap_err()
+            .contains("has 3 inputs, expected 2"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! [`Model`] → `ModelProto` and files. Nodes are written in topological order preferring each
 //! node's original position, so an untouched graph is written back exactly as it was read.
 
-use super::external::{holds_tensors, place_tensors, ExternalData, Regions};
+use super::external::{holds_tensors, place_tensors, ExternalData, FileKey, Regions};
 use super::sink::FileSink;
 use super::{Error, Model, SaveOptions};
 use crate::graph::{ConstId, ConstOrigin, ConstValue, Dim, Graph, NodeId, Operand, TensorType};
@@ -14,7 +14,7 @@ use bytes::BufMut;
 use prost::encoding::{encoded_len_varint, key_len};
 use prost::Message;
 use std::io::{Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A `TypeProto` for a tensor type.
 pub fn type_proto(ty: &TensorType) -> TypeProto {
@@ -434,7 +434,7 @@ struct Streamed {
 }
 
 impl Streamed {
-    fn new(model: &Model, mode: &ExternalData) -> Result<(Streamed, Regions), Error> {
+    fn new(model: &Model, mode: &ExternalData, location: &str) -> Result<(Streamed, Regions), Error> {
         use rayon::prelude::*;
         let graph = &model.graph;
         let order = node_order(graph)?;
@@ -452,7 +452,7 @@ impl Streamed {
         }
         let mut m = model_without_graph(model);
         m.graph = Some(gp);
-        let regions = place_tensors(&mut m, &model.external, mode)?;
+        let regions = place_tensors(&mut m, &model.external, mode, location)?;
         let ModelProto {
             ir_version,
             opset_import,
@@ -509,27 +509,82 @@ impl Streamed {
     }
 }
 
-pub(crate) fn save(model: &Model, path: &Path, opts: &SaveOptions) -> Result<(), Error> {
-    let (proto, regions) = Streamed::new(model, &opts.external)?;
+/// Where a save writes: the output, its side file, and the side files of the input it replaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SavePlan {
+    /// The folder of the output.
+    pub dir: PathBuf,
+    /// The side file's name in `dir` (written only if some tensor is external).
+    pub location: String,
+    /// With [`SaveOptions::replace_input`]: side files of the input, named as qdqc names side
+    /// files of this output, that the new model no longer reads; removed once it is in place.
+    pub stale: Vec<PathBuf>,
+}
+
+/// Checks that saving `model` to `path` writes over no file the model was read from (unless
+/// `opts.replace_input`) and decides the side file's name: `NAME.data` for an output `NAME`, or,
+/// when replacing the input, the first of `NAME.data`, `NAME.1.data`, `NAME.2.data`, … that the
+/// input does not read, so the input stays loadable until the new model is renamed over it.
+pub(crate) fn plan(model: &Model, path: &Path, opts: &SaveOptions) -> Result<SavePlan, Error> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = match path.file_name() {
+        Some(n) => n.to_string_lossy().into_owned(),
+        None => return Err(Error::Output { msg: "is not a file name".into() }),
+    };
+    if path.is_dir() {
+        return Err(Error::Output { msg: "is a directory".into() });
+    }
+    let sources = model.external.sources();
+    let read_by_input =
+        |p: &Path| FileKey::of(p).and_then(|k| sources.iter().find(|(_, s)| *s == k).map(|s| s.0.clone()));
+    if !opts.replace_input {
+        if read_by_input(path).is_some() {
+            return Err(Error::WouldReplaceInput { file: path.to_path_buf() });
+        }
+        let location = format!("{name}.data");
+        if let Some(file) = read_by_input(&dir.join(&location)) {
+            return Err(Error::WouldReplaceInput { file });
+        }
+        return Ok(SavePlan { dir, location, stale: Vec::new() });
+    }
+    let candidate = |k: usize| if k == 0 { format!("{name}.data") } else { format!("{name}.{k}.data") };
+    let location = (0..)
+        .map(candidate)
+        .find(|l| read_by_input(&dir.join(l)).is_none())
+        .expect("the input reads finitely many files");
+    let ours = |p: &Path| {
+        let same_dir = FileKey::of(p.parent().unwrap_or(Path::new("."))) == FileKey::of(&dir);
+        let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let numbered = n
+            .strip_prefix(&format!("{name}."))
+            .and_then(|rest| rest.strip_suffix(".data"))
+            .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()));
+        same_dir && (n == format!("{name}.data") || numbered)
+    };
+    let stale = sources.iter().map(|(p, _)| p.clone()).filter(|p| ours(p) && *p != dir.join(&location)).collect();
+    Ok(SavePlan { dir, location, stale })
+}
+
+pub(crate) fn save(model: &Model, path: &Path, opts: &SaveOptions) -> Result<SavePlan, Error> {
+    let plan = plan(model, path, opts)?;
+    let (proto, regions) = Streamed::new(model, &opts.external, &plan.location)?;
     let size = proto.size;
     if size > PROTOBUF_LIMIT {
         return Err(Error::TooLarge { size });
     }
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    // Write everything to temporaries first; rename only once all writes succeeded.
+    let durable = opts.replace_input;
+    // Write everything to temporaries first; rename only once all writes succeeded, the side file
+    // before the model that reads it.
     let mut staged = Vec::new();
-    for (location, parts) in &regions.0 {
-        let target = dir.join(location);
-        let parent = target.parent().unwrap_or(&dir);
-        std::fs::create_dir_all(parent)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(parent)?;
+    if !regions.0.is_empty() {
+        let mut tmp = tempfile::NamedTempFile::new_in(&plan.dir).map_err(plain)?;
         {
             let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
             let mut pos = 0usize;
-            for (&offset, bytes) in parts {
+            for (&offset, bytes) in &regions.0 {
                 if offset != pos {
                     w.seek(SeekFrom::Start(offset as u64))?;
                 }
@@ -538,18 +593,44 @@ pub(crate) fn save(model: &Model, path: &Path, opts: &SaveOptions) -> Result<(),
             }
             w.flush()?;
         }
-        staged.push((tmp, target));
+        staged.push((tmp, plan.dir.join(&plan.location)));
     }
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(&plan.dir).map_err(plain)?;
     let mut sink = FileSink::new(std::io::BufWriter::with_capacity(1 << 16, tmp.as_file_mut()));
     proto.encode(&mut sink);
     sink.finish()?;
     staged.push((tmp, path.to_path_buf()));
     for (tmp, target) in staged {
         set_file_mode(tmp.as_file());
+        if durable {
+            tmp.as_file().sync_all()?;
+        }
         tmp.persist(&target).map_err(|e| Error::Io(e.error))?;
     }
-    Ok(())
+    if durable {
+        std::fs::File::open(&plan.dir).and_then(|d| d.sync_all())?;
+        for old in &plan.stale {
+            std::fs::remove_file(old)?;
+        }
+    }
+    Ok(plan)
+}
+
+/// An I/O error without the temporary file's name that tempfile adds to its errors: messages name
+/// the output, never a temporary.
+fn plain(e: std::io::Error) -> std::io::Error {
+    if e.raw_os_error().is_some() {
+        return e;
+    }
+    let code = e
+        .get_ref()
+        .and_then(|r| r.source())
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .and_then(std::io::Error::raw_os_error);
+    match code {
+        Some(c) => std::io::Error::from_raw_os_error(c),
+        None => std::io::Error::from(e.kind()),
+    }
 }
 
 /// tempfile creates files readable only by their owner; outputs get the usual 0644.
@@ -589,13 +670,13 @@ mod tests {
         let modes = [
             ExternalData::Keep,
             ExternalData::Inline,
-            ExternalData::File { location: "w.bin".into(), threshold: 0 },
-            ExternalData::File { location: "w.bin".into(), threshold: 64 },
+            ExternalData::File { threshold: 0 },
+            ExternalData::File { threshold: 64 },
         ];
         for mode in modes {
             let mut full = export_model(model).unwrap();
-            let want = place_tensors(&mut full, &model.external, &mode).unwrap();
-            let (s, regions) = Streamed::new(model, &mode).unwrap();
+            let want = place_tensors(&mut full, &model.external, &mode, "w.bin").unwrap();
+            let (s, regions) = Streamed::new(model, &mode, "w.bin").unwrap();
             let mut out = Vec::new();
             s.encode(&mut out);
             assert!(out == full.encode_to_vec(), "{mode:?}");

@@ -9,29 +9,92 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Component, Path, PathBuf};
 
-/// Where [`super::save`] puts tensor data.
+/// Where [`super::save`] puts tensor data. Side files are always written next to the output,
+/// under the output's file name: `OUT.onnx` gets `OUT.onnx.data`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub enum ExternalData {
-    /// As read: external tensors stay external (same location and offsets), others inline.
+    /// As read: tensors that were external stay external, at their offsets, in the output's side
+    /// file (several input side files follow one another at 4096-aligned starts); the others
+    /// stay inline.
     #[default]
     Keep,
     /// Every tensor inline (`raw_data`); fails past protobuf's 2 GiB limit.
     Inline,
-    /// Every tensor of at least `threshold` bytes into one side file `location` (relative to
-    /// the output's folder), at 4096-aligned offsets.
-    File { location: String, threshold: usize },
+    /// Every tensor of at least `threshold` bytes into the output's side file, at 4096-aligned
+    /// offsets.
+    File { threshold: usize },
 }
 
-/// The side files of a loaded model, by location.
+/// How [`super::load_with`] reads a model's files.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Read external data through symlinks that lead outside the model's folder (model caches
+    /// that link each file into a blob store). Off by default: a model's folder is the boundary
+    /// of what it may read.
+    pub follow_symlinks: bool,
+}
+
+/// The identity of a file on disk (device and inode on Unix, the canonical path elsewhere): two
+/// paths name the same file when their keys are equal, through hard links and symlinks.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FileKey(#[cfg(unix)] (u64, u64), #[cfg(not(unix))] PathBuf);
+
+impl FileKey {
+    /// The key of the file at `path`, if it exists.
+    pub fn of(path: &Path) -> Option<FileKey> {
+        let meta = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            Some(FileKey((meta.dev(), meta.ino())))
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = meta;
+            std::fs::canonicalize(path).ok().map(FileKey)
+        }
+    }
+}
+
+/// The side files of a loaded model, by location, and the files the model was read from.
 #[derive(Clone, Debug, Default)]
 pub struct ExternalStore {
     base: PathBuf,
     files: BTreeMap<String, Bytes>,
+    follow_symlinks: bool,
+    /// Every file the model was read from: the model file itself and each side file.
+    sources: Vec<(PathBuf, FileKey)>,
 }
 
-/// Maps a whole file read-only. An empty file maps to an empty buffer.
+/// Opens `path` for reading if it is a regular file; directories, FIFOs, sockets and devices are
+/// refused before they are opened (opening a FIFO waits for a writer).
+fn open_regular(path: &Path) -> Result<File, Error> {
+    let not_regular = |what: &str| Error::Io(std::io::Error::other(format!("is {what}, not a regular file")));
+    let meta = std::fs::metadata(path)?;
+    if meta.is_dir() {
+        return Err(not_regular("a directory"));
+    }
+    if !meta.is_file() {
+        return Err(not_regular("a FIFO, socket or device"));
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        // A file swapped for a FIFO after the check above must not block the open either.
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(not_regular("no longer a regular file"));
+    }
+    Ok(file)
+}
+
+/// Maps a whole regular file read-only. An empty file maps to an empty buffer.
 pub(crate) fn map_file(path: &Path) -> Result<Bytes, Error> {
-    let file = File::open(path)?;
+    let file = open_regular(path)?;
     if file.metadata()?.len() == 0 {
         return Ok(Bytes::new());
     }
@@ -98,7 +161,29 @@ fn take_typed(t: &mut TensorProto, threshold: usize) -> Option<Bytes> {
 
 impl ExternalStore {
     pub fn new(base: &Path) -> ExternalStore {
-        ExternalStore { base: base.to_path_buf(), files: BTreeMap::new() }
+        ExternalStore::with_options(base, &LoadOptions::default())
+    }
+
+    pub fn with_options(base: &Path, opts: &LoadOptions) -> ExternalStore {
+        ExternalStore {
+            base: base.to_path_buf(),
+            files: BTreeMap::new(),
+            follow_symlinks: opts.follow_symlinks,
+            sources: Vec::new(),
+        }
+    }
+
+    /// Records the model file itself as one of the model's sources.
+    pub(crate) fn add_source(&mut self, path: &Path) {
+        if let Some(key) = FileKey::of(path) {
+            self.sources.push((path.to_path_buf(), key));
+        }
+    }
+
+    /// The files the model was read from (the model file, when loaded from one, and every side
+    /// file), with their identities: what a save must never write over.
+    pub fn sources(&self) -> &[(PathBuf, FileKey)] {
+        &self.sources
     }
 
     /// The bytes of an external tensor, mapping its side file on first use.
@@ -106,10 +191,34 @@ impl ExternalStore {
         let r = parse_ref(t)?;
         if !self.files.contains_key(&r.location) {
             let path = self.base.join(&r.location);
-            let bytes = map_file(&path).map_err(|e| ext_err(t, format!("file '{}': {e}", path.display())))?;
+            let file_err = |e: Error| ext_err(t, format!("file '{}': {}", path.display(), e));
+            if !self.follow_symlinks {
+                self.check_inside(&path).map_err(|msg| ext_err(t, msg))?;
+            }
+            let bytes = map_file(&path).map_err(file_err)?;
+            if let Some(key) = FileKey::of(&path) {
+                self.sources.push((path.clone(), key));
+            }
             self.files.insert(r.location.clone(), bytes);
         }
         self.get(t, &r)
+    }
+
+    /// A side file must resolve, through any symlinks, to a file inside the model's folder.
+    fn check_inside(&self, path: &Path) -> Result<(), String> {
+        let base = if self.base.as_os_str().is_empty() { Path::new(".") } else { &self.base };
+        let (Ok(base), Ok(real)) = (std::fs::canonicalize(base), std::fs::canonicalize(path)) else {
+            return Ok(()); // a missing file is reported by the read that follows
+        };
+        if real.starts_with(&base) {
+            return Ok(());
+        }
+        Err(format!(
+            "file '{}' leads outside the model's folder (to '{}') through a symlink; \
+             use --follow-symlinks to read it (model caches that link into a blob store)",
+            path.display(),
+            real.display()
+        ))
     }
 
     fn get(&self, t: &TensorProto, r: &ExtRef) -> Result<Bytes, Error> {
@@ -122,13 +231,15 @@ impl ExternalStore {
             Some(end) if r.offset <= end && end <= file.len() => Ok(file.slice(r.offset..end)),
             _ => Err(ext_err(
                 t,
-                format!(
-                    "offset {} + length {:?} is past the end of '{}' ({} bytes)",
-                    r.offset,
-                    r.length,
-                    r.location,
-                    file.len()
-                ),
+                match r.length {
+                    Some(len) => format!(
+                        "offset {} + length {len} is past the end of '{}' ({} bytes)",
+                        r.offset,
+                        r.location,
+                        file.len()
+                    ),
+                    None => format!("offset {} is past the end of '{}' ({} bytes)", r.offset, r.location, file.len()),
+                },
             )),
         }
     }
@@ -213,24 +324,21 @@ pub(crate) fn nodes_tensors(
     Ok(())
 }
 
-/// Byte regions to write into side files: location → (offset → bytes).
+/// Byte regions to write into the side file: offset → bytes. Regions may overlap only where
+/// they hold the same bytes (two tensors of one input side file sharing bytes).
 #[derive(Default)]
-pub(crate) struct Regions(pub BTreeMap<String, BTreeMap<usize, Bytes>>);
+pub(crate) struct Regions(pub BTreeMap<usize, Bytes>);
 
 impl Regions {
-    fn add(&mut self, t: &TensorProto, location: &str, offset: usize, bytes: Bytes) -> Result<(), Error> {
-        let file = self.0.entry(location.to_string()).or_default();
-        if let Some(prev) = file.get(&offset) {
-            if *prev != bytes {
-                return Err(ext_err(t, format!("overlaps another tensor at offset {offset} of '{location}'")));
-            }
+    fn add(&mut self, offset: usize, bytes: Bytes) {
+        let slot = self.0.entry(offset).or_default();
+        if bytes.len() > slot.len() {
+            *slot = bytes;
         }
-        file.insert(offset, bytes);
-        Ok(())
     }
 
-    fn end_of(&self, location: &str) -> usize {
-        self.0.get(location).and_then(|m| m.iter().next_back()).map(|(o, b)| o + b.len()).unwrap_or(0)
+    fn end(&self) -> usize {
+        self.0.iter().map(|(o, b)| o + b.len()).max().unwrap_or(0)
     }
 }
 
@@ -242,11 +350,49 @@ fn set_external(t: &mut TensorProto, location: &str, offset: usize, len: usize) 
     t.data_location = Some(DataLocation::External as i32);
 }
 
-/// Applies the external-data mode to every tensor of `m`, collecting the side-file regions to write.
-pub(crate) fn place_tensors(m: &mut ModelProto, store: &ExternalStore, mode: &ExternalData) -> Result<Regions, Error> {
-    if let ExternalData::File { location, .. } = mode {
-        if !is_inside(location) {
-            return Err(Error::OutputLocation { location: location.clone() });
+/// Points an external tensor at `location`/`offset`/`length`, keeping its other entries
+/// (`checksum`, …) and their order.
+fn update_ref(t: &mut TensorProto, location: &str, offset: usize, len: usize) {
+    for (key, value) in
+        [("location", location.to_string()), ("offset", offset.to_string()), ("length", len.to_string())]
+    {
+        match t.external_data.iter_mut().find(|e| e.key.as_deref() == Some(key)) {
+            Some(e) => e.value = Some(value),
+            None => t.external_data.push(StringStringEntryProto { key: Some(key.into()), value: Some(value) }),
+        }
+    }
+}
+
+fn set_inline(t: &mut TensorProto, bytes: Bytes) {
+    t.raw_data = Some(bytes);
+    t.external_data.clear();
+    t.data_location = None;
+}
+
+/// Applies the external-data mode to every tensor of `m`, placing external bytes in one side file
+/// named `location`, and returns the regions to write into it.
+pub(crate) fn place_tensors(
+    m: &mut ModelProto,
+    store: &ExternalStore,
+    mode: &ExternalData,
+    location: &str,
+) -> Result<Regions, Error> {
+    if !is_inside(location) {
+        return Err(Error::OutputLocation { location: location.to_string() });
+    }
+    // Keep: each input side file the model still reads starts where the previous one ended.
+    let mut starts: BTreeMap<String, usize> = BTreeMap::new();
+    if *mode == ExternalData::Keep {
+        for_each_tensor(m, &mut |t| {
+            if is_external(t) {
+                starts.insert(parse_ref(t)?.location, 0);
+            }
+            Ok(())
+        })?;
+        let mut end = 0usize;
+        for (loc, start) in &mut starts {
+            *start = end.next_multiple_of(4096);
+            end = *start + store.files.get(loc).map_or(0, Bytes::len);
         }
     }
     let mut regions = Regions::default();
@@ -255,17 +401,20 @@ pub(crate) fn place_tensors(m: &mut ModelProto, store: &ExternalStore, mode: &Ex
             ExternalData::Keep => {
                 if is_external(t) {
                     let r = parse_ref(t)?;
-                    regions.add(t, &r.location, r.offset, store.lookup(t)?)?;
+                    let bytes = store.lookup(t)?;
+                    let offset = starts[&r.location] + r.offset;
+                    if offset != r.offset || r.location != location || r.length.is_none() {
+                        update_ref(t, location, offset, bytes.len());
+                    }
+                    regions.add(offset, bytes);
                 }
             }
             ExternalData::Inline => {
                 if is_external(t) {
-                    t.raw_data = Some(store.lookup(t)?);
-                    t.external_data.clear();
-                    t.data_location = None;
+                    set_inline(t, store.lookup(t)?);
                 }
             }
-            ExternalData::File { location, threshold } => {
+            ExternalData::File { threshold } => {
                 let bytes = match (is_external(t), &t.raw_data) {
                     (true, _) => Some(store.lookup(t)?),
                     (false, Some(raw)) => Some(raw.clone()),
@@ -273,15 +422,11 @@ pub(crate) fn place_tensors(m: &mut ModelProto, store: &ExternalStore, mode: &Ex
                 };
                 match bytes {
                     Some(b) if b.len() >= *threshold => {
-                        let offset = regions.end_of(location).next_multiple_of(4096);
+                        let offset = regions.end().next_multiple_of(4096);
                         set_external(t, location, offset, b.len());
-                        regions.add(t, location, offset, b)?;
+                        regions.add(offset, b);
                     }
-                    Some(b) if is_external(t) => {
-                        t.raw_data = Some(b);
-                        t.external_data.clear();
-                        t.data_location = None;
-                    }
+                    Some(b) if is_external(t) => set_inline(t, b),
                     _ => {}
                 }
             }

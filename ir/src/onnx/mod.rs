@@ -12,8 +12,8 @@ mod import;
 mod sink;
 mod wire;
 
-pub use export::type_proto;
-pub use external::{ExternalData, ExternalStore};
+pub use export::{type_proto, SavePlan};
+pub use external::{ExternalData, ExternalStore, FileKey, LoadOptions};
 
 use crate::graph::{Graph, GraphError};
 use crate::proto::ModelProto;
@@ -50,6 +50,10 @@ pub enum Error {
     Tensor { name: String, source: TensorError },
     #[error("external data location '{location}' must be a relative path inside the output's folder")]
     OutputLocation { location: String },
+    #[error("{msg}")]
+    Output { msg: String },
+    #[error("would replace '{}', which the input model reads; choose another output, or replace the input with --in-place", file.display())]
+    WouldReplaceInput { file: PathBuf },
     #[error("tensor '{name}': external data {msg}")]
     External { name: String, msg: String },
     #[error("node {node} ({op}): input '{input}' is not defined")]
@@ -79,13 +83,23 @@ fn in_file<T>(path: &Path, r: Result<T, Error>) -> Result<T, FileError> {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SaveOptions {
     pub external: ExternalData,
+    /// Allow the output to replace the file the model was read from. The new side file then gets
+    /// a name the input does not read, every file is flushed to disk before it is renamed into
+    /// place, and the input's own side files that the new model does not read are removed once it
+    /// is: a crash at any moment leaves the old model or the new one loadable.
+    pub replace_input: bool,
 }
 
 impl Model {
     /// Decodes an in-memory model (external data, if any, is looked up relative to `base_dir`).
     pub fn decode(bytes: bytes::Bytes, base_dir: &Path) -> Result<Model, Error> {
+        Model::decode_with(bytes, base_dir, &LoadOptions::default())
+    }
+
+    /// [`Model::decode`] with options.
+    pub fn decode_with(bytes: bytes::Bytes, base_dir: &Path, opts: &LoadOptions) -> Result<Model, Error> {
         let (proto, nodes) = wire::split_model(bytes)?;
-        import::import_model(proto, nodes, ExternalStore::new(base_dir))
+        import::import_model(proto, nodes, ExternalStore::with_options(base_dir, opts))
     }
 
     /// The full `ModelProto` (tensors referencing external data stay external).
@@ -94,21 +108,38 @@ impl Model {
     }
 }
 
-/// Reads an `.onnx` file (memory-mapped; external data mapped from its side files).
+/// Reads an `.onnx` file (memory-mapped; external data mapped from its side files, which must be
+/// regular files inside the model's folder).
 pub fn load(path: &Path) -> Result<Model, FileError> {
-    in_file(path, load_inner(path))
+    load_with(path, &LoadOptions::default())
 }
 
-fn load_inner(path: &Path) -> Result<Model, Error> {
+/// [`load`] with options.
+pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Model, FileError> {
+    in_file(path, load_inner(path, opts))
+}
+
+fn load_inner(path: &Path, opts: &LoadOptions) -> Result<Model, Error> {
     let bytes = external::map_file(path)?;
     let base = path.parent().unwrap_or(Path::new(""));
-    Model::decode(bytes, base)
+    let (proto, nodes) = wire::split_model(bytes)?;
+    let mut store = ExternalStore::with_options(base, opts);
+    store.add_source(path);
+    import::import_model(proto, nodes, store)
 }
 
-/// Writes a model to `path` (and its external data beside it), atomically per file: all files are
-/// written to temporaries first and renamed into place only once everything succeeded.
-pub fn save(model: &Model, path: &Path, opts: &SaveOptions) -> Result<(), FileError> {
+/// Writes a model to `path` and, if it has external data, its side file `NAME.data` beside it,
+/// atomically per file: all files are written to temporaries first and renamed into place only
+/// once everything succeeded. Refuses to write over any file the model was read from unless
+/// [`SaveOptions::replace_input`] is set (see [`check_save`]).
+pub fn save(model: &Model, path: &Path, opts: &SaveOptions) -> Result<SavePlan, FileError> {
     in_file(path, export::save(model, path, opts))
+}
+
+/// What [`save`] would write, checked without writing anything: the same errors for an output that
+/// would replace a file the model was read from or that is a folder.
+pub fn check_save(model: &Model, path: &Path, opts: &SaveOptions) -> Result<SavePlan, FileError> {
+    in_file(path, export::plan(model, path, opts))
 }
 
 /// Decodes an `.onnx` file into the raw prost `ModelProto` (no IR), e.g. for comparisons.

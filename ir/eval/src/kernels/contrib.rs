@@ -5,8 +5,8 @@
 //! |---|---|
 //! | QLinearAdd | `rA = sA/sC`, `rB = sB/sC`, `F = zC − (rA·zA + rB·zB)`; `y = sat(rne(fma(a, rA, fma(b, rB, F))))`; when one operand is constant along the innermost broadcast span it is folded into `F` first (`F += s·r`, unfused) — see [`qlinear_add`] |
 //! | QLinearMul | `r = sA·sB/sC`; `y = sat(rne(f32((a−zA)(b−zB))·r + zC))` |
-//! | QLinearGlobalAveragePool | `acc = Σx − zX·n` (i32); `y = requantize(acc, sX/(sY·f32(n)), zY)` |
-//! | QLinearAveragePool | dequantize `sX·(x−zX)`, sum the window in order, `/ count`, `y = sat(rne(avg/sY + zY))`; count_include_pad counts the whole kernel |
+//! | QLinearGlobalAveragePool | `acc = Σx − zX·n` (i32); `y = requantize(acc, sX/(sY·f32(n)), zY)`; refused for n ≥ 2²⁴ or a factor outside [2⁻³², 256) |
+//! | QLinearAveragePool | dequantize `sX·(x−zX)`, sum the window in order, `/ count`, `y = sat(rne(avg/sY + zY))`; count_include_pad counts the whole kernel; a window that is the whole unpadded image takes the global pool's integer path |
 //! | QLinearConcat | per input: copy if its (scale, zp) equal the output's, else a 256-entry table `Q(DQ(v))` |
 //! | QGemm | `s = alpha·sA·sB[n] (/ sY)`; `acc = C + Σ(a−zA)(b−zB)`; quantized: `requantize(acc, s, zY)`, float: `f32(acc)·s` |
 //! | QLinearSigmoid, QLinearLeakyRelu | a 256-entry table: `Q(f(DQ(v)))`, f = MLAS logistic (FMA rational approximation) / `v ≥ 0 ? v : alpha·v` |
@@ -76,14 +76,15 @@ fn qdata(v: &Value, what: &str) -> KResult<Vec<i32>> {
 /// How an element of a broadcast binary op is computed by onnxruntime: it walks the output in
 /// spans along the innermost broadcast dimension, and an operand that is constant along that
 /// span is handled as a scalar.
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Span {
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Span {
     Both,
     ScalarA,
     ScalarB,
 }
 
-fn span_kind(a: &[usize], b: &[usize], out: &[usize]) -> Span {
+/// The span form of operands of shapes `a` and `b` broadcast to `out`.
+pub fn span_kind(a: &[usize], b: &[usize], out: &[usize]) -> Span {
     let numel = |s: &[usize]| s.iter().product::<usize>();
     if numel(a) == 1 {
         return Span::ScalarA;
@@ -243,6 +244,40 @@ fn qlinear_mul(c: &Ctx) -> KResult<Vec<Value>> {
     Ok(vec![pack(q.dtype, &q.out_shape, out)?])
 }
 
+/// onnxruntime's integer average of whole images (`MlasQLinearGlobalAveragePool`): per (image,
+/// channel) the exact sum minus `x_zp · image`, requantized by one f32 factor
+/// `x_scale / (y_scale · image)`. onnxruntime refuses images of 2²⁴ elements or more and factors
+/// outside [2⁻³², 256).
+#[allow(clippy::too_many_arguments)]
+fn global_average(
+    data: &[i32],
+    n: usize,
+    ch: usize,
+    image: usize,
+    channels_last: bool,
+    (xs, xz): (f32, i32),
+    (ys, yz): (f32, i32),
+    (lo, hi): (i32, i32),
+) -> KResult<Vec<i32>> {
+    ensure!(image < 0x100_0000, "image size {image} is too large (onnxruntime takes fewer than 2^24 elements)");
+    let scale = xs / (ys * image as f32);
+    ensure!(
+        (2f32.powi(-32)..256.0).contains(&scale),
+        "x_scale / (y_scale · image size) = {scale:e} is outside [2^-32, 256), which onnxruntime refuses"
+    );
+    let mut out = vec![0i32; n * ch];
+    out.par_iter_mut().enumerate().for_each(|(i, o)| {
+        let (b, k) = (i / ch, i % ch);
+        let sum: i32 = if channels_last {
+            (0..image).map(|p| data[(b * image + p) * ch + k]).sum()
+        } else {
+            data[(b * ch + k) * image..(b * ch + k + 1) * image].iter().sum()
+        };
+        *o = requantize_one(sum - xz * image as i32, scale, yz, lo, hi);
+    });
+    Ok(out)
+}
+
 fn qlinear_global_average_pool(c: &Ctx) -> KResult<Vec<Value>> {
     let x = c.input(0)?;
     ensure!(x.rank() >= 3, "input rank must be ≥ 3, got {:?}", x.shape());
@@ -256,19 +291,8 @@ fn qlinear_global_average_pool(c: &Ctx) -> KResult<Vec<Value>> {
     let sh = x.shape();
     let (n, ch) = (sh[0], if channels_last { sh[sh.len() - 1] } else { sh[1] });
     let image: usize = if channels_last { sh[1..sh.len() - 1].iter().product() } else { sh[2..].iter().product() };
-    ensure!(image < 0x100_0000, "image size {image} is too large");
-    let scale = xs / (ys * image as f32);
     let data = qdata(x, "x")?;
-    let mut out = vec![0i32; n * ch];
-    out.par_iter_mut().enumerate().for_each(|(i, o)| {
-        let (b, k) = (i / ch, i % ch);
-        let sum: i32 = if channels_last {
-            (0..image).map(|p| data[(b * image + p) * ch + k]).sum()
-        } else {
-            data[(b * ch + k) * image..(b * ch + k + 1) * image].iter().sum()
-        };
-        *o = requantize_one(sum - xz * image as i32, scale, yz, lo, hi);
-    });
+    let out = global_average(&data, n, ch, image, channels_last, (xs, xz), (ys, yz), (lo, hi))?;
     let mut shape = sh.to_vec();
     let spatial = if channels_last { 1..sh.len() - 1 } else { 2..sh.len() };
     for d in spatial {
@@ -315,26 +339,34 @@ fn qlinear_average_pool(c: &Ctx) -> KResult<Vec<Value>> {
         .collect();
     let g = Geom::new(c, &nchw[2..], &kernel, c.int("ceil_mode", 0) != 0)?;
     ensure!(g.dilations.iter().all(|&d| d == 1), "dilations are not supported by QLinearAveragePool");
-    let taps = all_taps(&g);
-    let include_pad = c.int("count_include_pad", 0) != 0;
-    let (kl, ol, il) = (g.kernel_len(), g.out_len(), g.in_len());
     let planes = nchw[0] * nchw[1];
-    let deq: Vec<f32> = data.iter().map(|&v| xs * (v - xz) as f32).collect();
-    let mut out = vec![0i32; planes * ol];
-    out.par_chunks_mut(ol.max(1)).enumerate().for_each(|(p, y)| {
-        let xp = &deq[p * il..(p + 1) * il];
-        for (o, yo) in y.iter_mut().enumerate() {
-            let mut sum = 0f32;
-            let mut n = 0usize;
-            for off in taps[o * kl..(o + 1) * kl].iter().flatten() {
-                sum += xp[*off];
-                n += 1;
+    let whole_image = g.kernel == nchw[2..] && g.pad_begin.iter().chain(&g.pad_end).all(|&p| p == 0);
+    let out = if whole_image {
+        // onnxruntime averages a window that is the whole unpadded image on its integer global
+        // path, which rounds differently from the float one below.
+        global_average(&data, nchw[0], nchw[1], g.in_len(), false, (xs, xz), (ys, yz), (lo, hi))?
+    } else {
+        let taps = all_taps(&g);
+        let include_pad = c.int("count_include_pad", 0) != 0;
+        let (kl, ol, il) = (g.kernel_len(), g.out_len(), g.in_len());
+        let deq: Vec<f32> = data.iter().map(|&v| xs * (v - xz) as f32).collect();
+        let mut out = vec![0i32; planes * ol];
+        out.par_chunks_mut(ol.max(1)).enumerate().for_each(|(p, y)| {
+            let xp = &deq[p * il..(p + 1) * il];
+            for (o, yo) in y.iter_mut().enumerate() {
+                let mut sum = 0f32;
+                let mut n = 0usize;
+                for off in taps[o * kl..(o + 1) * kl].iter().flatten() {
+                    sum += xp[*off];
+                    n += 1;
+                }
+                let count = if include_pad { kl } else { n };
+                let avg = sum / count as f32;
+                *yo = rne_sat(avg / ys + yz as f32, lo, hi);
             }
-            let count = if include_pad { kl } else { n };
-            let avg = sum / count as f32;
-            *yo = rne_sat(avg / ys + yz as f32, lo, hi);
-        }
-    });
+        });
+        out
+    };
     let mut out_shape = vec![nchw[0], nchw[1]];
     out_shape.extend(&g.out_sp);
     let y = pack(dtype, &out_shape, out)?;
@@ -379,7 +411,8 @@ fn qlinear_lookup(c: &Ctx, f: fn(f32) -> f32) -> KResult<Vec<Value>> {
     qlinear_lookup_with(c, f)
 }
 
-/// MLAS's logistic function (Eigen's rational approximation) evaluated as its FMA3 kernel does.
+/// MLAS's logistic function (Eigen's rational approximation) evaluated as its FMA3 kernel does
+/// (`LogisticKernelFma3.S`, which onnxruntime runs on AVX2 and AVX-512 CPUs).
 /// The coefficients are MLAS's decimal literals, rounded to f32 exactly as C++ rounds them.
 #[allow(clippy::excessive_precision)]
 pub fn mlas_logistic(x: f32) -> f32 {
@@ -401,7 +434,8 @@ pub fn mlas_logistic(x: f32) -> f32 {
     let v2 = v * v;
     let p = v2.mul_add(A9, A7).mul_add(v2, A5).mul_add(v2, A3).mul_add(v2, A1) * v;
     let q = v2.mul_add(B10, B8).mul_add(v2, B6).mul_add(v2, B4).mul_add(v2, B2).mul_add(v2, B0);
-    (p / q + 0.5).clamp(0.0, 1.0)
+    // (The FMA3 kernel clamps below only: for some inputs in [17.48, 17.99] it returns 1.0000001.)
+    (p / q + 0.5).max(0.0)
 }
 
 fn qlinear_concat(c: &Ctx) -> KResult<Vec<Value>> {
@@ -600,6 +634,60 @@ mod tests {
         // a·0.5 · (b−128)·0.25 + 10: [10, 12.5→12, 10−700 → 0, 127.5·31.75+10 → 255]
         let y = run_op(Op::QLinearMul, vec![], &ins(&a, &b), 1).remove(0);
         assert_eq!(y.to_i64_vec().unwrap(), [10, 12, 0, 255]);
+    }
+
+    fn pool_inputs(x: Value, xs: f32, ys: f32) -> Vec<Option<Value>> {
+        let z = || Some(Value::scalar(0u8));
+        vec![Some(x), Some(Value::scalar(xs)), z(), Some(Value::scalar(ys)), z()]
+    }
+
+    /// A window that is the whole unpadded image takes onnxruntime's integer global path; the
+    /// same window over a larger image the float path. The two round differently for some pairs
+    /// (`(a + b)·0.1 / (0.1·2)` exactly versus the f32 sum and quotient): the first such pair tells.
+    #[test]
+    fn qlinear_average_pool_of_the_whole_image_is_the_global_pool() {
+        let (s, lo, hi) = (0.1f32, 0, 255);
+        let int_path = |a: i32, b: i32| requantize_one(a + b, s / (s * 2.0), 0, lo, hi);
+        let float_path = |a: i32, b: i32| rne_sat((s * a as f32 + s * b as f32) / 2.0 / s, lo, hi);
+        let (a, b) = (0..256)
+            .flat_map(|a| (0..256).map(move |b| (a, b)))
+            .find(|&(a, b)| int_path(a, b) != float_path(a, b))
+            .expect("the paths differ somewhere");
+        let k = || vec![qdqc_ir::attr::make_ints("kernel_shape", &[1, 2])];
+        let whole = u8v(&[1, 1, 1, 2], &[a as i64, b as i64]);
+        let y = run_op(Op::QLinearAveragePool, k(), &pool_inputs(whole, s, s), 1);
+        assert_eq!((y[0].to_i64_vec().unwrap(), y[0].shape()), (vec![int_path(a, b) as i64], &[1, 1, 1, 1][..]));
+        let wider = u8v(&[1, 1, 1, 3], &[a as i64, b as i64, 0]);
+        let y = run_op(Op::QLinearAveragePool, k(), &pool_inputs(wider, s, s), 1);
+        assert_eq!(y[0].to_i64_vec().unwrap()[0], float_path(a, b) as i64);
+    }
+
+    #[test]
+    fn qlinear_global_average_pool_refuses_what_onnxruntime_refuses() {
+        let x = || u8v(&[1, 1, 2, 2], &[1, 2, 3, 4]);
+        let ok =
+            crate::kernels::tests::try_run_op(Op::QLinearGlobalAveragePool, vec![], &pool_inputs(x(), 1.0, 1.0), 1, 1);
+        assert!(ok.is_ok());
+        for (xs, ys) in [(1024.0, 1.0), (1e-12, 1.0)] {
+            let e = crate::kernels::tests::try_run_op(
+                Op::QLinearGlobalAveragePool,
+                vec![],
+                &pool_inputs(x(), xs, ys),
+                1,
+                1,
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("outside [2^-32, 256)"), "{e}");
+        }
+    }
+
+    #[test]
+    fn mlas_logistic_is_not_clamped_above() {
+        let above =
+            (17.48f32.to_bits()..=17.99f32.to_bits()).filter(|&b| mlas_logistic(f32::from_bits(b)) > 1.0).count();
+        assert!(above > 0, "onnxruntime's FMA3 kernel returns 1.0000001 for some inputs in [17.48, 17.99]");
+        assert_eq!(mlas_logistic(-100.0), 0.0);
     }
 
     #[test]

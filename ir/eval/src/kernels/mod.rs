@@ -13,7 +13,7 @@ use qdqc_ir::{DType, Node, Op};
 use crate::error::{bail, KResult, KernelError};
 use crate::value::Value;
 
-pub(crate) mod contrib;
+pub mod contrib;
 pub(crate) mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod gemm;

@@ -28,8 +28,8 @@ pub(crate) fn register(r: &mut Registry) {
     r.add(Op::Shape, shape_op);
     r.add(Op::Constant, constant);
     r.add_onnx("Size", |c| Ok(vec![Value::scalar(c.input(0)?.len() as i64)]));
-    r.add_onnx("Expand", expand);
-    r.add_onnx("Tile", tile);
+    r.add(Op::Expand, expand);
+    r.add(Op::Tile, tile);
     r.add_onnx("ConstantOfShape", constant_of_shape);
     r.add_onnx("Range", range);
 }
@@ -528,7 +528,7 @@ fn range(c: &Ctx) -> KResult<Vec<Value>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::tests::{f32v, i64v, iota, run_op, run_op_n};
+    use crate::kernels::tests::{f32v, i64v, iota, run_op, run_op_n, try_run_op};
     use qdqc_ir::attr::{make_int, make_ints, make_string};
 
     #[test]
@@ -637,7 +637,18 @@ mod tests {
         let x = iota(&[2, 3, 4]);
         let s = run_op(Op::Shape, vec![make_int("start", 1)], &[Some(x)], 15).remove(0);
         assert_eq!(s.to_i64_vec().unwrap(), [3, 4]);
-        let e = run_op(Op::other("", "Expand"), vec![], &[Some(iota(&[3, 1])), Some(i64v(&[3], &[2, 1, 4]))], 13);
+        let e = run_op(Op::Expand, vec![], &[Some(iota(&[3, 1])), Some(i64v(&[3], &[2, 1, 4]))], 13);
         assert_eq!(e[0].shape(), &[2, 3, 4]);
+        assert_eq!(e[0].to_f64_vec().unwrap()[..12], [0., 0., 0., 0., 1., 1., 1., 1., 2., 2., 2., 2.]);
+    }
+
+    #[test]
+    fn tile_repeats_each_axis() {
+        let t = run_op(Op::Tile, vec![], &[Some(iota(&[2, 2])), Some(i64v(&[2], &[2, 3]))], 13).remove(0);
+        assert_eq!(t.shape(), &[4, 6]);
+        assert_eq!(t.to_f64_vec().unwrap()[..12], [0., 1., 0., 1., 0., 1., 2., 3., 2., 3., 2., 3.]);
+        let z = run_op(Op::Tile, vec![], &[Some(iota(&[2, 2])), Some(i64v(&[2], &[1, 0]))], 13).remove(0);
+        assert_eq!(z.shape(), &[2, 0]);
+        assert!(try_run_op(Op::Tile, vec![], &[Some(iota(&[2, 2])), Some(i64v(&[1], &[2]))], 13, 1).is_err());
     }
 }

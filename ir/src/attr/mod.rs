@@ -1,4 +1,7 @@
-//! Typed access to ONNX attributes, which nodes keep as the original `AttributeProto`s.
+//! Typed access to ONNX attributes, which nodes keep as the original `AttributeProto`s: one
+//! attribute at a time here, and whole ops' attributes with their ONNX defaults in [`view`].
+
+pub mod view;
 
 use crate::proto::attribute_proto::AttributeType;
 use crate::proto::AttributeProto;
