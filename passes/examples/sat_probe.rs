@@ -23,9 +23,10 @@ fn main() {
     pm.run(&mut greedy).unwrap();
     eprintln!("greedy propagate..fuse-contrib to a fixed point {:?}", t.elapsed());
     let t = std::time::Instant::now();
-    let (out, r) = saturate(&g, &rule_table(target), Limits::for_graph(g.op_count())).unwrap();
+    let config = qdqc_passes::Config { target, ..Default::default() };
+    let (out, r) = saturate(&g, &rule_table(&config), Limits::for_graph(g.op_count())).unwrap();
     eprintln!("saturate {:?}: {r:#?}", t.elapsed());
-    let cost = qdqc_passes::saturate::cost::graph_cost;
+    let cost = qdqc_passes::cost::graph_cost;
     eprintln!("cost before {}, saturate {}, greedy {}", cost(&g), cost(&out), cost(&greedy));
     out.verify().unwrap();
 }

@@ -3,12 +3,13 @@
 //! A sweep visits the nodes in topological order, tries the rules rooted at each node's op and
 //! applies the first patch that a rule builds; the new nodes and the consumers of replaced values
 //! go back on the worklist. Sweeps repeat until one makes no change (counted by rewrites, not by
-//! node counts). The refusals of the last sweep, which saw the final graph, become remarks. In a
+//! node counts). The refusals of the last sweep, which saw the final graph, become remarks, and so
+//! does every approximation a rewrite made (in any sweep). In a
 //! pipeline, a rule pass makes one sweep per repetition ([`Pass::run_once`]): the pipeline's
 //! repetitions are its sweeps.
 
-use crate::rule::{Pattern, Refusal, Rule};
-use crate::{Pass, PassError, Remark, Remarks, Target};
+use crate::rule::{Pattern, Refusal, Rule, RuleSet};
+use crate::{Config, Pass, PassError, Remark, RemarkKind, Remarks, Target};
 use qdqc_ir::{Graph, GraphError, NodeId, Op, OpKind, Operand};
 use smallvec::SmallVec;
 use std::collections::VecDeque;
@@ -21,7 +22,7 @@ pub const MAX_SWEEPS: usize = 8;
 pub fn run_rules(
     pass: &'static str,
     graph: &mut Graph,
-    rules: &[Rule],
+    rules: &RuleSet,
     target: Target,
     remarks: &mut Remarks,
     sweeps: usize,
@@ -29,12 +30,22 @@ pub fn run_rules(
     let rules = Dispatch::new(rules);
     let mut total = 0;
     for _ in 0..sweeps {
-        let (changes, refusals) = sweep(graph, &rules, target).map_err(|error| PassError::Failed { pass, error })?;
+        let (changes, refusals, approximations) =
+            sweep(graph, &rules, target).map_err(|error| PassError::Failed { pass, error })?;
         total += changes;
+        remarks.extend(approximations.into_iter().map(|(rule, node, op, reason)| Remark {
+            pass,
+            rule,
+            node,
+            op,
+            reason,
+            kind: RemarkKind::Approximation,
+        }));
         if changes == 0 {
             remarks.extend(refusals.into_iter().map(|(rule, id, reason)| {
                 let n = graph.node(id);
-                Remark { pass, rule, node: n.label(), op: n.op.to_string(), reason }
+                let (node, op) = (n.ident().to_string(), n.op.to_string());
+                Remark { pass, rule, node, op, reason, kind: RemarkKind::Missed }
             }));
             break;
         }
@@ -45,26 +56,30 @@ pub fn run_rules(
 /// (rule, node, reason): labels are made only for the sweep whose refusals become remarks.
 type Refusals = Vec<(&'static str, NodeId, String)>;
 
+/// (rule, node, op, which approximation and why), named before the rewrite removes the node.
+type Approximations = Vec<(&'static str, String, String, String)>;
+
 /// The rules that may match at a node, in table order: those rooted at its op whose first
 /// argument, when it is a nested pattern, names the op of the node's first input. Ops are compared
 /// by kind, read from the graph's table of kinds: a sweep passes over the nodes no rule is
 /// rooted at without reading them, and tries only the patterns that can match. (A sweep visits
-/// every node; a QuantizeLinear is the root of a dozen rules per family, and trying each pattern
-/// only to find another op under the root was a tenth of a large compile.)
+/// every node, and a QuantizeLinear is the root of a dozen rules per family.)
 struct Dispatch<'r> {
-    /// By the root's kind: each rule and the kind its first argument's pattern needs.
-    by_root: Vec<Vec<(&'r Rule, Option<OpKind>)>>,
+    set: &'r RuleSet,
+    /// By the root's kind: each rule (its index in `set`) and the kind its first argument's
+    /// pattern needs.
+    by_root: Vec<Vec<(usize, Option<OpKind>)>>,
 }
 
 impl<'r> Dispatch<'r> {
-    fn new(rules: &'r [Rule]) -> Dispatch<'r> {
+    fn new(set: &'r RuleSet) -> Dispatch<'r> {
         let mut by_root = vec![Vec::new(); OpKind::COUNT];
-        for r in rules {
-            let Pattern::Node { op, args } = &r.pattern else { unreachable!("rule roots are ops") };
+        for (i, r) in set.rules().iter().enumerate() {
+            let Pattern::Node { op, args, .. } = &r.pattern else { unreachable!("rule roots are ops") };
             let first = args.first().and_then(Pattern::root_op).map(Op::kind);
-            by_root[op.kind() as usize].push((r, first));
+            by_root[op.kind() as usize].push((i, first));
         }
-        Dispatch { by_root }
+        Dispatch { set, by_root }
     }
 
     /// Whether some rule is rooted at node `id` (false for a removed node).
@@ -72,7 +87,8 @@ impl<'r> Dispatch<'r> {
         graph.kind(id).is_some_and(|k| !self.by_root[k as usize].is_empty())
     }
 
-    fn at<'a>(&'a self, graph: &'a Graph, id: NodeId) -> impl Iterator<Item = &'r Rule> + 'a {
+    /// The indices of the rules that may match at `id`.
+    fn at<'a>(&'a self, graph: &'a Graph, id: NodeId) -> impl Iterator<Item = usize> + 'a {
         let rules = graph.kind(id).map_or(&[][..], |k| self.by_root[k as usize].as_slice());
         let first = match graph.node(id).input(0) {
             Operand::Value(o) if o.slot == 0 => graph.kind(o.node),
@@ -82,7 +98,7 @@ impl<'r> Dispatch<'r> {
     }
 }
 
-fn sweep(graph: &mut Graph, rules: &Dispatch, target: Target) -> Result<(usize, Refusals), GraphError> {
+fn sweep(graph: &mut Graph, rules: &Dispatch, target: Target) -> Result<(usize, Refusals, Approximations), GraphError> {
     let mut work: VecDeque<NodeId> = graph.topo_order()?.into_iter().filter(|&id| rules.roots(graph, id)).collect();
     // Queued flags by node index (grown as rewrites add nodes).
     let mut queued = vec![false; graph.node_bound()];
@@ -91,62 +107,78 @@ fn sweep(graph: &mut Graph, rules: &Dispatch, target: Target) -> Result<(usize, 
     }
     let mut changes = 0;
     let mut refusals = Vec::new();
+    let mut approximations = Vec::new();
     while let Some(id) = work.pop_front() {
         queued[id.index()] = false;
         if !rules.roots(graph, id) {
             continue;
         }
-        let candidates: SmallVec<[&Rule; 8]> = rules.at(graph, id).collect();
-        for rule in candidates {
-            let refusal = match rule.try_at(graph, id) {
+        let candidates: SmallVec<[usize; 8]> = rules.at(graph, id).collect();
+        for i in candidates {
+            let rule: &Rule = &rules.set.rules()[i];
+            let refusal = match rules.set.try_at(i, graph, id) {
                 None => continue,
-                Some(Ok(_)) if !rule.targets.contains(&target) => Some(Refusal(format!(
+                Some(Ok(_)) if !rule.targets.contains(&target) => Some(Refusal::new(format!(
                     "the rewrite needs --target {} (this is --target {target})",
                     rule.targets.iter().map(|t| t.to_string()).collect::<Vec<_>>().join("|")
                 ))),
-                Some(Ok(patch)) => match patch.apply(graph) {
-                    Ok(applied) => {
-                        changes += 1;
-                        let again = applied.new_nodes.into_iter().chain(applied.touched).chain([id]);
-                        for n in again {
-                            if n.index() >= queued.len() {
-                                queued.resize(graph.node_bound().max(n.index() + 1), false);
+                Some(Ok(rewrite)) => {
+                    let named = rewrite.approximation.map(|(name, why)| {
+                        let n = graph.node(id);
+                        let why = if why.is_empty() { String::new() } else { format!(" ({why})") };
+                        (n.ident().to_string(), n.op.to_string(), format!("the approximation '{name}'{why}"))
+                    });
+                    match rewrite.patch.apply(graph) {
+                        Ok(applied) => {
+                            changes += 1;
+                            if let Some((node, op, reason)) = named {
+                                approximations.push((rule.name, node, op, reason));
                             }
-                            if rules.roots(graph, n) && !queued[n.index()] {
-                                queued[n.index()] = true;
-                                work.push_back(n);
+                            let again = applied.new_nodes.into_iter().chain(applied.touched).chain([id]);
+                            for n in again {
+                                if n.index() >= queued.len() {
+                                    queued.resize(graph.node_bound().max(n.index() + 1), false);
+                                }
+                                if rules.roots(graph, n) && !queued[n.index()] {
+                                    queued[n.index()] = true;
+                                    work.push_back(n);
+                                }
                             }
+                            None
                         }
-                        None
+                        Err(r) => Some(r),
                     }
-                    Err(r) => Some(r),
-                },
+                }
                 Some(Err(r)) => Some(r),
             };
             match refusal {
                 None => break,
-                Some(r) if !r.is_remark() => {}
-                Some(r) => refusals.push((rule.name, id, r.0)),
+                Some(Refusal::NotApplicable) => {}
+                Some(Refusal::Reason(r)) => refusals.push((rule.name, id, r)),
             }
         }
     }
-    Ok((changes, refusals))
+    Ok((changes, refusals, approximations))
 }
 
-/// A pass made of a rule table, run by the greedy driver for a target.
+/// A pass made of a rule family's table, run by the greedy driver for a target.
 pub struct RulePass {
     pub name: &'static str,
     pub rules: fn() -> Vec<Rule>,
-    pub target: Target,
+    pub config: Config,
 }
 
 impl RulePass {
     pub fn new(name: &'static str, rules: fn() -> Vec<Rule>) -> RulePass {
-        RulePass { name, rules, target: Target::default() }
+        RulePass { name, rules, config: Config::default() }
     }
 
-    pub fn for_target(self, target: Target) -> RulePass {
-        RulePass { target, ..self }
+    pub fn configured(self, config: Config) -> RulePass {
+        RulePass { config, ..self }
+    }
+
+    fn set(&self) -> RuleSet {
+        RuleSet::new((self.rules)()).with_config(&self.config)
     }
 }
 
@@ -156,24 +188,23 @@ impl Pass for RulePass {
     }
 
     fn run(&self, graph: &mut Graph, remarks: &mut Remarks) -> Result<usize, PassError> {
-        run_rules(self.name, graph, &(self.rules)(), self.target, remarks, MAX_SWEEPS)
+        run_rules(self.name, graph, &self.set(), self.config.target, remarks, MAX_SWEEPS)
     }
 
     /// One sweep: the worklist already revisits what each rewrite touched, and the pipeline's
-    /// last repetition, which changes nothing, is the confirming sweep of every rule pass (a
-    /// confirming sweep after each run as well checked the graph twice: about 0.4 s of a
-    /// million-node compile, and it has not found a rewrite on any fixture or benchmark model).
+    /// last repetition, which changes nothing, is the confirming sweep of every rule pass.
     fn run_once(&self, graph: &mut Graph, remarks: &mut Remarks) -> Result<usize, PassError> {
-        run_rules(self.name, graph, &(self.rules)(), self.target, remarks, 1)
+        run_rules(self.name, graph, &self.set(), self.config.target, remarks, 1)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::rule::{Patch, Rule};
+    use crate::rule::{Match, Patch, PatchNode, Refusal, Rule, RuleSet};
     use crate::{rules, Remarks, Target};
     use qdqc_ir::text::{parse, print};
     use qdqc_ir::Outlet;
+    use qdqc_ir::{Graph, Op};
 
     /// A long chain of Relu → Identity: one sweep removes every Identity, a second sees nothing.
     /// A quadratic driver would take minutes here (speed is measured in benchmarks, not asserted).
@@ -189,7 +220,7 @@ mod tests {
         let changes = super::run_rules(
             "cleanup",
             &mut g,
-            &rules::cleanup::rules(),
+            &RuleSet::new(rules::cleanup::rules()),
             Target::Ort,
             &mut Remarks::new(),
             super::MAX_SWEEPS,
@@ -200,31 +231,29 @@ mod tests {
         g.verify().unwrap();
     }
 
-    fn noop_refusal(_: &qdqc_ir::Graph, _: &crate::rule::Match) -> Result<Patch, crate::rule::Refusal> {
-        Err(crate::rule::Refusal::new("never fires"))
+    fn any(_: &Graph, _: &Match) -> Result<(), Refusal> {
+        Ok(())
     }
 
-    fn swap_to_sigmoid(g: &qdqc_ir::Graph, m: &crate::rule::Match) -> Result<Patch, crate::rule::Refusal> {
-        use crate::rule::{PatchNode, PatchOperand};
+    fn noop_refusal(_: &Graph, _: &Match, (): ()) -> Result<Patch, Refusal> {
+        Err(Refusal::new("never fires"))
+    }
+
+    fn swap_to_sigmoid(g: &Graph, m: &Match, (): ()) -> Result<Patch, Refusal> {
         let mut p = Patch::new();
-        let n = p.add_node(PatchNode {
-            op: qdqc_ir::Op::Sigmoid,
-            name: String::new(),
-            attrs: vec![].into(),
-            inputs: vec![m.get("x").into()],
-            outputs: vec![format!("{}_s", g.value(Outlet::new(m.root(), 0)).name)],
-        });
-        p.replace(Outlet::new(m.root(), 0), PatchOperand::NewNode(n, 0));
+        let out = format!("{}_s", g.value(Outlet::new(m.root(), 0)).name);
+        let s = p.add(PatchNode::new(Op::Sigmoid, [m.get("x")]).output(out));
+        p.replace(Outlet::new(m.root(), 0), s);
         p.remove(m.root());
         Ok(p)
     }
 
     #[test]
     fn new_nodes_are_typed_and_remarks_come_from_the_final_sweep() {
-        let rules = vec![
-            Rule::new("refuse", "(Relu ?x)", &[], noop_refusal),
-            Rule::new("tanh-to-sigmoid", "(Tanh ?x)", &[], swap_to_sigmoid),
-        ];
+        let rules = RuleSet::new(vec![
+            Rule::new("refuse", "(Relu ?x)", any, noop_refusal),
+            Rule::new("tanh-to-sigmoid", "(Tanh ?x)", any, swap_to_sigmoid),
+        ]);
         let mut g = parse(
             r#"graph "g" opset(ai.onnx=17) {
   input %x: f32[4]
@@ -247,15 +276,15 @@ mod tests {
         }
         "#);
         let r: Vec<String> = remarks.iter().map(|r| r.to_string()).collect();
-        assert_eq!(r, ["refuse: Relu (producing 'y'): never fires"]);
+        assert_eq!(r, ["refuse: Relu 'y': never fires"]);
     }
 
     #[test]
     fn one_sweep_reports_remarks_only_when_it_changed_nothing() {
-        let rules = vec![
-            Rule::new("refuse", "(Relu ?x)", &[], noop_refusal),
-            Rule::new("tanh-to-sigmoid", "(Tanh ?x)", &[], swap_to_sigmoid),
-        ];
+        let rules = RuleSet::new(vec![
+            Rule::new("refuse", "(Relu ?x)", any, noop_refusal),
+            Rule::new("tanh-to-sigmoid", "(Tanh ?x)", any, swap_to_sigmoid),
+        ]);
         let text =
             "graph \"g\" opset(ai.onnx=17) {\n  input %x: f32[4]\n  %t = Tanh(%x)\n  %y = Relu(%t)\n  output %y\n}\n";
         let mut g = parse(text).unwrap();
@@ -268,17 +297,15 @@ mod tests {
 
     #[test]
     fn a_rule_outside_the_target_becomes_a_remark() {
-        let rules = vec![Rule::new("tanh-to-sigmoid", "(Tanh ?x)", &[], swap_to_sigmoid).only(&[Target::Ort])];
+        let rules =
+            RuleSet::new(vec![Rule::new("tanh-to-sigmoid", "(Tanh ?x)", any, swap_to_sigmoid).only(&[Target::Ort])]);
         let text = "graph \"g\" opset(ai.onnx=17) {\n  input %x: f32[4]\n  %t = Tanh(%x)\n  output %t\n}\n";
         let mut g = parse(text).unwrap();
         let mut remarks = Remarks::new();
         assert_eq!(super::run_rules("test", &mut g, &rules, Target::Onnx, &mut remarks, super::MAX_SWEEPS).unwrap(), 0);
         assert!(print(&g).contains("= Tanh(%x)"));
         let r: Vec<String> = remarks.iter().map(|r| r.to_string()).collect();
-        assert_eq!(
-            r,
-            ["tanh-to-sigmoid: Tanh (producing 't'): the rewrite needs --target ort (this is --target onnx)"]
-        );
+        assert_eq!(r, ["tanh-to-sigmoid: Tanh 't': the rewrite needs --target ort (this is --target onnx)"]);
         assert_eq!(super::run_rules("test", &mut g, &rules, Target::Ort, &mut remarks, super::MAX_SWEEPS).unwrap(), 1);
     }
 }

@@ -195,6 +195,8 @@ fn groups(g: &Graph, n: &Node) -> Option<Vec<Group>> {
         | Op::Identity
         | Op::DepthToSpace
         | Op::SpaceToDepth
+        | Op::Expand
+        | Op::Tile
         | Op::ReduceMax
         | Op::ReduceMin => one(Group::new(&[0], &[0], &[])),
         // Only nearest: interpolation would round differently on shifted values.
@@ -402,6 +404,29 @@ mod tests {
           output %y
         }
         "#);
+    }
+
+    #[test]
+    fn expand_and_tile_carry_uint8_and_keep_their_shape_operands() {
+        let text = r#"graph "g" opset(ai.onnx=17) {
+  input %x: f32[2,1]
+  const %s: f32[] 0.05
+  const %z: i8[] -3
+  const %shape: i64[3] [2, 2, 3]
+  const %reps: i64[3] [1, 2, 1]
+  %xq = QuantizeLinear(%x, %s, %z)
+  %e = Expand(%xq, %shape)
+  %t = Tile(%e, %reps)
+  %y = DequantizeLinear(%t, %s, %z)
+  output %y
+}
+"#;
+        let (n, out) = check(text);
+        assert_eq!(n, 3);
+        assert!(out.contains("%e: u8[2,2,3] q(0.05, 125) = Expand(%xq, %shape)"), "{out}");
+        assert!(out.contains("%t: u8[2,4,3] q(0.05, 125) = Tile(%e, %reps)"), "{out}");
+        let x = Value::f32(&[2, 1], vec![-7.0, 0.3]).unwrap();
+        assert_same_outputs(text, &[("x".to_string(), x)]);
     }
 
     #[test]
@@ -670,7 +695,7 @@ mod tests {
             }
             let mut inside = model.graph.clone();
             let mut passes: Vec<Box<dyn Pass>> = Vec::new();
-            for &n in crate::DEFAULT_PIPELINE {
+            for &n in &crate::pipeline("O2").unwrap() {
                 if n == "dedup-consts" {
                     passes.push(Box::new(Int8ToUint8));
                 }

@@ -4,9 +4,11 @@
 //!
 //! - `dq-later-<op>`: `op(DQ(x, s, z))` ⇒ `DQ(op(x), s, z)` for data-movement ops that are exact
 //!   on integers (MaxPool, Reshape, Flatten, Transpose, Squeeze, Unsqueeze, Slice, Gather, Split,
-//!   Pad, Resize, DepthToSpace, SpaceToDepth, Identity, ReduceMax, ReduceMin, Concat). A DQ with
-//!   other consumers stays for them. Per-axis DQs follow their axis through Transpose and through
-//!   the reshaping ops where the axis survives as its own dim; max/min need a positive scale.
+//!   Pad, Resize, DepthToSpace, SpaceToDepth, Expand, Tile, Identity, ReduceMax, ReduceMin,
+//!   Concat). A DQ with other consumers stays for them; a shape-like operand (Reshape's shape,
+//!   Expand's shape, Tile's repeats) stays as it is. Per-axis DQs follow their axis through
+//!   Transpose, through the reshaping ops where the axis survives as its own dim, and through
+//!   Tile where the axis's repeat is 1; max/min need a positive scale.
 //! - `q-earlier-<op>`: `Q(op(x), s, z)` ⇒ `op(Q(x, s, z))` for the same ops (not Split), when the
 //!   op's float result has no other use and its input is no DQ (`dq-later` handles that). Concat
 //!   quantizes each input (exact: Q is elementwise), turning unequal-scale Concats into per-input
@@ -18,73 +20,55 @@
 //!
 //! GlobalMaxPool has no integer form in ONNX (onnxruntime rejects int8/uint8), so it is not here.
 
-use super::qparams::{self, QParams};
-use crate::driver::RulePass;
+use super::common::{self, int_scalar, QParams};
 use crate::ensure;
 use crate::rule::{Match, Patch, PatchNode, PatchOperand, Refusal, Rule};
 use crate::rules::Who;
-use qdqc_ir::{attr, DType, Dim, Graph, NodeId, Op, Operand, Outlet, Tensor};
+use qdqc_ir::{attr, Dim, Graph, NodeId, Op, Operand, Outlet};
 
-/// The data-movement ops: rule-name suffix, op, how many inputs the pattern allows.
-const MOVABLE: &[(&str, &str, Op, usize)] = &[
-    ("dq-later-maxpool", "q-earlier-maxpool", Op::MaxPool, 1),
-    ("dq-later-reshape", "q-earlier-reshape", Op::Reshape, 2),
-    ("dq-later-flatten", "q-earlier-flatten", Op::Flatten, 1),
-    ("dq-later-transpose", "q-earlier-transpose", Op::Transpose, 1),
-    ("dq-later-squeeze", "q-earlier-squeeze", Op::Squeeze, 2),
-    ("dq-later-unsqueeze", "q-earlier-unsqueeze", Op::Unsqueeze, 2),
-    ("dq-later-slice", "q-earlier-slice", Op::Slice, 5),
-    ("dq-later-gather", "q-earlier-gather", Op::Gather, 2),
-    ("dq-later-split", "", Op::Split, 2),
-    ("dq-later-pad", "q-earlier-pad", Op::Pad, 4),
-    ("dq-later-resize", "q-earlier-resize", Op::Resize, 4),
-    ("dq-later-depthtospace", "q-earlier-depthtospace", Op::DepthToSpace, 1),
-    ("dq-later-spacetodepth", "q-earlier-spacetodepth", Op::SpaceToDepth, 1),
-    ("dq-later-identity", "q-earlier-identity", Op::Identity, 1),
-    ("dq-later-reducemax", "q-earlier-reducemax", Op::ReduceMax, 2),
-    ("dq-later-reducemin", "q-earlier-reducemin", Op::ReduceMin, 2),
+/// The data-movement ops ([`Op::is_data_movement`] but Concat, whose rules take a list, and
+/// GlobalMaxPool, which has no integer form) and their rules' names: DQ later, Q earlier (none
+/// for Split, whose outputs are many).
+const MOVABLE: &[(&str, &str, Op)] = &[
+    ("dq-later-maxpool", "q-earlier-maxpool", Op::MaxPool),
+    ("dq-later-reshape", "q-earlier-reshape", Op::Reshape),
+    ("dq-later-flatten", "q-earlier-flatten", Op::Flatten),
+    ("dq-later-transpose", "q-earlier-transpose", Op::Transpose),
+    ("dq-later-squeeze", "q-earlier-squeeze", Op::Squeeze),
+    ("dq-later-unsqueeze", "q-earlier-unsqueeze", Op::Unsqueeze),
+    ("dq-later-slice", "q-earlier-slice", Op::Slice),
+    ("dq-later-gather", "q-earlier-gather", Op::Gather),
+    ("dq-later-split", "", Op::Split),
+    ("dq-later-pad", "q-earlier-pad", Op::Pad),
+    ("dq-later-resize", "q-earlier-resize", Op::Resize),
+    ("dq-later-depthtospace", "q-earlier-depthtospace", Op::DepthToSpace),
+    ("dq-later-spacetodepth", "q-earlier-spacetodepth", Op::SpaceToDepth),
+    ("dq-later-expand", "q-earlier-expand", Op::Expand),
+    ("dq-later-tile", "q-earlier-tile", Op::Tile),
+    ("dq-later-identity", "q-earlier-identity", Op::Identity),
+    ("dq-later-reducemax", "q-earlier-reducemax", Op::ReduceMax),
+    ("dq-later-reducemin", "q-earlier-reducemin", Op::ReduceMin),
 ];
-
-/// Concat's pattern takes this many inputs (more is left alone).
-const CONCAT_ARITY: usize = 32;
-
-fn vars(n: usize) -> String {
-    (0..n).map(|i| format!(" ?i{i}")).collect()
-}
 
 /// The rule table.
 pub fn rules() -> Vec<Rule> {
     let mut rules = Vec::new();
-    for &(dq_name, _, ref op, arity) in MOVABLE {
-        let pattern = format!("({} (DequantizeLinear ?x ?s ?z){})", op.name(), vars(arity - 1));
-        rules.push(Rule::new(dq_name, &pattern, &[dq_input_is_activation], dq_later));
+    for &(dq_name, _, ref op) in MOVABLE {
+        let pattern = format!("({} (DequantizeLinear@dq ?x ?s ?z) ?rest...)", op.name());
+        rules.push(Rule::new(dq_name, &pattern, dq_input_is_activation, dq_later));
     }
-    rules.push(Rule::new(
-        "dq-later-concat",
-        &format!("(Concat{})", vars(CONCAT_ARITY)),
-        &[concat_inputs_are_equal_dqs],
-        dq_later,
-    ));
-    for &(_, q_name, ref op, arity) in MOVABLE {
-        if q_name.is_empty() {
-            continue;
-        }
-        let pattern = format!("(QuantizeLinear ({} ?x{}) ?s ?z)", op.name(), vars(arity - 1));
-        rules.push(Rule::new(q_name, &pattern, &[op_input_is_no_dq, op_has_no_other_use], q_earlier));
+    rules.push(Rule::new("dq-later-concat", "(Concat ?xs...)", concat_of_equal_dqs, dq_later));
+    for &(_, q_name, ref op) in MOVABLE.iter().filter(|m| !m.1.is_empty()) {
+        let pattern = format!("(QuantizeLinear ({}@op ?x ?rest...) ?s ?z)", op.name());
+        rules.push(Rule::new(q_name, &pattern, op_input_is_no_dq_and_single_use, q_earlier));
     }
-    rules.push(Rule::new(
-        "q-earlier-concat",
-        &format!("(QuantizeLinear (Concat{}) ?s ?z)", vars(CONCAT_ARITY)),
-        &[concat_is_not_for_dq_later, op_has_no_other_use],
-        q_earlier,
-    ));
-    rules.push(Rule::new("q-earlier-relu", "(QuantizeLinear (Relu ?x) ?s ?z)", &[op_has_no_other_use], q_relu));
-    rules.push(Rule::new("q-earlier-clip", "(QuantizeLinear (Clip ?x ?lo ?hi) ?s ?z)", &[op_has_no_other_use], q_clip));
+    rules.push(
+        Rule::new("q-earlier-concat", "(QuantizeLinear (Concat@op ?xs...) ?s ?z)", op_has_no_other_use, q_earlier)
+            .defers_to(&["dq-later-concat"]),
+    );
+    rules.push(Rule::new("q-earlier-relu", "(QuantizeLinear (Relu@op ?x) ?s ?z)", op_has_no_other_use, q_relu));
+    rules.push(Rule::new("q-earlier-clip", "(QuantizeLinear (Clip@op ?x ?lo ?hi) ?s ?z)", op_has_no_other_use, q_clip));
     rules
-}
-
-pub fn pass() -> RulePass {
-    RulePass::new("propagate", rules)
 }
 
 // ---- shared checks -----------------------------------------------------------------------
@@ -105,9 +89,9 @@ fn check_scales(p: &QParams, positive: bool) -> Result<(), Refusal> {
     match bad {
         None => Ok(()),
         Some(s) if positive => {
-            Err(Refusal(format!("scale {s} is not positive and finite (max/min commute with it only then)")))
+            Err(Refusal::new(format!("scale {s} is not positive and finite (max/min commute with it only then)")))
         }
-        Some(s) => Err(Refusal(format!("scale {s} is not finite and nonzero"))),
+        Some(s) => Err(Refusal::new(format!("scale {s} is not finite and nonzero"))),
     }
 }
 
@@ -151,17 +135,16 @@ fn check_op(g: &Graph, id: NodeId, p: &QParams, dir: Dir) -> Result<Option<usize
         }
         Op::Pad => {
             ensure!(opset >= 11, "Pad takes integers from opset 11 (the model has {opset})");
-            let mode = attr::string(&node.attrs, "mode").unwrap_or_else(|| "constant".into());
+            let mode = attr::view::pad_mode(&node.attrs);
             ensure!(mode == "constant", "mode '{mode}' is not 'constant'");
             ensure!(p.axis.is_none(), "per-axis quantization (axis {}) cannot give one pad value", p.axis.unwrap());
             pad_value(g, id, p, dir)?;
         }
         Op::Resize => {
-            let mode = attr::string(&node.attrs, "mode").unwrap_or_else(|| "nearest".into());
-            ensure!(mode == "nearest", "mode '{mode}' is not 'nearest'");
-            let ct = attr::string(&node.attrs, "coordinate_transformation_mode").unwrap_or_default();
+            let r = attr::view::Resize::of(&node.attrs);
+            ensure!(r.mode == "nearest", "mode '{}' is not 'nearest'", r.mode);
             ensure!(
-                ct != "tf_crop_and_resize",
+                r.coordinate_transformation_mode != "tf_crop_and_resize",
                 "coordinate_transformation_mode 'tf_crop_and_resize' extrapolates a float"
             );
         }
@@ -173,16 +156,13 @@ fn check_op(g: &Graph, id: NodeId, p: &QParams, dir: Dir) -> Result<Option<usize
         Dir::DqLater => (node.input(0), Operand::Value(Outlet::new(id, 0))),
         Dir::QEarlier => (Operand::Value(Outlet::new(id, 0)), node.input(0)),
     };
-    let fail = || Refusal(format!("per-axis quantization on axis {a} does not survive the {lower}"));
+    let fail = || Refusal::new(format!("per-axis quantization on axis {a} does not survive the {lower}"));
     match op {
         Op::Identity => Ok(Some(a)),
         Op::MaxPool if a <= 1 => Ok(Some(a)),
         Op::Transpose => {
             let rank = shape_of(g, from).map(|s| s.len()).ok_or_else(fail)?;
-            let perm: Vec<usize> = match attr::ints(&node.attrs, "perm") {
-                Some(p) => p.iter().map(|&x| x as usize).collect(),
-                None => (0..rank).rev().collect(),
-            };
+            let perm: Vec<usize> = attr::view::transpose_perm(&node.attrs, rank).iter().map(|&x| x as usize).collect();
             ensure!(perm.len() == rank, "perm {perm:?} does not fit rank {rank}");
             let mapped = match dir {
                 // Output axis j reads input axis perm[j].
@@ -195,6 +175,14 @@ fn check_op(g: &Graph, id: NodeId, p: &QParams, dir: Dir) -> Result<Option<usize
             let (f, t) = (shape_of(g, from).ok_or_else(fail)?, shape_of(g, to).ok_or_else(fail)?);
             axis_through_reshape(&f, &t, a, len).map(Some).ok_or_else(fail)
         }
+        // Tile keeps the rank; an axis it does not repeat keeps its length and indices.
+        Op::Tile if node.inputs().len() == 2 => {
+            let reps = g.const_tensor(node.input(1)).and_then(|t| t.to_i64().ok());
+            match reps {
+                Some(r) if r.get(a) == Some(&1) => Ok(Some(a)),
+                _ => Err(fail()),
+            }
+        }
         _ => Err(fail()),
     }
 }
@@ -206,16 +194,17 @@ fn pad_value(g: &Graph, id: NodeId, p: &QParams, dir: Dir) -> Result<i64, Refusa
         Operand::None => 0.0,
         o => {
             let t = g.const_tensor(o).ok_or_else(|| Refusal::new("the pad value is not a constant"))?;
-            let vals = t.to_f32().map_err(|e| Refusal(format!("pad value: {e}")))?;
+            let vals = t.to_f32().map_err(|e| Refusal::new(format!("pad value: {e}")))?;
             ensure!(vals.len() == 1, "the pad value has {} elements", vals.len());
             vals[0]
         }
     };
     let (s, z) = (p.scale[0], p.zero_point[0]);
     match dir {
-        Dir::QEarlier => quantize(v, s, z, p.dtype),
+        Dir::QEarlier => common::quantize_one(v, s, z, p.dtype),
         Dir::DqLater => {
-            let (lo, hi) = p.dtype.int_range().ok_or_else(|| Refusal(format!("{} has no integer range", p.dtype)))?;
+            let (lo, hi) =
+                p.dtype.int_range().ok_or_else(|| Refusal::new(format!("{} has no integer range", p.dtype)))?;
             let q = (v / s).round() as i64 + z;
             ensure!(
                 (lo..=hi).contains(&q) && (q - z) as f32 * s == v,
@@ -225,17 +214,6 @@ fn pad_value(g: &Graph, id: NodeId, p: &QParams, dir: Dir) -> Result<i64, Refusa
             Ok(q)
         }
     }
-}
-
-/// QuantizeLinear of one value as onnxruntime computes it.
-fn quantize(v: f32, s: f32, z: i64, dtype: DType) -> Result<i64, Refusal> {
-    let (lo, hi) = dtype.int_range().ok_or_else(|| Refusal(format!("{dtype} has no integer range")))?;
-    let x = (v / s).max((lo - z) as f32).min((hi - z) as f32);
-    Ok(x.round_ties_even() as i64 + z)
-}
-
-fn scalar(dtype: DType, v: i64) -> Tensor {
-    Tensor::from_i64("", dtype, &[], &[v])
 }
 
 /// `attrs` with `axis` set to `axis` (unchanged when per tensor).
@@ -260,27 +238,23 @@ fn qdq_inputs(g: &Graph, id: NodeId, data: PatchOperand) -> Vec<PatchOperand> {
 
 // ---- dq-later ----------------------------------------------------------------------------
 
-/// Weights stay DQ(constant) for the fusion passes.
-fn dq_input_is_activation(g: &Graph, m: &Match) -> Result<(), Refusal> {
-    match g.node(m.nodes[1]).input(0) {
-        Operand::Const(_) => Err(Refusal::not_applicable()),
-        _ => Ok(()),
+/// Weights stay DQ(constant) for the fusion passes: the DQ to move.
+fn dq_input_is_activation(g: &Graph, m: &Match) -> Result<Vec<NodeId>, Refusal> {
+    match g.node(m.node("dq")).input(0) {
+        Operand::Const(_) => Err(Refusal::NotApplicable),
+        _ => Ok(vec![m.node("dq")]),
     }
 }
 
-fn concat_inputs_are_equal_dqs(g: &Graph, m: &Match) -> Result<(), Refusal> {
-    concat_of_equal_dqs(g, m.root())
-}
-
-fn concat_of_equal_dqs(g: &Graph, concat: NodeId) -> Result<(), Refusal> {
-    let inputs = g.node(concat).inputs();
-    let dqs: Vec<Option<NodeId>> = inputs.iter().map(|&o| is_dq_output(g, o)).collect();
+/// Every input of the Concat is a DQ, all with the same parameters, per tensor: the DQs to move.
+fn concat_of_equal_dqs(g: &Graph, m: &Match) -> Result<Vec<NodeId>, Refusal> {
+    let dqs: Vec<Option<NodeId>> = m.list("xs").iter().map(|&o| is_dq_output(g, o)).collect();
     if dqs.iter().any(Option::is_none) {
-        return Err(Refusal::not_applicable());
+        return Err(Refusal::NotApplicable);
     }
-    let first = qparams::of_node(g, dqs[0].unwrap())?;
+    let first = common::of_node(g, dqs[0].unwrap())?;
     for (i, dq) in dqs.iter().enumerate().skip(1) {
-        let p = qparams::of_node(g, dq.unwrap())?;
+        let p = common::of_node(g, dq.unwrap())?;
         ensure!(
             p.dtype == first.dtype
                 && p.scale == first.scale
@@ -290,17 +264,16 @@ fn concat_of_equal_dqs(g: &Graph, concat: NodeId) -> Result<(), Refusal> {
         );
     }
     ensure!(first.axis.is_none(), "per-axis quantization (axis {}) is not moved through a concat", first.axis.unwrap());
-    Ok(())
+    Ok(dqs.into_iter().flatten().collect())
 }
 
-fn dq_later(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
+/// Moves the op before the DQs `dqs` (one per data input: every input of a Concat, input 0
+/// otherwise) and dequantizes its outputs.
+fn dq_later(g: &Graph, m: &Match, dqs: Vec<NodeId>) -> Result<Patch, Refusal> {
     let id = m.root();
     let node = g.node(id);
-    let is_concat = node.op == Op::Concat;
-    // The data inputs: every input of a Concat, input 0 otherwise.
-    let data: Vec<usize> = if is_concat { (0..node.inputs().len()).collect() } else { vec![0] };
-    let dqs: Vec<NodeId> = data.iter().map(|&i| is_dq_output(g, node.input(i)).expect("matched")).collect();
-    let p = qparams::of_node(g, dqs[0])?;
+    let data: Vec<usize> = if node.op == Op::Concat { (0..node.inputs().len()).collect() } else { vec![0] };
+    let p = common::of_node(g, dqs[0])?;
     let axis = check_op(g, id, &p, Dir::DqLater)?;
     let mut patch = Patch::new();
     let mut inputs: Vec<PatchOperand> = node.inputs().iter().map(|&o| o.into()).collect();
@@ -310,27 +283,17 @@ fn dq_later(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     if node.op == Op::Pad {
         let q = pad_value(g, id, &p, Dir::DqLater)?;
         inputs.resize(inputs.len().max(3), Operand::None.into());
-        inputs[2] = patch.add_const("pad_value", scalar(p.dtype, q));
+        inputs[2] = patch.add_const("pad_value", int_scalar(p.dtype, q));
     }
     let n_out = if node.op == Op::Split { node.outputs.len() } else { 1 };
-    let moved = patch.add_node(PatchNode {
-        op: node.op.clone(),
-        name: node.name().to_string(),
-        attrs: node.attrs.clone(),
-        inputs,
-        outputs: node.outputs[..n_out].iter().map(|v| format!("{}_int", v.name)).collect(),
-    });
-    let dq_node = g.node(dqs[0]);
+    let outputs = node.outputs[..n_out].iter().map(|v| format!("{}_int", v.name)).collect();
+    let moved = patch.add(moved_op(node, inputs).outputs(outputs));
+    let dq_attrs: std::sync::Arc<[_]> = with_axis(&g.node(dqs[0]).attrs, axis).into();
     for slot in 0..n_out {
         let out = &node.outputs[slot].name;
-        let dq = patch.add_node(PatchNode {
-            op: Op::DequantizeLinear,
-            name: format!("{out}_dq"),
-            attrs: with_axis(&dq_node.attrs, axis).into(),
-            inputs: qdq_inputs(g, dqs[0], PatchOperand::NewNode(moved, slot as u32)),
-            outputs: vec![format!("{out}_dq")],
-        });
-        patch.replace(Outlet::new(id, slot as u32), PatchOperand::NewNode(dq, 0));
+        let dq = PatchNode::new(Op::DequantizeLinear, qdq_inputs(g, dqs[0], moved.slot(slot as u32)));
+        let dq = patch.add(dq.named(format!("{out}_dq")).attrs(dq_attrs.clone()).output(format!("{out}_dq")));
+        patch.replace(Outlet::new(id, slot as u32), dq);
     }
     patch.remove(id);
     for dq in dqs {
@@ -339,37 +302,31 @@ fn dq_later(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     Ok(patch)
 }
 
+/// The op of the node `node`, with its name and attributes, reading `inputs`.
+fn moved_op(node: &qdqc_ir::Node, inputs: Vec<PatchOperand>) -> PatchNode {
+    PatchNode::new(node.op.clone(), inputs).named(node.name()).attrs(node.attrs.clone())
+}
+
 // ---- q-earlier ---------------------------------------------------------------------------
 
 fn op_has_no_other_use(g: &Graph, m: &Match) -> Result<(), Refusal> {
-    ensure!(!m.interior_used_elsewhere(g), "the float result of {} is used elsewhere", Who(g, m.nodes[1]));
+    ensure!(!m.interior_used_elsewhere(g), "the float result of {} is used elsewhere", Who(g, m.node("op")));
     Ok(())
 }
 
-fn op_input_is_no_dq(g: &Graph, m: &Match) -> Result<(), Refusal> {
+/// A DQ before the op is `dq-later`'s.
+fn op_input_is_no_dq_and_single_use(g: &Graph, m: &Match) -> Result<(), Refusal> {
     match is_dq_output(g, m.get("x")) {
-        Some(_) => Err(Refusal::not_applicable()),
-        None => Ok(()),
+        Some(_) => Err(Refusal::NotApplicable),
+        None => op_has_no_other_use(g, m),
     }
 }
 
-/// A Concat of DQs with equal parameters is `dq-later-concat`'s.
-fn concat_is_not_for_dq_later(g: &Graph, m: &Match) -> Result<(), Refusal> {
-    let c = m.nodes[1];
-    match concat_of_equal_dqs(g, c) {
-        Ok(()) => Err(Refusal::not_applicable()),
-        Err(_) => Ok(()),
-    }
-}
-
-fn q_earlier(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
-    let (q_id, id) = (m.root(), m.nodes[1]);
+fn q_earlier(g: &Graph, m: &Match, (): ()) -> Result<Patch, Refusal> {
+    let (q_id, id) = (m.root(), m.node("op"));
     let node = g.node(id);
-    let named = |r: Refusal| match r.is_remark() {
-        true => Refusal(format!("through {}: {}", Who(g, id), r.0)),
-        false => r,
-    };
-    let p = qparams::of_node(g, q_id)?;
+    let named = |r: Refusal| r.map(|r| format!("through {}: {r}", Who(g, id)));
+    let p = common::of_node(g, q_id)?;
     let axis = check_op(g, id, &p, Dir::QEarlier).map_err(named)?;
     if node.op == Op::Concat {
         ensure!(p.axis.is_none(), "per-axis quantization (axis {}) is not moved through a concat", p.axis.unwrap());
@@ -381,28 +338,16 @@ fn q_earlier(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     for &i in &data {
         let x = node.input(i);
         let base = format!("{}_q", g.operand_name(x));
-        let q = patch.add_node(PatchNode {
-            op: Op::QuantizeLinear,
-            name: base.clone(),
-            attrs: q_attrs.clone(),
-            inputs: qdq_inputs(g, q_id, x.into()),
-            outputs: vec![base],
-        });
-        inputs[i] = PatchOperand::NewNode(q, 0);
+        let q = PatchNode::new(Op::QuantizeLinear, qdq_inputs(g, q_id, x.into()));
+        inputs[i] = patch.add(q.named(base.clone()).attrs(q_attrs.clone()).output(base));
     }
     if node.op == Op::Pad {
         let q = pad_value(g, id, &p, Dir::QEarlier).map_err(named)?;
         inputs.resize(inputs.len().max(3), Operand::None.into());
-        inputs[2] = patch.add_const("pad_value", scalar(p.dtype, q));
+        inputs[2] = patch.add_const("pad_value", int_scalar(p.dtype, q));
     }
-    let moved = patch.add_node(PatchNode {
-        op: node.op.clone(),
-        name: node.name().to_string(),
-        attrs: node.attrs.clone(),
-        inputs,
-        outputs: vec![format!("{}_int", node.outputs[0].name)],
-    });
-    patch.replace(Outlet::new(q_id, 0), PatchOperand::NewNode(moved, 0));
+    let moved = patch.add(moved_op(node, inputs).output(format!("{}_int", node.outputs[0].name)));
+    patch.replace(Outlet::new(q_id, 0), moved);
     patch.remove(q_id);
     patch.remove(id);
     Ok(patch)
@@ -412,35 +357,30 @@ fn q_earlier(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
 
 /// The Q's parameters, checked for a clamp: positive scale, opset with integer Max/Clip.
 fn clamp_params(g: &Graph, m: &Match) -> Result<(QParams, i64, i64), Refusal> {
-    let p = qparams::of_node(g, m.root())?;
+    let p = common::of_node(g, m.root())?;
     check_scales(&p, true)?;
     let opset = g.opset();
     ensure!(opset >= 12, "integer Max/Clip need opset 12 (the model has {opset})");
-    let (lo, hi) = p.dtype.int_range().ok_or_else(|| Refusal(format!("{} has no integer range", p.dtype)))?;
+    let (lo, hi) = p.dtype.int_range().ok_or_else(|| Refusal::new(format!("{} has no integer range", p.dtype)))?;
     Ok((p, lo, hi))
 }
 
 /// A new Q of `x` with the root Q's parameters.
-fn requantize(g: &Graph, m: &Match, patch: &mut Patch) -> usize {
+fn requantize(g: &Graph, m: &Match, patch: &mut Patch) -> PatchOperand {
     let x = m.get("x");
     let base = format!("{}_q", g.operand_name(x));
-    patch.add_node(PatchNode {
-        op: Op::QuantizeLinear,
-        name: base.clone(),
-        attrs: g.node(m.root()).attrs.clone(),
-        inputs: qdq_inputs(g, m.root(), x.into()),
-        outputs: vec![base],
-    })
+    let q = PatchNode::new(Op::QuantizeLinear, qdq_inputs(g, m.root(), x.into()));
+    patch.add(q.named(base.clone()).attrs(g.node(m.root()).attrs.clone()).output(base))
 }
 
 fn finish(m: &Match, mut patch: Patch, result: PatchOperand) -> Patch {
     patch.replace(Outlet::new(m.root(), 0), result);
     patch.remove(m.root());
-    patch.remove(m.nodes[1]);
+    patch.remove(m.node("op"));
     patch
 }
 
-fn q_relu(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
+fn q_relu(g: &Graph, m: &Match, (): ()) -> Result<Patch, Refusal> {
     let (p, lo, _) = clamp_params(g, m)?;
     let needs_max = p.zero_point.iter().any(|&z| z != lo);
     ensure!(
@@ -452,691 +392,39 @@ fn q_relu(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     let q = requantize(g, m, &mut patch);
     let out = g.node(m.root()).outputs[0].name.clone();
     let result = if needs_max {
-        let z = patch.add_const("relu_floor", scalar(p.dtype, p.zero_point[0]));
-        let max = patch.add_node(PatchNode {
-            op: Op::Max,
-            name: match g.node(m.nodes[1]).name() {
-                "" => format!("{out}_relu"),
-                relu => relu.to_string(),
-            },
-            attrs: vec![].into(),
-            inputs: vec![PatchOperand::NewNode(q, 0), z],
-            outputs: vec![format!("{out}_relu")],
-        });
-        PatchOperand::NewNode(max, 0)
+        let z = patch.add_const("relu_floor", int_scalar(p.dtype, p.zero_point[0]));
+        let name = match g.node(m.node("op")).name() {
+            "" => format!("{out}_relu"),
+            relu => relu.to_string(),
+        };
+        patch.add(PatchNode::new(Op::Max, [q, z]).named(name).output(format!("{out}_relu")))
     } else {
-        PatchOperand::NewNode(q, 0)
+        q
     };
     Ok(finish(m, patch, result))
 }
 
-fn clip_bound(g: &Graph, clip: NodeId, i: usize, name: &str, default: f32) -> Result<f32, Refusal> {
-    let node = g.node(clip);
-    if g.opset() < 11 {
-        return Ok(attr::float(&node.attrs, name).unwrap_or(default));
-    }
-    match node.input(i) {
-        Operand::None => Ok(default),
-        o => {
-            let t = g.const_tensor(o).ok_or_else(|| Refusal(format!("the clip {name} is not a constant")))?;
-            let v = t.to_f32().map_err(|e| Refusal(format!("clip {name}: {e}")))?;
-            ensure!(v.len() == 1, "the clip {name} has {} elements", v.len());
-            Ok(v[0])
-        }
-    }
-}
-
-fn q_clip(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
+fn q_clip(g: &Graph, m: &Match, (): ()) -> Result<Patch, Refusal> {
     let (p, lo, hi) = clamp_params(g, m)?;
     ensure!(p.axis.is_none(), "per-axis quantization (axis {}) has no single integer bound", p.axis.unwrap());
-    let clip = m.nodes[1];
-    let a = clip_bound(g, clip, 1, "min", f32::MIN)?;
-    let b = clip_bound(g, clip, 2, "max", f32::MAX)?;
+    let clip = m.node("op");
+    let a = common::clip_bound(g, clip, 1, "min", f32::MIN)?;
+    let b = common::clip_bound(g, clip, 2, "max", f32::MAX)?;
     ensure!(!a.is_nan() && !b.is_nan(), "a clip bound is NaN");
     let (s, z) = (p.scale[0], p.zero_point[0]);
-    let (qa, qb) = (quantize(a, s, z, p.dtype)?, quantize(b, s, z, p.dtype)?);
+    let (qa, qb) = (common::quantize_one(a, s, z, p.dtype)?, common::quantize_one(b, s, z, p.dtype)?);
     let mut patch = Patch::new();
     let q = requantize(g, m, &mut patch);
     let out = g.node(m.root()).outputs[0].name.clone();
     let result = if qa <= lo && qb >= hi {
-        PatchOperand::NewNode(q, 0)
+        q
     } else {
-        let qa = if qa > lo { patch.add_const("clip_min", scalar(p.dtype, qa)) } else { Operand::None.into() };
-        let mut inputs = vec![PatchOperand::NewNode(q, 0), qa];
+        let qa = if qa > lo { patch.add_const("clip_min", int_scalar(p.dtype, qa)) } else { Operand::None.into() };
+        let mut inputs = vec![q, qa];
         if qb < hi {
-            inputs.push(patch.add_const("clip_max", scalar(p.dtype, qb)));
+            inputs.push(patch.add_const("clip_max", int_scalar(p.dtype, qb)));
         }
-        let c = patch.add_node(PatchNode {
-            op: Op::Clip,
-            name: g.node(clip).name().to_string(),
-            attrs: vec![].into(),
-            inputs,
-            outputs: vec![format!("{out}_clip")],
-        });
-        PatchOperand::NewNode(c, 0)
+        patch.add(PatchNode::new(Op::Clip, inputs).named(g.node(clip).name()).output(format!("{out}_clip")))
     };
     Ok(finish(m, patch, result))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn check(text: &str) -> String {
-        crate::rules::run_and_print(&pass(), text)
-    }
-
-    #[test]
-    fn the_table_builds() {
-        let rules = rules();
-        assert_eq!(rules.len(), 2 * MOVABLE.len() + 3);
-        assert!(rules.iter().any(|r| r.name == "q-earlier-relu"));
-        let mut names: Vec<_> = rules.iter().map(|r| r.name).collect();
-        names.sort();
-        names.dedup();
-        assert_eq!(names.len(), rules.len(), "rule names are unique");
-    }
-
-    /// A u8 activation `%d` (scale 0.5, zero point 128) of shape [N,4,8,8], then BODY.
-    fn dq4(body: &str) -> String {
-        format!(
-            r#"graph "g" opset(ai.onnx=17) {{
-  input %x: f32[N,4,8,8]
-  const %s: f32[] 0.5
-  const %z: u8[] 128
-  %q = QuantizeLinear(%x, %s, %z)
-  %d = DequantizeLinear(%q, %s, %z)
-{body}}}
-"#
-        )
-    }
-
-    #[test]
-    fn dq_later_through_maxpool_and_transpose() {
-        insta::assert_snapshot!(check(&dq4(r#"  %m = MaxPool[kernel_shape=[2,2], strides=[2,2]](%d)  "pool"
-  %t = Transpose[perm=[0,2,3,1]](%m)  "tr"
-  %y = QuantizeLinear(%t, %s, %z)
-  output %y
-"#)), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: f32[N,4,8,8]
-          const %s: f32[] 0.5
-          const %z: u8[] 128
-          %q: u8[N,4,8,8] q(0.5, 128) = QuantizeLinear(%x, %s, %z)
-          %m_int: u8[N,4,4,4] q(0.5, 128) = MaxPool[kernel_shape=[2,2], strides=[2,2]](%q)  "pool"
-          %t_int: u8[N,4,4,4] q(0.5, 128) = Transpose[perm=[0,2,3,1]](%m_int)  "tr"
-          %t: f32[N,4,4,4] = DequantizeLinear(%t_int, %s, %z)  "t_dq"
-          %y: u8[N,4,4,4] q(0.5, 128) = QuantizeLinear(%t, %s, %z)
-          output %y
-        }
-        "#);
-    }
-
-    #[test]
-    fn dq_later_through_reshape_flatten_squeeze_unsqueeze_identity() {
-        insta::assert_snapshot!(check(&dq4(r#"  const %shape: i64[3] [0, 4, 64]
-  %r = Reshape(%d, %shape)  "r1"
-  const %ax: i64[1] [1]
-  %u = Unsqueeze(%r, %ax)
-  %sq = Squeeze(%u, %ax)
-  %i = Identity(%sq)
-  %f = Flatten[axis=1](%i)
-  output %f
-"#)), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: f32[N,4,8,8]
-          const %s: f32[] 0.5
-          const %z: u8[] 128
-          const %shape: i64[3] [0, 4, 64]
-          const %ax: i64[1] [1]
-          %q: u8[N,4,8,8] q(0.5, 128) = QuantizeLinear(%x, %s, %z)
-          %r_int: u8[N,4,64] q(0.5, 128) = Reshape(%q, %shape)  "r1"
-          %u_int: u8[N,1,4,64] q(0.5, 128) = Unsqueeze(%r_int, %ax)
-          %sq_int: u8[N,4,64] q(0.5, 128) = Squeeze(%u_int, %ax)
-          %i_int: u8[N,4,64] q(0.5, 128) = Identity(%sq_int)
-          %f_int: u8[N,256] q(0.5, 128) = Flatten[axis=1](%i_int)
-          %f: f32[N,256] = DequantizeLinear(%f_int, %s, %z)  "f_dq"
-          output %f
-        }
-        "#);
-    }
-
-    #[test]
-    fn dq_later_through_slice_gather_split() {
-        insta::assert_snapshot!(check(&dq4(r#"  const %st: i64[1] [0]
-  const %en: i64[1] [4]
-  const %axes: i64[1] [2]
-  %sl = Slice(%d, %st, %en, %axes)
-  const %idx: i64[2] [0, 2]
-  %ga = Gather[axis=1](%sl, %idx)
-  %a, %b = Split[axis=1, num_outputs=2](%ga)
-  %ra = Relu(%a)
-  %rb = Relu(%b)
-  output %ra
-  output %rb
-"#)), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: f32[N,4,8,8]
-          const %s: f32[] 0.5
-          const %z: u8[] 128
-          const %st: i64[1] [0]
-          const %en: i64[1] [4]
-          const %axes: i64[1] [2]
-          const %idx: i64[2] [0, 2]
-          %q: u8[N,4,8,8] q(0.5, 128) = QuantizeLinear(%x, %s, %z)
-          %sl_int: u8[N,4,4,8] q(0.5, 128) = Slice(%q, %st, %en, %axes)
-          %ga_int: u8[N,2,4,8] q(0.5, 128) = Gather[axis=1](%sl_int, %idx)
-          %a_int: u8[N,1,4,8] q(0.5, 128), %b_int: u8[N,1,4,8] q(0.5, 128) = Split[axis=1, num_outputs=2](%ga_int)
-          %a_dq: f32[N,1,4,8] = DequantizeLinear(%a_int, %s, %z)  "a_dq"
-          %b_dq: f32[N,1,4,8] = DequantizeLinear(%b_int, %s, %z)  "b_dq"
-          %ra: f32[N,1,4,8] = Relu(%a_dq)
-          %rb: f32[N,1,4,8] = Relu(%b_dq)
-          output %ra
-          output %rb
-        }
-        "#);
-    }
-
-    #[test]
-    fn dq_later_through_pad_resize_depth_to_space_reduce() {
-        insta::assert_snapshot!(check(&dq4(r#"  const %pads: i64[8] [0, 0, 1, 1, 0, 0, 1, 1]
-  const %pv: f32[] 0
-  %p = Pad(%p_in, %pads, %pv)
-  const %sc: f32[4] [1, 1, 2, 2]
-  %rs = Resize[mode="nearest"](%p, _, %sc)
-  %ds = DepthToSpace[blocksize=2](%rs)
-  %sd = SpaceToDepth[blocksize=2](%ds)
-  %mx = ReduceMax[keepdims=1](%sd)
-  %mn = ReduceMin[keepdims=0](%sd)
-  output %mx
-  output %mn
-"#).replace("%p_in", "%d")), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: f32[N,4,8,8]
-          const %s: f32[] 0.5
-          const %z: u8[] 128
-          const %pads: i64[8] [0, 0, 1, 1, 0, 0, 1, 1]
-          const %sc: f32[4] [1.0, 1.0, 2.0, 2.0]
-          const %pad_value: u8[] 128
-          %q: u8[N,4,8,8] q(0.5, 128) = QuantizeLinear(%x, %s, %z)
-          %p_int: u8[N,4,10,10] q(0.5, 128) = Pad(%q, %pads, %pad_value)
-          %rs_int: u8[N,4,20,20] q(0.5, 128) = Resize[mode="nearest"](%p_int, _, %sc)
-          %ds_int: u8[N,1,40,40] q(0.5, 128) = DepthToSpace[blocksize=2](%rs_int)
-          %sd_int: u8[N,4,20,20] q(0.5, 128) = SpaceToDepth[blocksize=2](%ds_int)
-          %mx_int: u8[1,1,1,1] q(0.5, 128) = ReduceMax[keepdims=1](%sd_int)
-          %mx: f32[1,1,1,1] = DequantizeLinear(%mx_int, %s, %z)  "mx_dq"
-          %mn_int: u8[] q(0.5, 128) = ReduceMin[keepdims=0](%sd_int)
-          %mn: f32[] = DequantizeLinear(%mn_int, %s, %z)  "mn_dq"
-          output %mx
-          output %mn
-        }
-        "#);
-    }
-
-    #[test]
-    fn dq_later_refuses_a_pad_value_that_is_no_grid_point() {
-        insta::assert_snapshot!(check(&dq4(r#"  const %pads: i64[8] [0, 0, 1, 1, 0, 0, 1, 1]
-  const %pv: f32[] 0.25
-  %p = Pad(%d, %pads, %pv)  "pad"
-  const %pads2: i64[8] [0, 0, 1, 1, 0, 0, 1, 1]
-  %p2 = Pad[mode="reflect"](%d, %pads2)  "pad2"
-  output %p
-  output %p2
-"#)), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: f32[N,4,8,8]
-          const %s: f32[] 0.5
-          const %z: u8[] 128
-          const %pads: i64[8] [0, 0, 1, 1, 0, 0, 1, 1]
-          const %pv: f32[] 0.25
-          const %pads2: i64[8] [0, 0, 1, 1, 0, 0, 1, 1]
-          %q: u8[N,4,8,8] q(0.5, 128) = QuantizeLinear(%x, %s, %z)
-          %d: f32[N,4,8,8] = DequantizeLinear(%q, %s, %z)
-          %p: f32[N,4,10,10] = Pad(%d, %pads, %pv)  "pad"
-          %p2: f32[N,4,10,10] = Pad[mode="reflect"](%d, %pads2)  "pad2"
-          output %p
-          output %p2
-        }
-        // remark dq-later-pad: Pad 'pad': pad value 0.25 is no dequantized u8 value (scale 0.5, zero point 128)
-        // remark dq-later-pad: Pad 'pad2': mode 'reflect' is not 'constant'
-        "#);
-    }
-
-    #[test]
-    fn dq_later_refuses_linear_resize_and_negative_scale_maxpool() {
-        insta::assert_snapshot!(check(r#"graph "g" opset(ai.onnx=17) {
-  input %x: f32[N,4,8,8]
-  const %s: f32[] -0.5
-  const %z: u8[] 128
-  %q = QuantizeLinear(%x, %s, %z)
-  %d = DequantizeLinear(%q, %s, %z)
-  %m = MaxPool[kernel_shape=[2,2]](%d)  "pool"
-  const %sc: f32[4] [1, 1, 2, 2]
-  %rs = Resize[mode="linear"](%d, _, %sc)  "up"
-  output %m
-  output %rs
-}
-"#), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: f32[N,4,8,8]
-          const %s: f32[] -0.5
-          const %z: u8[] 128
-          const %sc: f32[4] [1.0, 1.0, 2.0, 2.0]
-          %q: u8[N,4,8,8] q(-0.5, 128) = QuantizeLinear(%x, %s, %z)
-          %d: f32[N,4,8,8] = DequantizeLinear(%q, %s, %z)
-          %m: f32[N,4,7,7] = MaxPool[kernel_shape=[2,2]](%d)  "pool"
-          %rs: f32[N,4,16,16] = Resize[mode="linear"](%d, _, %sc)  "up"
-          output %m
-          output %rs
-        }
-        // remark dq-later-maxpool: MaxPool 'pool': scale -0.5 is not positive and finite (max/min commute with it only then)
-        // remark dq-later-resize: Resize 'up': mode 'linear' is not 'nearest'
-        "#);
-    }
-
-    #[test]
-    fn dq_later_refuses_maxpool_before_opset_12() {
-        insta::assert_snapshot!(check(&dq4(r#"  %m = MaxPool[kernel_shape=[2,2]](%d)  "pool"
-  output %m
-"#).replace("ai.onnx=17", "ai.onnx=11")), @r#"
-        graph "g" opset(ai.onnx=11) {
-          input %x: f32[N,4,8,8]
-          const %s: f32[] 0.5
-          const %z: u8[] 128
-          %q: u8[N,4,8,8] q(0.5, 128) = QuantizeLinear(%x, %s, %z)
-          %d: f32[N,4,8,8] = DequantizeLinear(%q, %s, %z)
-          %m: f32[N,4,7,7] = MaxPool[kernel_shape=[2,2]](%d)  "pool"
-          output %m
-        }
-        // remark dq-later-maxpool: MaxPool 'pool': MaxPool on integers needs opset 12 (the model has 11)
-        "#);
-    }
-
-    #[test]
-    fn a_dq_with_two_consumers_stays_for_the_other() {
-        insta::assert_snapshot!(check(&dq4(r#"  %m = MaxPool[kernel_shape=[2,2]](%d)  "pool"
-  %r = Relu(%d)
-  output %m
-  output %r
-"#)), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: f32[N,4,8,8]
-          const %s: f32[] 0.5
-          const %z: u8[] 128
-          %q: u8[N,4,8,8] q(0.5, 128) = QuantizeLinear(%x, %s, %z)
-          %d: f32[N,4,8,8] = DequantizeLinear(%q, %s, %z)
-          %m_int: u8[N,4,7,7] q(0.5, 128) = MaxPool[kernel_shape=[2,2]](%q)  "pool"
-          %m: f32[N,4,7,7] = DequantizeLinear(%m_int, %s, %z)  "m_dq"
-          %r: f32[N,4,8,8] = Relu(%d)
-          output %m
-          output %r
-        }
-        "#);
-    }
-
-    #[test]
-    fn dq_later_concat_of_equal_params_and_refusal_of_unequal() {
-        insta::assert_snapshot!(check(r#"graph "g" opset(ai.onnx=17) {
-  input %x: f32[N,4]
-  input %w: f32[N,4]
-  const %s: f32[] 0.5
-  const %s2: f32[] 0.5
-  const %s3: f32[] 0.25
-  const %z: u8[] 128
-  %q = QuantizeLinear(%x, %s, %z)
-  %d = DequantizeLinear(%q, %s, %z)
-  %qw = QuantizeLinear(%w, %s2, %z)
-  %dw = DequantizeLinear(%qw, %s2, %z)
-  %dw3 = DequantizeLinear(%qw, %s3, %z)
-  %c = Concat[axis=1](%d, %dw)  "same"
-  %c3 = Concat[axis=1](%d, %dw3)  "other"
-  output %c
-  output %c3
-}
-"#), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: f32[N,4]
-          input %w: f32[N,4]
-          const %s: f32[] 0.5
-          const %s2: f32[] 0.5
-          const %s3: f32[] 0.25
-          const %z: u8[] 128
-          %q: u8[N,4] q(0.5, 128) = QuantizeLinear(%x, %s, %z)
-          %d: f32[N,4] = DequantizeLinear(%q, %s, %z)
-          %qw: u8[N,4] q(0.5, 128) = QuantizeLinear(%w, %s2, %z)
-          %dw3: f32[N,4] = DequantizeLinear(%qw, %s3, %z)
-          %c_int: u8[N,8] q(0.5, 128) = Concat[axis=1](%q, %qw)  "same"
-          %c: f32[N,8] = DequantizeLinear(%c_int, %s, %z)  "c_dq"
-          %c3: f32[N,8] = Concat[axis=1](%d, %dw3)  "other"
-          output %c
-          output %c3
-        }
-        // remark dq-later-concat: Concat 'other': input 1 is dequantized with other parameters than input 0 (q-earlier may requantize each input)
-        "#);
-    }
-
-    /// A per-channel i8 DQ on axis 1 of [2,3,4].
-    fn per_axis(body: &str) -> String {
-        format!(
-            r#"graph "g" opset(ai.onnx=17) {{
-  input %q: i8[2,3,4]
-  const %s: f32[3] [0.5, 0.25, 0.125]
-  const %z: i8[3] [0, 1, 2]
-  %d = DequantizeLinear[axis=1](%q, %s, %z)
-{body}}}
-"#
-        )
-    }
-
-    #[test]
-    fn per_axis_dq_follows_its_axis_through_transpose_and_reshape() {
-        insta::assert_snapshot!(check(&per_axis(r#"  %t = Transpose[perm=[2,0,1]](%d)  "tr"
-  const %shape: i64[2] [8, 3]
-  %r = Reshape(%t, %shape)  "r0"
-  output %r
-"#)), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %q: i8[2,3,4] q(%s, %z, axis=1)
-          const %s: f32[3] [0.5, 0.25, 0.125]
-          const %z: i8[3] [0, 1, 2]
-          const %shape: i64[2] [8, 3]
-          %t_int: i8[4,2,3] q(%s, %z, axis=2) = Transpose[perm=[2,0,1]](%q)  "tr"
-          %r_int: i8[8,3] q(%s, %z, axis=1) = Reshape(%t_int, %shape)  "r0"
-          %r: f32[8,3] = DequantizeLinear[axis=1](%r_int, %s, %z)  "r_dq"
-          output %r
-        }
-        "#);
-    }
-
-    #[test]
-    fn per_axis_dq_refuses_a_reshape_that_merges_its_axis() {
-        insta::assert_snapshot!(check(&per_axis(r#"  const %shape: i64[2] [2, 12]
-  %r = Reshape(%d, %shape)  "r1"
-  const %st: i64[1] [0]
-  const %en: i64[1] [2]
-  const %ax: i64[1] [1]
-  %sl = Slice(%d, %st, %en, %ax)  "sl"
-  output %r
-  output %sl
-"#)), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %q: i8[2,3,4] q(%s, %z, axis=1)
-          const %s: f32[3] [0.5, 0.25, 0.125]
-          const %z: i8[3] [0, 1, 2]
-          const %shape: i64[2] [2, 12]
-          const %st: i64[1] [0]
-          const %en: i64[1] [2]
-          const %ax: i64[1] [1]
-          %d: f32[2,3,4] = DequantizeLinear[axis=1](%q, %s, %z)
-          %r: f32[2,12] = Reshape(%d, %shape)  "r1"
-          %sl: f32[2,2,4] = Slice(%d, %st, %en, %ax)  "sl"
-          output %r
-          output %sl
-        }
-        // remark dq-later-reshape: Reshape 'r1': per-axis quantization on axis 1 does not survive the reshape
-        // remark dq-later-slice: Slice 'sl': per-axis quantization on axis 1 does not survive the slice
-        "#);
-    }
-
-    #[test]
-    fn q_earlier_through_data_movement() {
-        insta::assert_snapshot!(check(r#"graph "g" opset(ai.onnx=17) {
-  input %x: f32[N,4,8,8]
-  const %s: f32[] 0.5
-  const %z: u8[] 128
-  %r = Relu(%x)
-  %m = MaxPool[kernel_shape=[2,2], strides=[2,2]](%r)  "pool"
-  const %pads: i64[8] [0, 0, 1, 1, 0, 0, 1, 1]
-  const %pv: f32[] -1
-  %p = Pad(%m, %pads, %pv)  "pad"
-  %f = Flatten[axis=1](%p)  "flat"
-  %y = QuantizeLinear(%f, %s, %z)
-  output %y
-}
-"#), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: f32[N,4,8,8]
-          const %s: f32[] 0.5
-          const %z: u8[] 128
-          const %pads: i64[8] [0, 0, 1, 1, 0, 0, 1, 1]
-          const %pad_value: u8[] 126
-          const %relu_floor: u8[] 128
-          %x_q: u8[N,4,8,8] q(0.5, 128) = QuantizeLinear(%x, %s, %z)  "x_q"
-          %r_q: u8[N,4,8,8] q(0.5, 128) = Max(%x_q, %relu_floor)  "r_q_relu"
-          %m_q: u8[N,4,4,4] q(0.5, 128) = MaxPool[kernel_shape=[2,2], strides=[2,2]](%r_q)  "pool"
-          %p_q: u8[N,4,6,6] q(0.5, 128) = Pad(%m_q, %pads, %pad_value)  "pad"
-          %y: u8[N,144] q(0.5, 128) = Flatten[axis=1](%p_q)  "flat"
-          output %y
-        }
-        "#);
-    }
-
-    #[test]
-    fn q_earlier_maps_a_per_axis_q_back_through_transpose() {
-        // The Q's axis 2 of the [4,2,3] output is axis perm[2] = 1 of the input.
-        insta::assert_snapshot!(check(r#"graph "g" opset(ai.onnx=17) {
-  input %x: f32[2,3,4]
-  const %s: f32[3] [0.5, 0.25, 0.125]
-  const %z: i8[3] [0, 1, 2]
-  %t = Transpose[perm=[2,0,1]](%x)  "tr"
-  %y = QuantizeLinear[axis=2](%t, %s, %z)
-  output %y
-}
-"#), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: f32[2,3,4]
-          const %s: f32[3] [0.5, 0.25, 0.125]
-          const %z: i8[3] [0, 1, 2]
-          %x_q: i8[2,3,4] q(%s, %z, axis=1) = QuantizeLinear[axis=1](%x, %s, %z)  "x_q"
-          %y: i8[4,2,3] = Transpose[perm=[2,0,1]](%x_q)  "tr"
-          output %y
-        }
-        "#);
-    }
-
-    #[test]
-    fn q_earlier_leaves_a_dq_input_to_dq_later() {
-        // No ping-pong: the DQ moves down and meets the Q as a requantizing DQ→Q pair.
-        insta::assert_snapshot!(check(&dq4(r#"  const %s2: f32[] 0.25
-  %t = Transpose[perm=[0,2,3,1]](%d)  "tr"
-  %y = QuantizeLinear(%t, %s2, %z)
-  output %y
-"#)), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: f32[N,4,8,8]
-          const %s: f32[] 0.5
-          const %z: u8[] 128
-          const %s2: f32[] 0.25
-          %q: u8[N,4,8,8] q(0.5, 128) = QuantizeLinear(%x, %s, %z)
-          %t_int: u8[N,8,8,4] q(0.5, 128) = Transpose[perm=[0,2,3,1]](%q)  "tr"
-          %t: f32[N,8,8,4] = DequantizeLinear(%t_int, %s, %z)  "t_dq"
-          %y: u8[N,8,8,4] q(0.25, 128) = QuantizeLinear(%t, %s2, %z)
-          output %y
-        }
-        "#);
-    }
-
-    #[test]
-    fn q_earlier_refuses_when_the_float_result_is_used_elsewhere() {
-        insta::assert_snapshot!(check(r#"graph "g" opset(ai.onnx=17) {
-  input %x: f32[N,4,8,8]
-  const %s: f32[] 0.5
-  const %z: u8[] 128
-  %m = MaxPool[kernel_shape=[2,2]](%x)  "pool"
-  %y = QuantizeLinear(%m, %s, %z)
-  %t = Sigmoid(%m)
-  output %y
-  output %t
-}
-"#), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: f32[N,4,8,8]
-          const %s: f32[] 0.5
-          const %z: u8[] 128
-          %m: f32[N,4,7,7] = MaxPool[kernel_shape=[2,2]](%x)  "pool"
-          %y: u8[N,4,7,7] q(0.5, 128) = QuantizeLinear(%m, %s, %z)
-          %t: f32[N,4,7,7] = Sigmoid(%m)
-          output %y
-          output %t
-        }
-        // remark q-earlier-maxpool: QuantizeLinear (producing 'y'): the float result of MaxPool 'pool' is used elsewhere
-        "#);
-    }
-
-    #[test]
-    fn q_earlier_through_concat_with_unequal_input_scales() {
-        insta::assert_snapshot!(check(r#"graph "g" opset(ai.onnx=17) {
-  input %x: f32[N,4]
-  input %w: f32[N,4]
-  const %s1: f32[] 0.5
-  const %s2: f32[] 0.25
-  const %s: f32[] 0.125
-  const %z: i8[] 0
-  %q1 = QuantizeLinear(%x, %s1, %z)
-  %d1 = DequantizeLinear(%q1, %s1, %z)
-  %q2 = QuantizeLinear(%w, %s2, %z)
-  %d2 = DequantizeLinear(%q2, %s2, %z)
-  %c = Concat[axis=1](%d1, %d2)  "cat"
-  %y = QuantizeLinear(%c, %s, %z)
-  output %y
-}
-"#), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: f32[N,4]
-          input %w: f32[N,4]
-          const %s1: f32[] 0.5
-          const %s2: f32[] 0.25
-          const %s: f32[] 0.125
-          const %z: i8[] 0
-          %q1: i8[N,4] q(0.5, 0) = QuantizeLinear(%x, %s1, %z)
-          %d1: f32[N,4] = DequantizeLinear(%q1, %s1, %z)
-          %q2: i8[N,4] q(0.25, 0) = QuantizeLinear(%w, %s2, %z)
-          %d2: f32[N,4] = DequantizeLinear(%q2, %s2, %z)
-          %d1_q: i8[N,4] q(0.125, 0) = QuantizeLinear(%d1, %s, %z)  "d1_q"
-          %d2_q: i8[N,4] q(0.125, 0) = QuantizeLinear(%d2, %s, %z)  "d2_q"
-          %y: i8[N,8] q(0.125, 0) = Concat[axis=1](%d1_q, %d2_q)  "cat"
-          output %y
-        }
-        "#);
-    }
-
-    fn relu(zero_point: &str) -> String {
-        format!(
-            r#"graph "g" opset(ai.onnx=17) {{
-  input %x: f32[N,4]
-  const %s: f32[] 0.5
-  const %z: {zero_point}
-  %r = Relu(%x)  "relu"
-  %y = QuantizeLinear(%r, %s, %z)
-  output %y
-}}
-"#
-        )
-    }
-
-    #[test]
-    fn q_earlier_through_relu_with_z_at_the_minimum_needs_no_max() {
-        insta::assert_snapshot!(check(&relu("u8[] 0")), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: f32[N,4]
-          const %s: f32[] 0.5
-          const %z: u8[] 0
-          %y: u8[N,4] q(0.5, 0) = QuantizeLinear(%x, %s, %z)  "x_q"
-          output %y
-        }
-        "#);
-        insta::assert_snapshot!(check(&relu("i8[] -128")), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: f32[N,4]
-          const %s: f32[] 0.5
-          const %z: i8[] -128
-          %y: i8[N,4] q(0.5, -128) = QuantizeLinear(%x, %s, %z)  "x_q"
-          output %y
-        }
-        "#);
-    }
-
-    #[test]
-    fn q_earlier_through_relu_with_another_z_keeps_a_max() {
-        insta::assert_snapshot!(check(&relu("i8[] 0")), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: f32[N,4]
-          const %s: f32[] 0.5
-          const %z: i8[] 0
-          const %relu_floor: i8[] 0
-          %x_q: i8[N,4] q(0.5, 0) = QuantizeLinear(%x, %s, %z)  "x_q"
-          %y: i8[N,4] q(0.5, 0) = Max(%x_q, %relu_floor)  "relu"
-          output %y
-        }
-        "#);
-    }
-
-    #[test]
-    fn q_earlier_through_relu_refuses_before_opset_12() {
-        insta::assert_snapshot!(check(&relu("i8[] 0").replace("ai.onnx=17", "ai.onnx=11")), @r#"
-        graph "g" opset(ai.onnx=11) {
-          input %x: f32[N,4]
-          const %s: f32[] 0.5
-          const %z: i8[] 0
-          %r: f32[N,4] = Relu(%x)  "relu"
-          %y: i8[N,4] q(0.5, 0) = QuantizeLinear(%r, %s, %z)
-          output %y
-        }
-        // remark q-earlier-relu: QuantizeLinear (producing 'y'): integer Max/Clip need opset 12 (the model has 11)
-        "#);
-    }
-
-    #[test]
-    fn q_earlier_through_clip() {
-        let clip = |lo: &str, hi: &str| {
-            check(&format!(
-                r#"graph "g" opset(ai.onnx=17) {{
-  input %x: f32[N,4]
-  const %s: f32[] 0.05
-  const %z: i8[] 0
-  const %lo: f32[] {lo}
-  const %hi: f32[] {hi}
-  %r = Clip(%x, %lo, %hi)  "clip"
-  %y = QuantizeLinear(%r, %s, %z)
-  output %y
-}}
-"#
-            ))
-        };
-        // Relu6: both bounds are inside the i8 range.
-        insta::assert_snapshot!(clip("0", "6"), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: f32[N,4]
-          const %s: f32[] 0.05
-          const %z: i8[] 0
-          const %clip_min: i8[] 0
-          const %clip_max: i8[] 120
-          %x_q: i8[N,4] q(0.05, 0) = QuantizeLinear(%x, %s, %z)  "x_q"
-          %y: i8[N,4] q(0.05, 0) = Clip(%x_q, %clip_min, %clip_max)  "clip"
-          output %y
-        }
-        "#);
-        // The lower bound saturates: a Clip with only a max.
-        insta::assert_snapshot!(clip("-100", "6"), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: f32[N,4]
-          const %s: f32[] 0.05
-          const %z: i8[] 0
-          const %clip_max: i8[] 120
-          %x_q: i8[N,4] q(0.05, 0) = QuantizeLinear(%x, %s, %z)  "x_q"
-          %y: i8[N,4] q(0.05, 0) = Clip(%x_q, _, %clip_max)  "clip"
-          output %y
-        }
-        "#);
-        // Both bounds saturate: the Q alone clamps.
-        insta::assert_snapshot!(clip("-100", "100"), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: f32[N,4]
-          const %s: f32[] 0.05
-          const %z: i8[] 0
-          %y: i8[N,4] q(0.05, 0) = QuantizeLinear(%x, %s, %z)  "x_q"
-          output %y
-        }
-        "#);
-    }
 }

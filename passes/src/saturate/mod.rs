@@ -12,15 +12,15 @@
 //! iteration searches the whole e-graph, then fires the new matches, then rebuilds. A match
 //! already tried (same rule, same canonical e-nodes) is not tried again.
 
-pub mod cost;
 pub mod extract;
 pub mod lang;
 pub mod lower;
 pub mod rebuild;
 pub mod rewrite;
 
-use crate::rule::Rule;
-use crate::{Pass, PassError, Remark, Remarks, Target};
+use crate::cost;
+use crate::rule::RuleSet;
+use crate::{Config, Pass, PassError, Remark, RemarkKind, Remarks};
 use egg::{Id, Language};
 use lang::QNode;
 use qdqc_ir::{Graph, Op, TensorType};
@@ -66,29 +66,27 @@ pub struct Report {
     pub rebuild_time: Duration,
     /// Whether the extracted graph is the input graph.
     pub unchanged: bool,
+    /// (rule, approximation) of the approximations rewrites offered to the extraction.
+    pub approximations: std::collections::BTreeSet<(&'static str, &'static str)>,
 }
 
-/// The rules saturation runs for `target`: propagate, cleanup, fuse and fuse-contrib, and
-/// fold-bn (greedy runs it before the fusions and again each round; in the e-graph a Conv must
-/// be able to absorb its BN before or after the other rewrites).
-pub fn rule_table(target: Target) -> Vec<Rule> {
-    let mut rules = crate::rules::bn_fold::rules();
-    rules.extend(crate::rules::propagate::rules());
-    rules.extend(crate::rules::cleanup::rules());
-    rules.extend(crate::rules::fuse::rules());
-    rules.extend(crate::rules::fuse_contrib::rules());
-    rules.retain(|r| r.targets.contains(&target));
-    rules
+/// The rules saturation runs for `config`: those of the families [`crate::pipeline::PASSES`]
+/// marks as in the e-graph (fold-bn, propagate, cleanup, fuse, fuse-contrib: greedy runs fold-bn
+/// before the fusions and again each round; in the e-graph a Conv must be able to absorb its BN
+/// before or after the other rewrites).
+pub fn rule_table(config: &Config) -> RuleSet {
+    crate::pipeline::saturated_rules(config)
 }
 
 /// Saturates `graph` with `rules` and returns the extracted graph.
-pub fn saturate(graph: &Graph, rules: &[Rule], limits: Limits) -> Result<(Graph, Report), String> {
+pub fn saturate(graph: &Graph, set: &RuleSet, limits: Limits) -> Result<(Graph, Report), String> {
+    let rules = set.rules();
     let start = Instant::now();
     let mut report = Report::default();
     let mut low = lower::lower(graph)?;
     report.lower_time = start.elapsed();
     let mut by_op: HashMap<&Op, Vec<usize>> = HashMap::default();
-    for (i, r) in rules.iter().enumerate() {
+    for (i, r) in rules.iter().enumerate().filter(|&(i, _)| set.is_active(i)) {
         by_op.entry(r.pattern.root_op().expect("rule roots are ops")).or_default().push(i);
     }
     let mut tried: HashSet<(usize, Vec<QNode>)> = HashSet::default();
@@ -128,9 +126,11 @@ pub fn saturate(graph: &Graph, rules: &[Rule], limits: Limits) -> Result<(Graph,
         for (r, f) in found {
             let Some(frag) = rewrite::materialize(&low.egraph, &f, &names, omitted, graph) else { continue };
             let order = orders.get(&low.egraph.find(f.nodes[0].0)).copied().unwrap_or(0);
-            let fired =
-                rewrite::fire(&mut low.egraph, &rules[r], frag, omitted, order, &mut low.names, &mut low.orders);
+            let fired = rewrite::fire(&mut low.egraph, set, r, frag, omitted, order, &mut low.names, &mut low.orders);
             if let Some(fired) = fired {
+                if let Some((name, _)) = fired.approximation {
+                    report.approximations.insert((rules[r].name, name));
+                }
                 for (a, b) in fired.unions {
                     if low.egraph.union(a, b) {
                         changed = true;
@@ -161,8 +161,9 @@ pub fn saturate(graph: &Graph, rules: &[Rule], limits: Limits) -> Result<(Graph,
     }
     report.enodes = low.egraph.total_size();
     let t = Instant::now();
-    let (mut choice, mut total) = extract_choice(&low)?;
-    total += keep_output_producers(graph, &low, &mut choice);
+    let costs = cost::Costs::of(set.config());
+    let (mut choice, mut total) = extract_choice(&low, &costs)?;
+    total += keep_output_producers(graph, &low, &mut choice, &costs);
     report.cost = total;
     report.extract_time = t.elapsed();
     report.unchanged = is_original(graph, &low, &choice);
@@ -184,16 +185,16 @@ fn first_records(eg: &lang::EGraph, records: &[(Id, String, bool)]) -> HashMap<I
 }
 
 /// The cost of one e-node from its e-class types.
-fn enode_cost(eg: &lang::EGraph, class: Id, node: &QNode) -> f64 {
+fn enode_cost(eg: &lang::EGraph, class: Id, node: &QNode, costs: &cost::Costs) -> f64 {
     let QNode::Op { tmpl, args } = node else { return 0.0 };
     let op = &eg.analysis.tables.templates[*tmpl as usize].op;
     let ins: Vec<Option<&TensorType>> = args.iter().map(|&a| eg[a].data.first().and_then(Option::as_ref)).collect();
     let outs: Vec<Option<&TensorType>> = eg[class].data.iter().map(Option::as_ref).collect();
-    cost::node_cost(op, &ins, &outs)
+    costs.node(op, &ins, &outs)
 }
 
 /// Runs the extractor on the e-graph: the chosen e-node per canonical e-class.
-fn extract_choice(low: &lower::Lowered) -> Result<(HashMap<Id, QNode>, f64), String> {
+fn extract_choice(low: &lower::Lowered, costs: &cost::Costs) -> Result<(HashMap<Id, QNode>, f64), String> {
     let eg = &low.egraph;
     let ids: Vec<Id> = eg.classes().map(|c| c.id).collect();
     let index: HashMap<Id, usize> = ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
@@ -203,7 +204,9 @@ fn extract_choice(low: &lower::Lowered) -> Result<(HashMap<Id, QNode>, f64), Str
             .map(|c| {
                 c.nodes
                     .iter()
-                    .map(|n| (enode_cost(eg, c.id, n), n.children().iter().map(|&ch| index[&eg.find(ch)]).collect()))
+                    .map(|n| {
+                        (enode_cost(eg, c.id, n, costs), n.children().iter().map(|&ch| index[&eg.find(ch)]).collect())
+                    })
                     .collect()
             })
             .collect(),
@@ -217,7 +220,12 @@ fn extract_choice(low: &lower::Lowered) -> Result<(HashMap<Id, QNode>, f64), Str
 /// A graph output whose e-class extracts to a constant or input would need a new `Identity` to
 /// carry its name; when its original producer is an op on such leaves (e.g. `Identity(constant)`)
 /// it is kept instead, so that the pipeline reaches a fixed point. Returns the cost added.
-fn keep_output_producers(graph: &Graph, low: &lower::Lowered, choice: &mut HashMap<Id, QNode>) -> f64 {
+fn keep_output_producers(
+    graph: &Graph,
+    low: &lower::Lowered,
+    choice: &mut HashMap<Id, QNode>,
+    costs: &cost::Costs,
+) -> f64 {
     let eg = &low.egraph;
     let needs = rebuild::needs_identity(graph, low, choice);
     let mut added = 0.0;
@@ -230,7 +238,7 @@ fn keep_output_producers(graph: &Graph, low: &lower::Lowered, choice: &mut HashM
             .iter()
             .all(|ch| matches!(choice.get(ch), Some(QNode::Const(_) | QNode::Input(_) | QNode::Omitted)));
         if on_leaves && eg[c].nodes.contains(&p) && !matches!(choice[&c], QNode::Op { .. }) {
-            added += enode_cost(eg, c, &p);
+            added += enode_cost(eg, c, &p, costs);
             choice.insert(c, p);
         }
     }
@@ -267,7 +275,7 @@ fn is_original(graph: &Graph, low: &lower::Lowered, choice: &HashMap<Id, QNode>)
 /// The saturation pass: replaces the graph by the extraction when it differs; on a graph the
 /// engine does not model, falls back to the greedy passes with a remark.
 pub struct Saturate {
-    pub target: Target,
+    pub config: Config,
 }
 
 /// A remark when saturation stopped at a limit rather than at a fixed point: the extraction is
@@ -282,6 +290,7 @@ fn limit_remark(report: &Report) -> Option<Remark> {
             "stopped at the {} after {} iterations ({} e-nodes): the result is the cheapest graph found so far",
             report.stop, report.iterations, report.enodes
         ),
+        kind: RemarkKind::Missed,
     })
 }
 
@@ -291,10 +300,18 @@ impl Pass for Saturate {
     }
 
     fn run(&self, graph: &mut Graph, remarks: &mut Remarks) -> Result<usize, PassError> {
-        let rules = rule_table(self.target);
+        let rules = rule_table(&self.config);
         let result = saturate(graph, &rules, Limits::for_graph(graph.op_count()));
         if let Ok((_, report)) = &result {
             remarks.extend(limit_remark(report));
+            remarks.extend(report.approximations.iter().map(|&(rule, name)| Remark {
+                pass: "saturate",
+                rule,
+                node: "graph".into(),
+                op: String::new(),
+                reason: format!("the approximation '{name}', offered to the extraction"),
+                kind: RemarkKind::Approximation,
+            }));
         }
         match result {
             Ok((_, report)) if report.unchanged => Ok(0),
@@ -309,12 +326,11 @@ impl Pass for Saturate {
                     node: "graph".into(),
                     op: String::new(),
                     reason: format!("falling back to the greedy passes: {reason}"),
+                    kind: RemarkKind::Missed,
                 });
                 let mut n = 0;
-                for p in ["propagate", "cleanup", "fuse", "fuse-contrib"] {
-                    let pass =
-                        crate::registry_for(self.target).into_iter().find(|x| x.name() == p).expect("registered");
-                    n += pass.run(graph, remarks)?;
+                for entry in crate::pipeline::saturate_fallback() {
+                    n += entry.build(&self.config).run(graph, remarks)?;
                 }
                 Ok(n)
             }
@@ -325,6 +341,7 @@ impl Pass for Saturate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Target;
     use qdqc_ir::text::{parse, print};
 
     #[test]
@@ -339,7 +356,8 @@ mod tests {
 
     fn run(text: &str, target: Target) -> (String, Report) {
         let g = parse(text).unwrap();
-        let (out, report) = saturate(&g, &rule_table(target), Limits::for_graph(g.op_count())).unwrap();
+        let config = Config { target, ..Config::default() };
+        let (out, report) = saturate(&g, &rule_table(&config), Limits::for_graph(g.op_count())).unwrap();
         out.verify().unwrap();
         (print(&out), report)
     }
@@ -424,10 +442,10 @@ mod tests {
 }
 "#;
         let g = parse(text).unwrap();
-        assert!(saturate(&g, &rule_table(Target::Ort), Limits::for_graph(2)).unwrap_err().contains("subgraph"));
+        assert!(saturate(&g, &rule_table(&Config::default()), Limits::for_graph(2)).unwrap_err().contains("subgraph"));
         let mut g2 = g.clone();
         let mut remarks = Remarks::new();
-        let n = Saturate { target: Target::Ort }.run(&mut g2, &mut remarks).unwrap();
+        let n = Saturate { config: Config::default() }.run(&mut g2, &mut remarks).unwrap();
         let r: Vec<String> = remarks.iter().map(|r| format!("{}: {}", r.rule, r.reason)).collect();
         // The greedy passes ran: cleanup's remark about the Identity is there.
         assert_eq!(

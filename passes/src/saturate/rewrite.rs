@@ -1,6 +1,6 @@
 //! Running a qdqc [`Rule`] on the e-graph: its [`Pattern`] is matched on e-nodes, the match is
 //! materialized as a small qdqc [`Graph`] *fragment*, the rule's own guards and builder run on
-//! the fragment ([`Rule::try_at`]), the [`Patch`](crate::rule::Patch) is applied there, and every
+//! the fragment ([`RuleSet::try_at`]), the [`Patch`](crate::rule::Patch) is applied there, and every
 //! value the patch replaced is lowered back and united with the e-class it replaced.
 //!
 //! In the fragment, the matched e-nodes are nodes; the producers of their operands are
@@ -21,7 +21,7 @@
 
 use super::lang::{ConstSource, EGraph, QNode, Template};
 use super::lower::{add_op, template_of};
-use crate::rule::{Pattern, Rule};
+use crate::rule::{Pattern, RuleSet};
 use egg::{Id, Language};
 use qdqc_ir::{Graph, NodeId, Op, Operand, Outlet, Value};
 use rustc_hash::FxHashMap as HashMap;
@@ -66,7 +66,7 @@ fn candidates(eg: &EGraph, class: Id, op: &Op) -> Vec<(Id, QNode)> {
 
 /// Matches `pattern` rooted at e-node `root` of e-class `class`.
 pub fn search(eg: &EGraph, pattern: &Pattern, class: Id, root: &QNode, omitted: Id) -> Vec<Found> {
-    let Pattern::Node { op, args } = pattern else { return vec![] };
+    let Pattern::Node { op, args, .. } = pattern else { return vec![] };
     let QNode::Op { tmpl, .. } = root else { return vec![] };
     if eg.analysis.tables.templates[*tmpl as usize].op != *op {
         return vec![];
@@ -86,7 +86,8 @@ fn extend(
     omitted: Id,
 ) -> Vec<Found> {
     let children = node.children();
-    if children.iter().skip(args.len()).any(|&c| eg.find(c) != omitted) {
+    let rest = matches!(args.last(), Some(Pattern::Rest(_)));
+    if !rest && children.iter().skip(args.len()).any(|&c| eg.find(c) != omitted) {
         return vec![];
     }
     let mut states: Vec<Found> = states
@@ -118,7 +119,9 @@ fn match_arg(eg: &EGraph, pat: &Pattern, class: Id, states: Vec<Found>, omitted:
                 }
             })
             .collect(),
-        Pattern::Node { op, args } => {
+        // (The rule matches its pattern again on the fragment, which binds the list.)
+        Pattern::Rest(_) => states,
+        Pattern::Node { op, args, .. } => {
             let mut out = Vec::new();
             for (op_class, n) in candidates(eg, class, op) {
                 out.extend(extend(eg, args, op_class, &n, class, states.clone(), omitted));
@@ -315,22 +318,26 @@ fn operand(cx: &mut Cx, a: Id, depth: usize) -> Option<Operand> {
 pub struct Fired {
     /// (replaced e-class, replacement e-class).
     pub unions: Vec<(Id, Id)>,
+    /// The approximation the rewrite made (allowed by the configuration), if any.
+    pub approximation: Option<(&'static str, String)>,
 }
 
 /// Runs `rule` on the fragment; on success lowers the replacements into the e-graph.
 /// `names` and `orders` receive the records of the new e-classes (named after the fragment's
 /// values, ordered at `order`, the order key of the root).
+#[allow(clippy::too_many_arguments)]
 pub fn fire(
     eg: &mut EGraph,
-    rule: &Rule,
+    set: &RuleSet,
+    rule: usize,
     mut frag: Fragment,
     omitted: Id,
     order: u64,
     names: &mut Vec<(Id, String, bool)>,
     orders: &mut Vec<(Id, u64)>,
 ) -> Option<Fired> {
-    let patch = rule.try_at(&frag.graph, frag.root)?.ok()?;
-    patch.apply(&mut frag.graph).ok()?;
+    let rewrite = set.try_at(rule, &frag.graph, frag.root)?.ok()?;
+    rewrite.patch.apply(&mut frag.graph).ok()?;
     let mut memo: HashMap<NodeId, Vec<Id>> = HashMap::default();
     let mut unions = Vec::new();
     for &(class, (sink, input)) in &frag.sinks {
@@ -339,7 +346,7 @@ pub fn fire(
             unions.push((class, id));
         }
     }
-    Some(Fired { unions })
+    Some(Fired { unions, approximation: rewrite.approximation })
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -27,54 +27,53 @@
 //! (it is 2-D only; `matmul-integer` takes those).
 
 use crate::ensure;
-use crate::rule::{match_at, Guard, Match, Patch, PatchNode, PatchOperand, Pattern, Refusal, Rule};
-use crate::rules::qparams::{self, QParams};
+use crate::rule::{Match, Patch, PatchNode, PatchOperand, Refusal, Rule};
+use crate::rules::common::{self, QParams};
 use crate::Target;
-use qdqc_ir::{attr, DType, Graph, NodeId, Op, Operand, Outlet, Tensor};
+use qdqc_ir::attr::{self, view};
+use qdqc_ir::{DType, Graph, Op, Operand, Outlet, Tensor};
 
-/// `Q(MatMul(DQ a, DQ b))`.
-const QMATMUL: &str = "(QuantizeLinear (MatMul (DequantizeLinear ?a ?as ?az) (DequantizeLinear ?b ?bs ?bz)) ?ys ?yz)";
-/// `Q(Gemm(DQ a, DQ b, C))`.
-const QGEMM: &str = "(QuantizeLinear (Gemm (DequantizeLinear ?a ?as ?az) (DequantizeLinear ?b ?bs ?bz) ?c) ?ys ?yz)";
-/// `Q(Add(MatMul(DQ a, DQ b), C))`.
-const QMATMUL_ADD: &str =
-    "(QuantizeLinear (Add (MatMul (DequantizeLinear ?a ?as ?az) (DequantizeLinear ?b ?bs ?bz)) ?c) ?ys ?yz)";
+/// `DQ a` and `DQ b`, the matched MatMul's or Gemm's inputs.
+const A_B: &str = "(DequantizeLinear@adq ?a ?as ?az) (DequantizeLinear@bdq ?b ?bs ?bz)";
 
-/// `Q(Add(C, MatMul(DQ a, DQ b)))`: the bias on the left.
-const QADD_MATMUL: &str =
-    "(QuantizeLinear (Add ?c (MatMul (DequantizeLinear ?a ?as ?az) (DequantizeLinear ?b ?bs ?bz))) ?ys ?yz)";
-
-/// The rule table.
+/// The rule table. The rules rooted at a QuantizeLinear come first; the float-output forms give
+/// way to them where they fire.
 pub fn rules() -> Vec<Rule> {
+    let q_matmul = format!("(QuantizeLinear (MatMul@prod {A_B}) ?ys ?yz)");
+    let q_gemm = format!("(QuantizeLinear (Gemm@prod {A_B} ?c) ?ys ?yz)");
+    let q_matmul_add = format!("(QuantizeLinear (Add (MatMul@prod {A_B}) ?c) ?ys ?yz)");
+    let q_add_matmul = format!("(QuantizeLinear (Add ?c (MatMul@prod {A_B})) ?ys ?yz)");
+    const ORT: &[Target] = &[Target::Ort];
+    const ONNX: &[Target] = &[Target::Onnx];
     vec![
-        Rule::new("qlinearmatmul", QMATMUL, &[interior_single_use, qlinearmatmul_fits], build_qlinearmatmul),
-        Rule::new("qgemm", QGEMM, &[interior_single_use, fc_fits], build_qgemm).only(&[Target::Ort]),
-        Rule::new("gemm-as-conv", QGEMM, &[interior_single_use, fc_fits, conv_fits], build_conv).only(&[Target::Onnx]),
-        Rule::new("matmul-add-bias", QMATMUL_ADD, &[interior_single_use, fc_fits], build_qgemm).only(&[Target::Ort]),
-        Rule::new("matmul-add-bias-as-conv", QMATMUL_ADD, &[interior_single_use, fc_fits, conv_fits], build_conv)
-            .only(&[Target::Onnx]),
-        Rule::new("bias-add-matmul", QADD_MATMUL, &[interior_single_use, fc_fits], build_qgemm).only(&[Target::Ort]),
-        Rule::new("bias-add-matmul-as-conv", QADD_MATMUL, &[interior_single_use, fc_fits, conv_fits], build_conv)
-            .only(&[Target::Onnx]),
-        Rule::new(
-            "qgemm-float-out",
-            "(Gemm (DequantizeLinear ?a ?as ?az) (DequantizeLinear ?b ?bs ?bz) ?c)",
-            &[output_not_quantized, fc_fits],
-            build_qgemm_float,
-        )
-        .only(&[Target::Ort]),
-        Rule::new(
-            "gemm-integer",
-            "(Gemm (DequantizeLinear ?a ?as ?az) (DequantizeLinear ?b ?bs ?bz) ?c)",
-            &[output_not_quantized, gemm_integer_fits],
-            build_gemm_integer,
-        ),
-        Rule::new(
-            "matmul-integer",
-            "(MatMul (DequantizeLinear ?a ?as ?az) (DequantizeLinear ?b ?bs ?bz))",
-            &[output_not_quantized, matmul_integer_fits],
-            build_matmul_integer,
-        ),
+        Rule::new("qlinearmatmul", &q_matmul, qlinearmatmul_fits, build_qlinearmatmul),
+        Rule::new("qgemm", &q_gemm, qgemm_fits, build_qgemm).exact_where("bias-int32", bias_exact).only(ORT),
+        Rule::new("gemm-as-conv", &q_gemm, conv_form_fits, build_conv).exact_where("bias-int32", bias_exact).only(ONNX),
+        Rule::new("matmul-add-bias", &q_matmul_add, qgemm_fits, build_qgemm)
+            .exact_where("bias-int32", bias_exact)
+            .only(ORT),
+        Rule::new("matmul-add-bias-as-conv", &q_matmul_add, conv_form_fits, build_conv)
+            .exact_where("bias-int32", bias_exact)
+            .only(ONNX),
+        Rule::new("bias-add-matmul", &q_add_matmul, qgemm_fits, build_qgemm)
+            .exact_where("bias-int32", bias_exact)
+            .only(ORT),
+        Rule::new("bias-add-matmul-as-conv", &q_add_matmul, conv_form_fits, build_conv)
+            .exact_where("bias-int32", bias_exact)
+            .only(ONNX),
+        // The float-output forms give way to the QuantizeLinear-rooted rules. (The Gemm's defer
+        // to `qgemm` on either target: on `--target onnx` a Gemm that `gemm-as-conv` refuses but
+        // `qgemm` would take stays float, with `qgemm`'s remark.)
+        Rule::new("qgemm-float-out", &format!("(Gemm@prod {A_B} ?c)"), fc_fits, build_qgemm_float)
+            .only(ORT)
+            .defers_to(&["qgemm"])
+            .by_cost(crate::cost::integer_form_pays),
+        Rule::new("gemm-integer", &format!("(Gemm@prod {A_B} ?c)"), gemm_integer_fits, build_gemm_integer)
+            .defers_to(&["qgemm"])
+            .by_cost(crate::cost::integer_form_pays),
+        Rule::new("matmul-integer", &format!("(MatMul@prod {A_B})"), matmul_integer_fits, build_matmul_integer)
+            .defers_to(&["qlinearmatmul", "matmul-add-bias", "bias-add-matmul"])
+            .by_cost(crate::cost::integer_form_pays),
     ]
 }
 
@@ -91,11 +90,9 @@ struct Side {
 }
 
 fn side(g: &Graph, m: &Match, v: &str) -> Result<Side, Refusal> {
-    // The DQ produces input 0 (a) or 1 (b) of the MatMul/Gemm.
-    let input = g.node(producer(g, m)).input(if v == "a" { 0 } else { 1 });
-    let Operand::Value(o) = input else { return Err(Refusal::new("internal: the matched input is not a DQ")) };
+    let dq = m.node(if v == "a" { "adq" } else { "bdq" });
     let (q, scale, zp) = (m.get(v), m.get(&format!("{v}s")), m.get(&format!("{v}z")));
-    let p = qparams::of_node(g, o.node)?;
+    let p = common::of_node(g, dq)?;
     let ty = g.operand_type(q);
     let dims = ty.and_then(|t| {
         let r = t.rank()?;
@@ -109,14 +106,9 @@ fn side(g: &Graph, m: &Match, v: &str) -> Result<Side, Refusal> {
 fn out_params(g: &Graph, m: &Match) -> Result<Option<QParams>, Refusal> {
     let root = m.root();
     match g.node(root).op {
-        Op::QuantizeLinear => Ok(Some(qparams::of_node(g, root)?)),
+        Op::QuantizeLinear => Ok(Some(common::of_node(g, root)?)),
         _ => Ok(None),
     }
-}
-
-/// The MatMul or Gemm of the match.
-fn producer(g: &Graph, m: &Match) -> NodeId {
-    *m.nodes.iter().find(|&&n| matches!(g.node(n).op, Op::MatMul | Op::Gemm)).expect("every pattern has one")
 }
 
 /// `Y = alpha·op(A)·op(B) + beta·C`: the Gemm's attributes (MatMul + Add: the defaults).
@@ -129,18 +121,20 @@ struct Fc {
 }
 
 fn fc_of(g: &Graph, m: &Match) -> Fc {
-    let prod = g.node(producer(g, m));
+    let prod = g.node(m.node("prod"));
     let c = m.try_get("c").unwrap_or(Operand::None);
-    match prod.op {
-        Op::Gemm => Fc {
-            trans_a: attr::int(&prod.attrs, "transA").unwrap_or(0) != 0,
-            trans_b: attr::int(&prod.attrs, "transB").unwrap_or(0) != 0,
-            alpha: attr::float(&prod.attrs, "alpha").unwrap_or(1.0),
-            beta: attr::float(&prod.attrs, "beta").unwrap_or(1.0),
-            c,
-        },
-        _ => Fc { trans_a: false, trans_b: false, alpha: 1.0, beta: 1.0, c },
-    }
+    // (A MatMul, with or without an Add, is a Gemm with the defaults.)
+    let gemm = view::Gemm::of(if prod.op == Op::Gemm { &prod.attrs } else { &[] });
+    Fc { trans_a: gemm.trans_a, trans_b: gemm.trans_b, alpha: gemm.alpha, beta: gemm.beta, c }
+}
+
+/// What the checks decode and the builds use: both sides, the output's parameters (for the
+/// `Q(...)` rules) and the Gemm form.
+struct Parts {
+    a: Side,
+    b: Side,
+    y: Option<QParams>,
+    fc: Fc,
 }
 
 /// The (a, b) pairs onnxruntime 1.32 CPU runs QLinearMatMul, QGemm and QLinearConv for.
@@ -148,23 +142,16 @@ fn ort_pair(a: DType, b: DType) -> bool {
     matches!((a, b), (DType::U8, DType::U8) | (DType::U8, DType::I8) | (DType::I8, DType::I8))
 }
 
-fn check_scales(p: &QParams, what: &str) -> Result<(), Refusal> {
-    ensure!(p.scale_dtype == DType::F32, "the {what} scale is {}, not f32", p.scale_dtype);
-    let bad = p.scale.iter().find(|s| !(s.is_finite() && **s > 0.0));
-    ensure!(bad.is_none(), "the {what} scale {} is not positive and finite", bad.unwrap());
-    Ok(())
-}
-
-// ---- guards ------------------------------------------------------------------------------
+// ---- checks ------------------------------------------------------------------------------
 
 /// The MatMul/Gemm (and Add) inside the match feed nothing else; the DQs may be shared.
 fn interior_single_use(g: &Graph, m: &Match) -> Result<(), Refusal> {
-    for &id in &m.nodes[1..] {
+    for &id in &m.nodes()[1..] {
         let n = g.node(id);
         if n.op == Op::DequantizeLinear {
             continue;
         }
-        let outside = g.uses(id).any(|(c, _)| !m.nodes.contains(&c)) || g.feeds_output(id);
+        let outside = g.uses(id).any(|(c, _)| !m.nodes().contains(&c)) || g.feeds_output(id);
         ensure!(!outside, "the output of {} {} has other consumers", n.op, n.label());
     }
     Ok(())
@@ -183,11 +170,11 @@ fn params_fit(g: &Graph, m: &Match, col_axis: usize, y: Option<&QParams>) -> Res
             rank.map_or("?".to_string(), |r| r.to_string())
         );
     }
-    check_scales(&a.p, "a")?;
-    check_scales(&b.p, "b")?;
+    common::positive_f32_scales(&a.p, "a")?;
+    common::positive_f32_scales(&b.p, "b")?;
     if let Some(y) = y {
         ensure!(y.axis.is_none(), "the output is quantized per axis (axis {}), not per tensor", y.axis.unwrap());
-        check_scales(y, "output")?;
+        common::positive_f32_scales(y, "output")?;
         ensure!(
             y.dtype == a.p.dtype,
             "the output is {} but a is {}: onnxruntime's integer matmuls output a's type",
@@ -204,13 +191,28 @@ fn params_fit(g: &Graph, m: &Match, col_axis: usize, y: Option<&QParams>) -> Res
     Ok((a, b))
 }
 
-fn qlinearmatmul_fits(g: &Graph, m: &Match) -> Result<(), Refusal> {
+fn qlinearmatmul_fits(g: &Graph, m: &Match) -> Result<Parts, Refusal> {
+    interior_single_use(g, m)?;
     let y = out_params(g, m)?;
-    params_fit(g, m, 1, y.as_ref()).map(|_| ())
+    let (a, b) = params_fit(g, m, 1, y.as_ref())?;
+    Ok(Parts { a, b, y, fc: fc_of(g, m) })
+}
+
+/// QGemm's form, fed by nothing outside the match.
+fn qgemm_fits(g: &Graph, m: &Match) -> Result<Parts, Refusal> {
+    interior_single_use(g, m)?;
+    fc_fits(g, m)
+}
+
+/// QGemm's form and the 1×1 QLinearConv's, fed by nothing outside the match.
+fn conv_form_fits(g: &Graph, m: &Match) -> Result<Parts, Refusal> {
+    let parts = qgemm_fits(g, m)?;
+    conv_fits(g, m, &parts)?;
+    Ok(parts)
 }
 
 /// 2-D operands, the bias readable and per column.
-fn fc_fits(g: &Graph, m: &Match) -> Result<(), Refusal> {
+fn fc_fits(g: &Graph, m: &Match) -> Result<Parts, Refusal> {
     let fc = fc_of(g, m);
     let y = out_params(g, m)?;
     let (a, b) = params_fit(g, m, if fc.trans_b { 0 } else { 1 }, y.as_ref())?;
@@ -230,51 +232,25 @@ fn fc_fits(g: &Graph, m: &Match) -> Result<(), Refusal> {
     if fc.c != Operand::None {
         bias_values(g, fc.c, n)?;
     }
-    Ok(())
+    Ok(Parts { a, b, y, fc })
 }
 
 /// The standard 1×1-QLinearConv form: no transA, alpha 1, a constant weight.
-fn conv_fits(g: &Graph, m: &Match) -> Result<(), Refusal> {
-    let fc = fc_of(g, m);
+fn conv_fits(g: &Graph, _: &Match, Parts { b, fc, .. }: &Parts) -> Result<(), Refusal> {
     ensure!(!fc.trans_a, "transA=1 has no 1×1 QLinearConv form");
     ensure!(fc.alpha == 1.0, "alpha {} has no QLinearConv form", fc.alpha);
-    let b = side(g, m, "b")?;
     ensure!(g.const_tensor(b.q).is_some(), "the weight '{}' is not a constant", g.operand_name(b.q));
     ensure!(b.dims.as_ref().is_some_and(|d| d.iter().all(|x| x.is_some())), "the weight's dims are not known");
     Ok(())
 }
 
-/// The output is not left to a `Q(...)` rule: neither read by a QuantizeLinear where
-/// `qlinearmatmul`/`qgemm` would fire, nor by an `Add(·, bias) → Q` where `matmul-add-bias` would
-/// (their guards are asked). Where they refuse (e.g. i8 × u8, a 3-D `Add(bias)`), the MatMul
-/// still becomes integer here. (The Gemm case asks `qgemm`'s guards: on `--target onnx` a Gemm
-/// that `gemm-as-conv` refuses but `qgemm` would take stays float.)
-fn output_not_quantized(g: &Graph, m: &Match) -> Result<(), Refusal> {
-    let root = m.root();
-    let is_mm = g.node(root).op == Op::MatMul;
-    let q_rule_fires = |q: NodeId, pattern: &str, guards: &[Guard]| {
-        let p = Pattern::parse(pattern).expect("a static pattern");
-        match_at(g, &p, q).is_some_and(|m2| m2.nodes.contains(&root) && guards.iter().all(|gd| gd(g, &m2).is_ok()))
-    };
-    let deferred = g.uses(root).any(|(c, _)| match g.node(c).op {
-        Op::QuantizeLinear if is_mm => q_rule_fires(c, QMATMUL, &[interior_single_use, qlinearmatmul_fits]),
-        Op::QuantizeLinear => q_rule_fires(c, QGEMM, &[interior_single_use, fc_fits]),
-        Op::Add if is_mm => g.uses(c).any(|(q, _)| {
-            g.node(q).op == Op::QuantizeLinear
-                && [QMATMUL_ADD, QADD_MATMUL].iter().any(|p| q_rule_fires(q, p, &[interior_single_use, fc_fits]))
-        }),
-        _ => false,
-    });
-    ensure!(!deferred, "");
-    Ok(())
-}
-
-fn matmul_integer_fits(g: &Graph, m: &Match) -> Result<(), Refusal> {
-    matmul_integer_params(g, m, 1)
+fn matmul_integer_fits(g: &Graph, m: &Match) -> Result<Parts, Refusal> {
+    let (a, b) = matmul_integer_params(g, m, 1)?;
+    Ok(Parts { a, b, y: None, fc: fc_of(g, m) })
 }
 
 /// MatMulInteger's parameters: per-tensor a, b per tensor or per column `col_axis` of a 2-D b.
-fn matmul_integer_params(g: &Graph, m: &Match, col_axis: usize) -> Result<(), Refusal> {
+fn matmul_integer_params(g: &Graph, m: &Match, col_axis: usize) -> Result<(Side, Side), Refusal> {
     let (a, b) = (side(g, m, "a")?, side(g, m, "b")?);
     ensure!(a.p.axis.is_none(), "a is quantized per axis (axis {}), not per tensor", a.p.axis.unwrap());
     if let Some(ax) = b.p.axis {
@@ -284,21 +260,20 @@ fn matmul_integer_params(g: &Graph, m: &Match, col_axis: usize) -> Result<(), Re
             "b is quantized along axis {ax}; only per tensor or per column (axis {col_axis} of a 2-D b) fits"
         );
     }
-    check_scales(&a.p, "a")?;
-    check_scales(&b.p, "b")?;
+    common::positive_f32_scales(&a.p, "a")?;
+    common::positive_f32_scales(&b.p, "b")?;
     for (s, w) in [(&a, "a"), (&b, "b")] {
         ensure!(matches!(s.p.dtype, DType::U8 | DType::I8), "{w} is {}: MatMulInteger takes u8 or i8", s.p.dtype);
     }
-    Ok(())
+    Ok((a, b))
 }
 
 /// A float-output Gemm in standard ops: no transA, a constant weight when transB=1 (it is
 /// transposed here), the bias readable.
-fn gemm_integer_fits(g: &Graph, m: &Match) -> Result<(), Refusal> {
+fn gemm_integer_fits(g: &Graph, m: &Match) -> Result<Parts, Refusal> {
     let fc = fc_of(g, m);
     ensure!(!fc.trans_a, "transA=1 has no MatMulInteger form");
-    matmul_integer_params(g, m, if fc.trans_b { 0 } else { 1 })?;
-    let b = side(g, m, "b")?;
+    let (a, b) = matmul_integer_params(g, m, if fc.trans_b { 0 } else { 1 })?;
     ensure!(b.dims.as_ref().is_some_and(|d| d.len() == 2), "b is not 2-D");
     if fc.trans_b {
         ensure!(g.const_tensor(b.q).is_some(), "transB=1 and the weight '{}' is not a constant", g.operand_name(b.q));
@@ -307,7 +282,7 @@ fn gemm_integer_fits(g: &Graph, m: &Match) -> Result<(), Refusal> {
     if fc.c != Operand::None {
         bias_values(g, fc.c, n)?;
     }
-    Ok(())
+    Ok(Parts { a, b, y: None, fc })
 }
 
 // ---- constants ---------------------------------------------------------------------------
@@ -323,20 +298,20 @@ fn out_cols(b: &Side, fc: &Fc) -> Result<usize, Refusal> {
 /// `[]`, `[1]`, `[N]` or `[1, N]`.
 fn bias_values(g: &Graph, c: Operand, n: usize) -> Result<Vec<f64>, Refusal> {
     let name = g.operand_name(c).to_string();
-    let not_const = || Refusal(format!("the bias '{name}' is not a constant or a DequantizeLinear of one"));
+    let not_const = || Refusal::new(format!("the bias '{name}' is not a constant or a DequantizeLinear of one"));
     let (vals, dims): (Vec<f32>, Vec<i64>) = if let Some(t) = g.const_tensor(c) {
-        let dt = t.dtype().map_err(|e| Refusal(e.to_string()))?;
+        let dt = t.dtype().map_err(|e| Refusal::new(e.to_string()))?;
         ensure!(dt.is_float(), "the bias '{name}' is {dt}, not float");
-        (t.to_f32().map_err(|e| Refusal(format!("bias '{name}': {e}")))?, t.dims().to_vec())
+        (t.to_f32().map_err(|e| Refusal::new(format!("bias '{name}': {e}")))?, t.dims().to_vec())
     } else {
         let Operand::Value(o) = c else { return Err(not_const()) };
         let node = g.node(o.node);
         ensure!(node.op == Op::DequantizeLinear && o.slot == 0, "{}", not_const());
         let t = g.const_tensor(node.input(0)).ok_or_else(not_const)?;
         let q = t.to_i64().map_err(|_| not_const())?;
-        let p = qparams::of_node(g, o.node)?;
+        let p = common::of_node(g, o.node)?;
         ensure!(p.axis.is_none() || t.dims().len() == 1, "the bias '{name}' is quantized per axis of rank > 1");
-        (qparams::dequantize(&q, t.dims(), &p)?, t.dims().to_vec())
+        (common::dequantize(&q, t.dims(), &p)?, t.dims().to_vec())
     };
     let per_col = match dims.as_slice() {
         [] | [1] | [1, 1] => vals.len() == 1,
@@ -363,6 +338,22 @@ fn bias_int32(g: &Graph, c: Operand, beta: f32, acc_scale: &[f32], y_scale: Opti
     Ok(q)
 }
 
+/// A bias rounded to int32 at the accumulator scale keeps the fused op exact when the rounding moves
+/// the output by no more than half the tie tolerance. (A match the build refuses is exact here: its
+/// refusal says why.)
+fn bias_exact(g: &Graph, m: &Match) -> Result<(), String> {
+    let Ok(Parts { a, b, y: Some(y), fc }) = fc_fits(g, m) else { return Ok(()) };
+    if fc.c == Operand::None {
+        return Ok(());
+    }
+    let Ok(n) = out_cols(&b, &fc) else { return Ok(()) };
+    let s: Vec<f32> = per_col(&b.p, n).iter().map(|&bs| fc.alpha * a.p.scale[0] * bs).collect();
+    let Ok(v) = bias_values(g, fc.c, n) else { return Ok(()) };
+    let v: Vec<f64> = v.into_iter().map(|x| fc.beta as f64 * x).collect();
+    let q: Vec<i64> = (0..n).map(|j| (v[j] / s[j] as f64).round_ties_even() as i64).collect();
+    super::bias_within_tie(&v, &q, &s, y.scale[0])
+}
+
 /// A zero point operand: the DQ/Q's own, or a new zero of its type when it was omitted.
 fn zp_or_zero(p: &mut Patch, zp: Operand, params: &QParams, base: impl FnOnce() -> String) -> PatchOperand {
     super::zero_point_or_new(p, zp, params.dtype, params.scale.len(), base)
@@ -382,13 +373,13 @@ fn out_name(g: &Graph, m: &Match) -> String {
 }
 
 fn node_name(g: &Graph, m: &Match) -> String {
-    g.node(producer(g, m)).name().to_string()
+    g.node(m.node("prod")).name().to_string()
 }
 
 /// Replaces the root's output with `new` and removes the matched nodes (shared DQs stay).
-fn finish(m: &Match, mut p: Patch, new: usize) -> Patch {
-    p.replace(Outlet::new(m.root(), 0), PatchOperand::NewNode(new, 0));
-    for &id in &m.nodes {
+fn finish(m: &Match, mut p: Patch, new: PatchOperand) -> Patch {
+    p.replace(Outlet::new(m.root(), 0), new);
+    for &id in m.nodes() {
         p.remove(id);
     }
     p
@@ -396,28 +387,20 @@ fn finish(m: &Match, mut p: Patch, new: usize) -> Patch {
 
 // ---- builders ----------------------------------------------------------------------------
 
-fn build_qlinearmatmul(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
-    let (a, b) = (side(g, m, "a")?, side(g, m, "b")?);
-    let y = out_params(g, m)?.expect("the root is a Q");
+fn build_qlinearmatmul(g: &Graph, m: &Match, Parts { a, b, y, .. }: Parts) -> Result<Patch, Refusal> {
+    let y = y.expect("the root is a Q");
     let mut p = Patch::new();
     let name = out_name(g, m);
     let az = zp_or_zero(&mut p, a.zp, &a.p, || format!("{name}_a_zero_point"));
     let bz = zp_or_zero(&mut p, b.zp, &b.p, || format!("{name}_b_zero_point"));
     let yz = zp_or_zero(&mut p, m.get("yz"), &y, || format!("{name}_zero_point"));
-    let n = p.add_node(PatchNode {
-        op: Op::QLinearMatMul,
-        name: node_name(g, m),
-        attrs: vec![].into(),
-        inputs: vec![a.q.into(), a.scale.into(), az, b.q.into(), b.scale.into(), bz, m.get("ys").into(), yz],
-        outputs: vec![name],
-    });
+    let inputs = [a.q.into(), a.scale.into(), az, b.q.into(), b.scale.into(), bz, m.get("ys").into(), yz];
+    let n = p.add(PatchNode::new(Op::QLinearMatMul, inputs).named(node_name(g, m)).output(name));
     Ok(finish(m, p, n))
 }
 
 /// QGemm with a quantized output (`y` given) or a float one.
-fn qgemm(g: &Graph, m: &Match, y: Option<&QParams>) -> Result<Patch, Refusal> {
-    let fc = fc_of(g, m);
-    let (a, b) = (side(g, m, "a")?, side(g, m, "b")?);
+fn qgemm(g: &Graph, m: &Match, Parts { a, b, fc, .. }: Parts, y: Option<&QParams>) -> Result<Patch, Refusal> {
     let n_cols = out_cols(&b, &fc)?;
     let mut p = Patch::new();
     let name = out_name(g, m);
@@ -447,32 +430,24 @@ fn qgemm(g: &Graph, m: &Match, y: Option<&QParams>) -> Result<Patch, Refusal> {
     if fc.alpha != 1.0 {
         attrs.push(attr::make_float("alpha", fc.alpha));
     }
-    let n = p.add_node(PatchNode {
-        op: Op::QGemm,
-        name: node_name(g, m),
-        attrs: attrs.into(),
-        inputs,
-        outputs: vec![name],
-    });
+    let n = p.add(PatchNode::new(Op::QGemm, inputs).named(node_name(g, m)).attrs(attrs).output(name));
     Ok(finish(m, p, n))
 }
 
-fn build_qgemm(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
-    let y = out_params(g, m)?.expect("the root is a Q");
-    qgemm(g, m, Some(&y))
+fn build_qgemm(g: &Graph, m: &Match, parts: Parts) -> Result<Patch, Refusal> {
+    let y = parts.y.clone().expect("the root is a Q");
+    qgemm(g, m, parts, Some(&y))
 }
 
-fn build_qgemm_float(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
-    qgemm(g, m, None)
+fn build_qgemm_float(g: &Graph, m: &Match, parts: Parts) -> Result<Patch, Refusal> {
+    qgemm(g, m, parts, None)
 }
 
 /// `Reshape(a, [0,K,1,1])` → `QLinearConv` 1×1 → `Reshape([0,M])`.
-fn build_conv(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
-    let fc = fc_of(g, m);
-    let (a, b) = (side(g, m, "a")?, side(g, m, "b")?);
-    let y = out_params(g, m)?.expect("the root is a Q");
-    let wt = g.const_tensor(b.q).expect("guarded");
-    let w = wt.to_i64().map_err(|e| Refusal(format!("weight '{}': {e}", g.operand_name(b.q))))?;
+fn build_conv(g: &Graph, m: &Match, Parts { a, b, y, fc }: Parts) -> Result<Patch, Refusal> {
+    let y = y.expect("the root is a Q");
+    let wt = g.const_tensor(b.q).expect("checked");
+    let w = wt.to_i64().map_err(|e| Refusal::new(format!("weight '{}': {e}", g.operand_name(b.q))))?;
     let (r, c) = (wt.dims()[0] as usize, wt.dims()[1] as usize);
     // Weight as [M, K]: rows are output channels.
     let (mo, k, wmk) =
@@ -486,51 +461,31 @@ fn build_conv(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
     let yz = zp_or_zero(&mut p, m.get("yz"), &y, || format!("{name}_zero_point"));
     let shape4 = p.add_const(&format!("{name}_shape4"), Tensor::from_i64("", DType::I64, &[4], &[0, k as i64, 1, 1]));
     let shape2 = p.add_const(&format!("{name}_shape2"), Tensor::from_i64("", DType::I64, &[2], &[0, mo as i64]));
-    let x4 = p.add_node(PatchNode {
-        op: Op::Reshape,
-        name: String::new(),
-        attrs: vec![].into(),
-        inputs: vec![a.q.into(), shape4],
-        outputs: vec![format!("{name}_nchw_in")],
-    });
-    let mut inputs =
-        vec![PatchOperand::NewNode(x4, 0), a.scale.into(), az, w4, b.scale.into(), bz, m.get("ys").into(), yz];
+    let x4 = p.add(PatchNode::new(Op::Reshape, [a.q.into(), shape4]).output(format!("{name}_nchw_in")));
+    let mut inputs = vec![x4, a.scale.into(), az, w4, b.scale.into(), bz, m.get("ys").into(), yz];
     if fc.c != Operand::None {
         // QLinearConv adds the bias to the accumulator at s_x·s_w.
         let s: Vec<f32> = per_col(&b.p, mo).iter().map(|&bs| a.p.scale[0] * bs).collect();
         let q = bias_int32(g, fc.c, fc.beta, &s, Some(y.scale[0]))?;
         inputs.push(p.add_const(&format!("{name}_bias_int32"), Tensor::from_i64("", DType::I32, &[mo as i64], &q)));
     }
-    let conv = p.add_node(PatchNode {
-        op: Op::QLinearConv,
-        name: node_name(g, m),
-        attrs: vec![].into(),
-        inputs,
-        outputs: vec![format!("{name}_nchw")],
-    });
-    let out = p.add_node(PatchNode {
-        op: Op::Reshape,
-        name: String::new(),
-        attrs: vec![].into(),
-        inputs: vec![PatchOperand::NewNode(conv, 0), shape2],
-        outputs: vec![name],
-    });
+    let conv = PatchNode::new(Op::QLinearConv, inputs).named(node_name(g, m));
+    let conv = p.add(conv.output(format!("{name}_nchw")));
+    let out = p.add(PatchNode::new(Op::Reshape, [conv, shape2]).output(name));
     Ok(finish(m, p, out))
 }
 
 /// `MatMulInteger(a, b, za, zb)` → `Cast(f32)` → `Mul(s_a·s_b)`.
-fn build_matmul_integer(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
-    integer_matmul(g, m, false)
+fn build_matmul_integer(g: &Graph, m: &Match, parts: Parts) -> Result<Patch, Refusal> {
+    integer_matmul(g, m, parts, false)
 }
 
 /// `MatMulInteger(a, b or bᵀ, za, zb)` → `Cast(f32)` → `Mul(alpha·s_a·s_b)` → `Add(beta·C)`.
-fn build_gemm_integer(g: &Graph, m: &Match) -> Result<Patch, Refusal> {
-    integer_matmul(g, m, true)
+fn build_gemm_integer(g: &Graph, m: &Match, parts: Parts) -> Result<Patch, Refusal> {
+    integer_matmul(g, m, parts, true)
 }
 
-fn integer_matmul(g: &Graph, m: &Match, gemm: bool) -> Result<Patch, Refusal> {
-    let fc = fc_of(g, m);
-    let (a, b) = (side(g, m, "a")?, side(g, m, "b")?);
+fn integer_matmul(g: &Graph, m: &Match, Parts { a, b, fc, .. }: Parts, gemm: bool) -> Result<Patch, Refusal> {
     let s: Vec<f32> = b.p.scale.iter().map(|&bs| fc.alpha * a.p.scale[0] * bs).collect();
     let mut p = Patch::new();
     let name = out_name(g, m);
@@ -538,8 +493,8 @@ fn integer_matmul(g: &Graph, m: &Match, gemm: bool) -> Result<Patch, Refusal> {
     let sc = p.add_const(&format!("{name}_scale"), Tensor::from_f32("", &dims, &s));
     let bq: PatchOperand = if fc.trans_b {
         // [N,K] → [K,N]; a per-row (output channel) scale becomes per column.
-        let t = g.const_tensor(b.q).expect("guarded");
-        let w = t.to_i64().map_err(|e| Refusal(format!("weight '{}': {e}", g.operand_name(b.q))))?;
+        let t = g.const_tensor(b.q).expect("checked");
+        let w = t.to_i64().map_err(|e| Refusal::new(format!("weight '{}': {e}", g.operand_name(b.q))))?;
         let (r, c) = (t.dims()[0] as usize, t.dims()[1] as usize);
         let wt: Vec<i64> = (0..r * c).map(|i| w[(i % r) * c + i / r]).collect();
         let wname = format!("{}_t", g.operand_name(b.q));
@@ -552,689 +507,16 @@ fn integer_matmul(g: &Graph, m: &Match, gemm: bool) -> Result<Patch, Refusal> {
         inputs.pop();
     }
     let base = if gemm && fc.c != Operand::None { format!("{name}_matmul") } else { name.clone() };
-    let mi = p.add_node(PatchNode {
-        op: Op::MatMulInteger,
-        name: node_name(g, m),
-        attrs: vec![].into(),
-        inputs,
-        outputs: vec![format!("{name}_int32")],
-    });
-    let cast = p.add_node(PatchNode {
-        op: Op::Cast,
-        name: String::new(),
-        attrs: vec![attr::make_int("to", DType::F32 as i64)].into(),
-        inputs: vec![PatchOperand::NewNode(mi, 0)],
-        outputs: vec![format!("{name}_acc")],
-    });
-    let mut last = p.add_node(PatchNode {
-        op: Op::Mul,
-        name: String::new(),
-        attrs: vec![].into(),
-        inputs: vec![PatchOperand::NewNode(cast, 0), sc],
-        outputs: vec![base],
-    });
+    let mi = PatchNode::new(Op::MatMulInteger, inputs).named(node_name(g, m));
+    let mi = p.add(mi.output(format!("{name}_int32")));
+    let to_f32 = vec![attr::make_int("to", DType::F32 as i64)];
+    let cast = p.add(PatchNode::new(Op::Cast, [mi]).attrs(to_f32).output(format!("{name}_acc")));
+    let mut last = p.add(PatchNode::new(Op::Mul, [cast, sc]).output(base));
     if gemm && fc.c != Operand::None {
         let n = out_cols(&b, &fc)?;
         let c: Vec<f32> = bias_values(g, fc.c, n)?.iter().map(|&v| (fc.beta as f64 * v) as f32).collect();
         let bias = p.add_const(&format!("{name}_bias"), Tensor::from_f32("", &[n as i64], &c));
-        last = p.add_node(PatchNode {
-            op: Op::Add,
-            name: String::new(),
-            attrs: vec![].into(),
-            inputs: vec![PatchOperand::NewNode(last, 0), bias],
-            outputs: vec![name],
-        });
+        last = p.add(PatchNode::new(Op::Add, [last, bias]).output(name));
     }
     Ok(finish(m, p, last))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn check(text: &str) -> String {
-        crate::rules::run_and_print(&super::super::pass(), text)
-    }
-
-    /// The table without the float-output fallbacks, to show the `Q(...)` rules' refusals
-    /// (with the whole table, `matmul-integer` takes what they refuse).
-    fn check_q_rules(text: &str) -> String {
-        let q_rules = || rules().into_iter().filter(|r| !r.name.ends_with("-integer")).collect();
-        crate::rules::run_and_print(&crate::driver::RulePass::new("fuse", q_rules), text)
-    }
-
-    fn check_onnx(text: &str) -> String {
-        crate::rules::run_and_print(&super::super::pass().for_target(Target::Onnx), text)
-    }
-
-    #[test]
-    fn the_table_builds() {
-        let names: Vec<_> = rules().iter().map(|r| r.name).collect();
-        assert_eq!(
-            names,
-            [
-                "qlinearmatmul",
-                "qgemm",
-                "gemm-as-conv",
-                "matmul-add-bias",
-                "matmul-add-bias-as-conv",
-                "bias-add-matmul",
-                "bias-add-matmul-as-conv",
-                "qgemm-float-out",
-                "gemm-integer",
-                "matmul-integer"
-            ]
-        );
-    }
-
-    /// `Q(MatMul(DQ x, DQ w))` with the parameters spliced in.
-    fn mm(x: &str, w: &str, y: &str, w_axis: &str, extra: &str) -> String {
-        format!(
-            r#"graph "g" opset(ai.onnx=17) {{
-  input %x: {x}
-  const %xs: f32[] 0.5
-{w}
-  const %ys: f32[] 0.75
-{y}
-  %a = DequantizeLinear(%x, %xs, %xz)
-  %b = DequantizeLinear{w_axis}(%w, %ws, %wz)
-  %m = MatMul(%a, %b)
-  %q = QuantizeLinear(%m, %ys, %yz)
-  output %q
-{extra}}}
-"#
-        )
-    }
-
-    const U8_X: &str = "u8[2,4]\n  const %xz: u8[] 128";
-    const I8_X: &str = "i8[N,2,4]\n  const %xz: i8[] -3";
-    const U8_W: &str =
-        "  const %w: u8[4,3] [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]\n  const %ws: f32[] 0.25\n  const %wz: u8[] 3";
-    const I8_W_COL: &str = "  const %w: i8[4,3] [1, -2, 3, -4, 5, -6, 7, -8, 9, -10, 11, -12]\n  const %ws: f32[3] [0.25, 0.5, 0.125]\n  const %wz: i8[3] [0, 0, 0]";
-    const U8_Y: &str = "  const %yz: u8[] 10";
-    const I8_Y: &str = "  const %yz: i8[] -5";
-
-    #[test]
-    fn qlinearmatmul_u8_per_tensor() {
-        insta::assert_snapshot!(check(&mm(U8_X, U8_W, U8_Y, "", "")), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: u8[2,4] q(0.5, 128)
-          const %xz: u8[] 128
-          const %xs: f32[] 0.5
-          const %w: u8[4,3] [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
-          const %ws: f32[] 0.25
-          const %wz: u8[] 3
-          const %ys: f32[] 0.75
-          const %yz: u8[] 10
-          %q: u8[2,3] q(0.75, 10) = QLinearMatMul(%x, %xs, %xz, %w, %ws, %wz, %ys, %yz)
-          output %q
-        }
-        "#);
-    }
-
-    #[test]
-    fn qlinearmatmul_i8_per_column_3d() {
-        insta::assert_snapshot!(check(&mm(I8_X, I8_W_COL, I8_Y, "[axis=1]", "")), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: i8[N,2,4] q(0.5, -3)
-          const %xz: i8[] -3
-          const %xs: f32[] 0.5
-          const %w: i8[4,3] [1, -2, 3, -4, 5, -6, 7, -8, 9, -10, 11, -12]
-          const %ws: f32[3] [0.25, 0.5, 0.125]
-          const %wz: i8[3] [0, 0, 0]
-          const %ys: f32[] 0.75
-          const %yz: i8[] -5
-          %q: i8[N,2,3] q(0.75, -5) = QLinearMatMul(%x, %xs, %xz, %w, %ws, %wz, %ys, %yz)
-          output %q
-        }
-        "#);
-    }
-
-    #[test]
-    fn qlinearmatmul_u8_times_i8_per_column() {
-        // u8 activations × i8 per-column weights, the onnxruntime quantizer's default.
-        let x = "u8[N,16,4]\n  const %xz: u8[] 133";
-        insta::assert_snapshot!(check(&mm(x, I8_W_COL, U8_Y, "[axis=1]", "")), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: u8[N,16,4] q(0.5, 133)
-          const %xz: u8[] 133
-          const %xs: f32[] 0.5
-          const %w: i8[4,3] [1, -2, 3, -4, 5, -6, 7, -8, 9, -10, 11, -12]
-          const %ws: f32[3] [0.25, 0.5, 0.125]
-          const %wz: i8[3] [0, 0, 0]
-          const %ys: f32[] 0.75
-          const %yz: u8[] 10
-          %q: u8[N,16,3] q(0.75, 10) = QLinearMatMul(%x, %xs, %xz, %w, %ws, %wz, %ys, %yz)
-          output %q
-        }
-        "#);
-    }
-
-    #[test]
-    fn qlinearmatmul_activation_times_activation() {
-        // Attention: both operands are DQ'd activations; the zero points are omitted (the three
-        // zeros the patch makes are one constant).
-        insta::assert_snapshot!(check(r#"graph "g" opset(ai.onnx=17) {
-  input %q: u8[N,4,16,8]
-  input %k: u8[N,4,8,16]
-  const %s1: f32[] 0.05
-  const %s2: f32[] 0.04
-  const %ys: f32[] 0.3
-  %a = DequantizeLinear(%q, %s1)
-  %b = DequantizeLinear(%k, %s2)
-  %m = MatMul(%a, %b)
-  %y = QuantizeLinear(%m, %ys)
-  output %y
-}
-"#), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %q: u8[N,4,16,8] q(0.05, 0)
-          input %k: u8[N,4,8,16] q(0.04, 0)
-          const %s1: f32[] 0.05
-          const %s2: f32[] 0.04
-          const %ys: f32[] 0.3
-          const %y_a_zero_point: u8[] 0
-          %y: u8[N,4,16,16] q(0.3, 0) = QLinearMatMul(%q, %s1, %y_a_zero_point, %k, %s2, %y_a_zero_point, %ys, %y_a_zero_point)
-          output %y
-        }
-        "#);
-    }
-
-    #[test]
-    fn qlinearmatmul_refusals() {
-        // i8 × u8: onnxruntime has no kernel.
-        let i8x = "i8[2,4]\n  const %xz: i8[] 0";
-        insta::assert_snapshot!(check_q_rules(&mm(i8x, U8_W, I8_Y, "", "")), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: i8[2,4] q(0.5, 0)
-          const %xz: i8[] 0
-          const %xs: f32[] 0.5
-          const %w: u8[4,3] [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
-          const %ws: f32[] 0.25
-          const %wz: u8[] 3
-          const %ys: f32[] 0.75
-          const %yz: i8[] -5
-          %a: f32[2,4] = DequantizeLinear(%x, %xs, %xz)
-          %b: f32[4,3] = DequantizeLinear(%w, %ws, %wz)
-          %m: f32[2,3] = MatMul(%a, %b)
-          %q: i8[2,3] q(0.75, -5) = QuantizeLinear(%m, %ys, %yz)
-          output %q
-        }
-        // remark qlinearmatmul: QuantizeLinear (producing 'q'): a i8 × b u8: onnxruntime 1.32 CPU runs u8×u8, u8×i8 and i8×i8 only
-        "#);
-        // An output type other than a's.
-        insta::assert_snapshot!(check_q_rules(&mm(U8_X, U8_W, I8_Y, "", "")), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: u8[2,4] q(0.5, 128)
-          const %xz: u8[] 128
-          const %xs: f32[] 0.5
-          const %w: u8[4,3] [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
-          const %ws: f32[] 0.25
-          const %wz: u8[] 3
-          const %ys: f32[] 0.75
-          const %yz: i8[] -5
-          %a: f32[2,4] = DequantizeLinear(%x, %xs, %xz)
-          %b: f32[4,3] = DequantizeLinear(%w, %ws, %wz)
-          %m: f32[2,3] = MatMul(%a, %b)
-          %q: i8[2,3] q(0.75, -5) = QuantizeLinear(%m, %ys, %yz)
-          output %q
-        }
-        // remark qlinearmatmul: QuantizeLinear (producing 'q'): the output is i8 but a is u8: onnxruntime's integer matmuls output a's type
-        "#);
-        // Per-row weights (axis 0) are not per column.
-        insta::assert_snapshot!(check_q_rules(&mm(U8_X, I8_W_COL.replace("[3] [0.25, 0.5, 0.125]", "[4] [0.25, 0.5, 0.125, 1]").replace("i8[3] [0, 0, 0]", "i8[4] [0, 0, 0, 0]").as_str(), U8_Y, "[axis=0]", "")), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: u8[2,4] q(0.5, 128)
-          const %xz: u8[] 128
-          const %xs: f32[] 0.5
-          const %w: i8[4,3] [1, -2, 3, -4, 5, -6, 7, -8, 9, -10, 11, -12]
-          const %ws: f32[4] [0.25, 0.5, 0.125, 1.0]
-          const %wz: i8[4] [0, 0, 0, 0]
-          const %ys: f32[] 0.75
-          const %yz: u8[] 10
-          %a: f32[2,4] = DequantizeLinear(%x, %xs, %xz)
-          %b: f32[4,3] = DequantizeLinear[axis=0](%w, %ws, %wz)
-          %m: f32[2,3] = MatMul(%a, %b)
-          %q: u8[2,3] q(0.75, 10) = QuantizeLinear(%m, %ys, %yz)
-          output %q
-        }
-        // remark qlinearmatmul: QuantizeLinear (producing 'q'): b is quantized along axis 0 of rank 2; only per tensor or per column (axis 1 of a 2-D b) fits
-        "#);
-        // A negative scale.
-        insta::assert_snapshot!(check_q_rules(&mm(U8_X, &U8_W.replace("0.25", "-0.25"), U8_Y, "", "")), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: u8[2,4] q(0.5, 128)
-          const %xz: u8[] 128
-          const %xs: f32[] 0.5
-          const %w: u8[4,3] [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
-          const %ws: f32[] -0.25
-          const %wz: u8[] 3
-          const %ys: f32[] 0.75
-          const %yz: u8[] 10
-          %a: f32[2,4] = DequantizeLinear(%x, %xs, %xz)
-          %b: f32[4,3] = DequantizeLinear(%w, %ws, %wz)
-          %m: f32[2,3] = MatMul(%a, %b)
-          %q: u8[2,3] q(0.75, 10) = QuantizeLinear(%m, %ys, %yz)
-          output %q
-        }
-        // remark qlinearmatmul: QuantizeLinear (producing 'q'): the b scale -0.25 is not positive and finite
-        "#);
-        // The float MatMul output has another consumer.
-        insta::assert_snapshot!(check_q_rules(&mm(U8_X, U8_W, U8_Y, "", "  output %m\n")), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: u8[2,4] q(0.5, 128)
-          const %xz: u8[] 128
-          const %xs: f32[] 0.5
-          const %w: u8[4,3] [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
-          const %ws: f32[] 0.25
-          const %wz: u8[] 3
-          const %ys: f32[] 0.75
-          const %yz: u8[] 10
-          %a: f32[2,4] = DequantizeLinear(%x, %xs, %xz)
-          %b: f32[4,3] = DequantizeLinear(%w, %ws, %wz)
-          %m: f32[2,3] = MatMul(%a, %b)
-          %q: u8[2,3] q(0.75, 10) = QuantizeLinear(%m, %ys, %yz)
-          output %q
-          output %m
-        }
-        // remark qlinearmatmul: QuantizeLinear (producing 'q'): the output of MatMul (producing 'm') has other consumers
-        "#);
-    }
-
-    #[test]
-    fn matmul_integer_takes_what_qlinearmatmul_refuses() {
-        // i8 × u8 has no QLinearMatMul in onnxruntime, but MatMulInteger runs it.
-        let i8x = "i8[2,4]\n  const %xz: i8[] 0";
-        insta::assert_snapshot!(check(&mm(i8x, U8_W, I8_Y, "", "")), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: i8[2,4]
-          const %xz: i8[] 0
-          const %w: u8[4,3] [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
-          const %wz: u8[] 3
-          const %ys: f32[] 0.75
-          const %yz: i8[] -5
-          const %m_scale: f32[] 0.125
-          %m_int32: i32[2,3] = MatMulInteger(%x, %w, %xz, %wz)
-          %m_acc: f32[2,3] = Cast[to=1](%m_int32)
-          %m: f32[2,3] = Mul(%m_acc, %m_scale)
-          %q: i8[2,3] q(0.75, -5) = QuantizeLinear(%m, %ys, %yz)
-          output %q
-        }
-        "#);
-    }
-
-    /// `Q(Gemm(DQ x, DQ w, C))`: u8 activations, i8 weights `[3,4]` per output channel (transB=1).
-    const GEMM: &str = r#"graph "g" opset(ai.onnx=17) {
-  input %x: u8[N,4]
-  const %xs: f32[] 0.5
-  const %xz: u8[] 128
-  const %w: i8[3,4] [1, -2, 3, -4, 5, -6, 7, -8, 9, -10, 11, -12]
-  const %ws: f32[3] [0.25, 0.5, 0.125]
-  const %wz: i8[3] [0, 0, 0]
-  const %c: f32[3] [1.3, -2.6, 100]
-  const %ys: f32[] 0.75
-  const %yz: u8[] 10
-  %a = DequantizeLinear(%x, %xs, %xz)
-  %b = DequantizeLinear[axis=0](%w, %ws, %wz)
-  %g = Gemm[transB=1, beta=0.5](%a, %b, %c)
-  %y = QuantizeLinear(%g, %ys, %yz)
-  output %y
-}
-"#;
-
-    #[test]
-    fn qgemm_per_channel_with_beta() {
-        // C = round(0.5·[1.3, -2.6, 100] / (0.5·[0.25, 0.5, 0.125])) = [5, -5, 800].
-        insta::assert_snapshot!(check(GEMM), @r#"
-        graph "g" opset(ai.onnx=17, com.microsoft=1) {
-          input %x: u8[N,4] q(0.5, 128)
-          const %xs: f32[] 0.5
-          const %xz: u8[] 128
-          const %w: i8[3,4] [1, -2, 3, -4, 5, -6, 7, -8, 9, -10, 11, -12]
-          const %ws: f32[3] [0.25, 0.5, 0.125]
-          const %wz: i8[3] [0, 0, 0]
-          const %ys: f32[] 0.75
-          const %yz: u8[] 10
-          const %y_bias_int32: i32[3] [5, -5, 800]
-          %y: u8[N,3] q(0.75, 10) = QGemm[transB=1](%x, %xs, %xz, %w, %ws, %wz, %y_bias_int32, %ys, %yz)
-          output %y
-        }
-        "#);
-    }
-
-    #[test]
-    fn gemm_as_conv_on_target_onnx() {
-        insta::assert_snapshot!(check_onnx(GEMM), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: u8[N,4] q(0.5, 128)
-          const %xs: f32[] 0.5
-          const %xz: u8[] 128
-          const %ws: f32[3] [0.25, 0.5, 0.125]
-          const %wz: i8[3] [0, 0, 0]
-          const %ys: f32[] 0.75
-          const %yz: u8[] 10
-          const %w_1x1: i8[3,4,1,1] [1, -2, 3, -4, 5, -6, 7, -8, 9, -10, 11, -12]
-          const %y_shape4: i64[4] [0, 4, 1, 1]
-          const %y_shape2: i64[2] [0, 3]
-          const %y_bias_int32: i32[3] [5, -5, 800]
-          %y_nchw_in: u8[N,4,1,1] q(0.5, 128) = Reshape(%x, %y_shape4)
-          %y_nchw: u8[N,3,1,1] q(0.75, 10) = QLinearConv(%y_nchw_in, %xs, %xz, %w_1x1, %ws, %wz, %ys, %yz, %y_bias_int32)
-          %y: u8[N,3] q(0.75, 10) = Reshape(%y_nchw, %y_shape2)
-          output %y
-        }
-        "#);
-    }
-
-    #[test]
-    fn gemm_as_conv_transposes_a_k_by_n_weight() {
-        // transB=0: the [K,N] weight becomes [N,K,1,1]; per-tensor u8 weights.
-        let g = GEMM
-            .replace(
-                "const %w: i8[3,4] [1, -2, 3, -4, 5, -6, 7, -8, 9, -10, 11, -12]",
-                "const %w: u8[4,3] [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]",
-            )
-            .replace("const %ws: f32[3] [0.25, 0.5, 0.125]", "const %ws: f32[] 0.25")
-            .replace("const %wz: i8[3] [0, 0, 0]", "const %wz: u8[] 3")
-            .replace("[axis=0]", "")
-            .replace("[transB=1, beta=0.5]", "");
-        insta::assert_snapshot!(check_onnx(&g), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: u8[N,4] q(0.5, 128)
-          const %xs: f32[] 0.5
-          const %xz: u8[] 128
-          const %ws: f32[] 0.25
-          const %wz: u8[] 3
-          const %ys: f32[] 0.75
-          const %yz: u8[] 10
-          const %w_1x1: u8[3,4,1,1] [1, 4, 7, 10, 2, 5, 8, 11, 3, 6, 9, 12]
-          const %y_shape4: i64[4] [0, 4, 1, 1]
-          const %y_shape2: i64[2] [0, 3]
-          const %y_bias_int32: i32[3] [10, -21, 800]
-          %y_nchw_in: u8[N,4,1,1] q(0.5, 128) = Reshape(%x, %y_shape4)
-          %y_nchw: u8[N,3,1,1] q(0.75, 10) = QLinearConv(%y_nchw_in, %xs, %xz, %w_1x1, %ws, %wz, %ys, %yz, %y_bias_int32)
-          %y: u8[N,3] q(0.75, 10) = Reshape(%y_nchw, %y_shape2)
-          output %y
-        }
-        "#);
-    }
-
-    #[test]
-    fn qgemm_refusals() {
-        // A bias that is not one value per column.
-        let g = GEMM.replace("const %c: f32[3] [1.3, -2.6, 100]", "const %c: f32[2,3] [1, 2, 3, 4, 5, 6]");
-        insta::assert_snapshot!(check(&g), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: u8[N,4] q(0.5, 128)
-          const %xs: f32[] 0.5
-          const %xz: u8[] 128
-          const %w: i8[3,4] [1, -2, 3, -4, 5, -6, 7, -8, 9, -10, 11, -12]
-          const %ws: f32[3] [0.25, 0.5, 0.125]
-          const %wz: i8[3] [0, 0, 0]
-          const %c: f32[2,3] [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
-          const %ys: f32[] 0.75
-          const %yz: u8[] 10
-          %a: f32[N,4] = DequantizeLinear(%x, %xs, %xz)
-          %b: f32[3,4] = DequantizeLinear[axis=0](%w, %ws, %wz)
-          %g: f32[N,3] = Gemm[transB=1, beta=0.5](%a, %b, %c)
-          %y: u8[N,3] q(0.75, 10) = QuantizeLinear(%g, %ys, %yz)
-          output %y
-        }
-        // remark gemm-as-conv: QuantizeLinear (producing 'y'): the bias 'c' has shape [2, 3]; only a scalar or one value per output column (3) fits
-        // remark gemm-integer: Gemm (producing 'g'): the bias 'c' has shape [2, 3]; only a scalar or one value per output column (3) fits
-        // remark qgemm: QuantizeLinear (producing 'y'): the bias 'c' has shape [2, 3]; only a scalar or one value per output column (3) fits
-        // remark qgemm-float-out: Gemm (producing 'g'): the bias 'c' has shape [2, 3]; only a scalar or one value per output column (3) fits
-        "#);
-        // transA has no QLinearConv form (QGemm takes it).
-        let g = GEMM
-            .replace("input %x: u8[N,4]", "input %x: u8[4,N]")
-            .replace("[transB=1, beta=0.5]", "[transA=1, transB=1]");
-        insta::assert_snapshot!(check_onnx(&g), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: u8[4,N] q(0.5, 128)
-          const %xs: f32[] 0.5
-          const %xz: u8[] 128
-          const %w: i8[3,4] [1, -2, 3, -4, 5, -6, 7, -8, 9, -10, 11, -12]
-          const %ws: f32[3] [0.25, 0.5, 0.125]
-          const %wz: i8[3] [0, 0, 0]
-          const %c: f32[3] [1.3, -2.6, 100.0]
-          const %ys: f32[] 0.75
-          const %yz: u8[] 10
-          %a: f32[4,N] = DequantizeLinear(%x, %xs, %xz)
-          %b: f32[3,4] = DequantizeLinear[axis=0](%w, %ws, %wz)
-          %g: f32[N,3] = Gemm[transA=1, transB=1](%a, %b, %c)
-          %y: u8[N,3] q(0.75, 10) = QuantizeLinear(%g, %ys, %yz)
-          output %y
-        }
-        // remark gemm-as-conv: QuantizeLinear (producing 'y'): transA=1 has no 1×1 QLinearConv form
-        // remark qgemm: QuantizeLinear (producing 'y'): the rewrite needs --target ort (this is --target onnx)
-        "#);
-    }
-
-    #[test]
-    fn qgemm_float_out() {
-        // A TensorRT-style logits layer: no Q after the Gemm; QGemm without y_scale outputs f32.
-        let g = GEMM.replace("  %y = QuantizeLinear(%g, %ys, %yz)\n  output %y", "  output %g");
-        insta::assert_snapshot!(check(&g), @r#"
-        graph "g" opset(ai.onnx=17, com.microsoft=1) {
-          input %x: u8[N,4] q(0.5, 128)
-          const %xs: f32[] 0.5
-          const %xz: u8[] 128
-          const %w: i8[3,4] [1, -2, 3, -4, 5, -6, 7, -8, 9, -10, 11, -12]
-          const %ws: f32[3] [0.25, 0.5, 0.125]
-          const %wz: i8[3] [0, 0, 0]
-          const %g_bias_int32: i32[3] [5, -5, 800]
-          %g: f32[N,3] = QGemm[transB=1](%x, %xs, %xz, %w, %ws, %wz, %g_bias_int32)
-          output %g
-        }
-        "#);
-        // Standard ops only: MatMulInteger with the weight transposed, then the scale and the bias.
-        insta::assert_snapshot!(check_onnx(&g), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: u8[N,4]
-          const %xz: u8[] 128
-          const %wz: i8[3] [0, 0, 0]
-          const %g_scale: f32[3] [0.125, 0.25, 0.0625]
-          const %w_t: i8[4,3] [1, 5, 9, -2, -6, -10, 3, 7, 11, -4, -8, -12]
-          const %g_bias: f32[3] [0.65, -1.3, 50.0]
-          %g_int32: i32[N,3] = MatMulInteger(%x, %w_t, %xz, %wz)
-          %g_acc: f32[N,3] = Cast[to=1](%g_int32)
-          %g_matmul: f32[N,3] = Mul(%g_acc, %g_scale)
-          %g: f32[N,3] = Add(%g_matmul, %g_bias)
-          output %g
-        }
-        "#);
-    }
-
-    /// `Q(Add(MatMul(DQ x, DQ w), DQ(int32 bias)))`, the Linear layer of quantizers.
-    const MM_ADD: &str = r#"graph "g" opset(ai.onnx=17) {
-  input %x: i8[N,4]
-  const %xs: f32[] 0.5
-  const %xz: i8[] 1
-  const %w: i8[4,3] [1, -2, 3, -4, 5, -6, 7, -8, 9, -10, 11, -12]
-  const %ws: f32[3] [0.25, 0.5, 0.125]
-  const %wz: i8[3] [0, 0, 0]
-  const %bq: i32[3] [10, -20, 30]
-  const %bs: f32[3] [0.125, 0.25, 0.0625]
-  const %ys: f32[] 0.75
-  const %yz: i8[] 0
-  %a = DequantizeLinear(%x, %xs, %xz)
-  %b = DequantizeLinear[axis=1](%w, %ws, %wz)
-  %bias = DequantizeLinear[axis=0](%bq, %bs)
-  %m = MatMul(%a, %b)
-  %s = Add(%m, %bias)
-  %y = QuantizeLinear(%s, %ys, %yz)
-  output %y
-}
-"#;
-
-    #[test]
-    fn matmul_add_bias() {
-        // The bias already at s_x·s_w keeps its integers.
-        insta::assert_snapshot!(check(MM_ADD), @r#"
-        graph "g" opset(ai.onnx=17, com.microsoft=1) {
-          input %x: i8[N,4] q(0.5, 1)
-          const %xs: f32[] 0.5
-          const %xz: i8[] 1
-          const %w: i8[4,3] [1, -2, 3, -4, 5, -6, 7, -8, 9, -10, 11, -12]
-          const %ws: f32[3] [0.25, 0.5, 0.125]
-          const %wz: i8[3] [0, 0, 0]
-          const %ys: f32[] 0.75
-          const %yz: i8[] 0
-          const %y_bias_int32: i32[3] [10, -20, 30]
-          %y: i8[N,3] q(0.75, 0) = QGemm(%x, %xs, %xz, %w, %ws, %wz, %y_bias_int32, %ys, %yz)
-          output %y
-        }
-        "#);
-        insta::assert_snapshot!(check_onnx(MM_ADD), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: i8[N,4] q(0.5, 1)
-          const %xs: f32[] 0.5
-          const %xz: i8[] 1
-          const %ws: f32[3] [0.25, 0.5, 0.125]
-          const %wz: i8[3] [0, 0, 0]
-          const %ys: f32[] 0.75
-          const %yz: i8[] 0
-          const %w_1x1: i8[3,4,1,1] [1, -4, 7, -10, -2, 5, -8, 11, 3, -6, 9, -12]
-          const %y_shape4: i64[4] [0, 4, 1, 1]
-          const %y_shape2: i64[2] [0, 3]
-          const %y_bias_int32: i32[3] [10, -20, 30]
-          %y_nchw_in: i8[N,4,1,1] q(0.5, 1) = Reshape(%x, %y_shape4)
-          %y_nchw: i8[N,3,1,1] q(0.75, 0) = QLinearConv(%y_nchw_in, %xs, %xz, %w_1x1, %ws, %wz, %ys, %yz, %y_bias_int32)
-          %y: i8[N,3] q(0.75, 0) = Reshape(%y_nchw, %y_shape2)
-          output %y
-        }
-        "#);
-    }
-
-    #[test]
-    fn bias_add_matmul() {
-        // The bias on the left of the Add.
-        let g = MM_ADD.replace("Add(%m, %bias)", "Add(%bias, %m)");
-        insta::assert_snapshot!(check(&g), @r#"
-        graph "g" opset(ai.onnx=17, com.microsoft=1) {
-          input %x: i8[N,4] q(0.5, 1)
-          const %xs: f32[] 0.5
-          const %xz: i8[] 1
-          const %w: i8[4,3] [1, -2, 3, -4, 5, -6, 7, -8, 9, -10, 11, -12]
-          const %ws: f32[3] [0.25, 0.5, 0.125]
-          const %wz: i8[3] [0, 0, 0]
-          const %ys: f32[] 0.75
-          const %yz: i8[] 0
-          const %y_bias_int32: i32[3] [10, -20, 30]
-          %y: i8[N,3] q(0.75, 0) = QGemm(%x, %xs, %xz, %w, %ws, %wz, %y_bias_int32, %ys, %yz)
-          output %y
-        }
-        "#);
-    }
-
-    #[test]
-    fn matmul_add_bias_3d_is_matmul_integer() {
-        // A 3-D activation has no QGemm form (and QLinearMatMul needs the Q right after the
-        // MatMul): the MatMul becomes MatMulInteger, the Add and Q stay.
-        let g = MM_ADD.replace("input %x: i8[N,4]", "input %x: i8[N,5,4]");
-        insta::assert_snapshot!(check(&g), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: i8[N,5,4]
-          const %xz: i8[] 1
-          const %w: i8[4,3] [1, -2, 3, -4, 5, -6, 7, -8, 9, -10, 11, -12]
-          const %wz: i8[3] [0, 0, 0]
-          const %bq: i32[3] [10, -20, 30]
-          const %bs: f32[3] [0.125, 0.25, 0.0625]
-          const %ys: f32[] 0.75
-          const %yz: i8[] 0
-          const %m_scale: f32[3] [0.125, 0.25, 0.0625]
-          %bias: f32[3] = DequantizeLinear[axis=0](%bq, %bs)
-          %m_int32: i32[N,5,3] = MatMulInteger(%x, %w, %xz, %wz)
-          %m_acc: f32[N,5,3] = Cast[to=1](%m_int32)
-          %m: f32[N,5,3] = Mul(%m_acc, %m_scale)
-          %s: f32[N,5,3] = Add(%m, %bias)
-          %y: i8[N,5,3] q(0.75, 0) = QuantizeLinear(%s, %ys, %yz)
-          output %y
-        }
-        "#);
-    }
-
-    #[test]
-    fn matmul_add_bias_refusal() {
-        // A float bias that is not one value per column: the remark (with the whole table,
-        // matmul-integer takes the MatMul).
-        let g = MM_ADD
-            .replace("input %x: i8[N,4]", "input %x: i8[2,4]")
-            .replace("  %bias = DequantizeLinear[axis=0](%bq, %bs)\n", "  const %bias: f32[2,3] [1, 2, 3, 4, 5, 6]\n");
-        insta::assert_snapshot!(check_q_rules(&g), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: i8[2,4] q(0.5, 1)
-          const %xs: f32[] 0.5
-          const %xz: i8[] 1
-          const %w: i8[4,3] [1, -2, 3, -4, 5, -6, 7, -8, 9, -10, 11, -12]
-          const %ws: f32[3] [0.25, 0.5, 0.125]
-          const %wz: i8[3] [0, 0, 0]
-          const %ys: f32[] 0.75
-          const %yz: i8[] 0
-          const %bias: f32[2,3] [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
-          %a: f32[2,4] = DequantizeLinear(%x, %xs, %xz)
-          %b: f32[4,3] = DequantizeLinear[axis=1](%w, %ws, %wz)
-          %m: f32[2,3] = MatMul(%a, %b)
-          %s: f32[2,3] = Add(%m, %bias)
-          %y: i8[2,3] q(0.75, 0) = QuantizeLinear(%s, %ys, %yz)
-          output %y
-        }
-        // remark matmul-add-bias: QuantizeLinear (producing 'y'): the bias 'bias' has shape [2, 3]; only a scalar or one value per output column (3) fits
-        // remark matmul-add-bias-as-conv: QuantizeLinear (producing 'y'): the bias 'bias' has shape [2, 3]; only a scalar or one value per output column (3) fits
-        "#);
-    }
-
-    #[test]
-    fn matmul_integer() {
-        // Float output: i8 × u8 is fine for MatMulInteger.
-        let g = r#"graph "g" opset(ai.onnx=17) {
-  input %x: i8[N,4]
-  const %xs: f32[] 0.5
-  const %xz: i8[] 1
-  const %w: u8[4,3] [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
-  const %ws: f32[3] [0.25, 0.5, 0.125]
-  const %wz: u8[3] [3, 0, 1]
-  %a = DequantizeLinear(%x, %xs, %xz)
-  %b = DequantizeLinear[axis=1](%w, %ws, %wz)
-  %m = MatMul(%a, %b)
-  %r = Relu(%m)
-  output %r
-}
-"#;
-        insta::assert_snapshot!(check(g), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: i8[N,4]
-          const %xz: i8[] 1
-          const %w: u8[4,3] [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
-          const %wz: u8[3] [3, 0, 1]
-          const %m_scale: f32[3] [0.125, 0.25, 0.0625]
-          %m_int32: i32[N,3] = MatMulInteger(%x, %w, %xz, %wz)
-          %m_acc: f32[N,3] = Cast[to=1](%m_int32)
-          %m: f32[N,3] = Mul(%m_acc, %m_scale)
-          %r: f32[N,3] = Relu(%m)
-          output %r
-        }
-        "#);
-        // Per-row weights have no MatMulInteger form.
-        let g = g
-            .replace("[axis=1]", "[axis=0]")
-            .replace("f32[3] [0.25, 0.5, 0.125]", "f32[4] [0.25, 0.5, 0.125, 1]")
-            .replace("u8[3] [3, 0, 1]", "u8[4] [3, 0, 1, 2]");
-        insta::assert_snapshot!(check(&g), @r#"
-        graph "g" opset(ai.onnx=17) {
-          input %x: i8[N,4] q(0.5, 1)
-          const %xs: f32[] 0.5
-          const %xz: i8[] 1
-          const %w: u8[4,3] [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
-          const %ws: f32[4] [0.25, 0.5, 0.125, 1.0]
-          const %wz: u8[4] [3, 0, 1, 2]
-          %a: f32[N,4] = DequantizeLinear(%x, %xs, %xz)
-          %b: f32[4,3] = DequantizeLinear[axis=0](%w, %ws, %wz)
-          %m: f32[N,3] = MatMul(%a, %b)
-          %r: f32[N,3] = Relu(%m)
-          output %r
-        }
-        // remark matmul-integer: MatMul (producing 'm'): b is quantized along axis 0; only per tensor or per column (axis 1 of a 2-D b) fits
-        "#);
-    }
 }
