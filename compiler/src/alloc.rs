@@ -1,7 +1,7 @@
 //! The global allocator of the `qdqc` binary: mimalloc, asked the way C code asks it.
 //!
-//! A compile allocates and frees millions of small names, shapes and nodes; glibc's malloc spent
-//! a large share of a 1M-node compile there (docs/benchmarks.md, "Compile time at scale"). The
+//! A compile allocates and frees millions of small names, shapes and nodes, where glibc's malloc
+//! is slow. The
 //! `mimalloc` crate's allocator passes every request's alignment on (`mi_malloc_aligned`), and
 //! mimalloc 3 serves an aligned request that finds its size class's free list empty by
 //! over-allocating from a larger class and marking the page as holding interior pointers: the
@@ -60,10 +60,8 @@ unsafe impl GlobalAlloc for Mimalloc {
 /// mimalloc asks for huge pages for its arenas, and the kernel zeroes each 2 MiB page in full
 /// on first touch. On the virtual machines we measure on, the guest reports free huge blocks
 /// to the host, which takes them back; the next huge page fault then waits for the host to
-/// supply and zero them again. A 1M-op compile spent 3–7 s of system time there (half of all
-/// samples in `clear_page_erms`), against 0.5–0.6 s with 4 KiB pages, and its wall time went
-/// from 8–12 s to 5.7–6.8 s (docs/benchmarks.md). The 4 KiB pages the kernel hands out first
-/// are the ones freed last, which the host still backs.
+/// supply and zero them again, seconds of system time in a large compile. The 4 KiB pages the
+/// kernel hands out first are the ones freed last, which the host still backs.
 pub fn disable_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     {

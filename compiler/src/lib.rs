@@ -4,11 +4,12 @@
 pub mod alloc;
 pub mod diff;
 pub mod report;
+pub mod speed;
 pub mod stats;
 pub mod verify;
 
-use qdqc_ir::onnx::{self, FileError, Model, SaveOptions};
-use qdqc_passes::{Instrument, PassError, PassManager, PassRun, Remarks, Target};
+use qdqc_ir::onnx::{self, FileError, FileKey, LoadOptions, Model, SaveOptions, SavePlan};
+use qdqc_passes::{Approx, Config, Instrument, OrtLevel, PassError, PassManager, PassRun, Remarks, Target};
 use std::path::{Path, PathBuf};
 
 pub use qdqc_eval as eval;
@@ -25,8 +26,15 @@ pub struct Options {
     pub opt_level: Option<String>,
     /// What the output may contain: `ort` (default) or standard `onnx` ops only.
     pub target: Target,
+    /// The approximations the compile may make (none by default: every rewrite is exact).
+    pub approx: Approx,
+    /// The onnxruntime level the output will run at (`--target ort`): the measured costs the
+    /// choices between forms read.
+    pub ort_level: OrtLevel,
     /// `--print-after`, `--diff`, `--stop-after`.
     pub instrument: Instrument,
+    pub load: LoadOptions,
+    /// How the output is written; `replace_input` allows the output to be the input itself.
     pub save: SaveOptions,
 }
 
@@ -39,6 +47,10 @@ pub enum Error {
     /// The model decodes but is not a valid graph (bad input: exit 2).
     #[error("{}: {error}", path.display())]
     InvalidGraph { path: PathBuf, error: qdqc_ir::GraphError },
+    /// The model claims what qdqc cannot compile: IR version, opsets, attributes, no outputs
+    /// ([`qdqc_ir::validate`]; bad input: exit 2).
+    #[error("{}: {error}", path.display())]
+    Unsupported { path: PathBuf, error: qdqc_ir::validate::Error },
     /// An unknown pass name (bad usage: exit 2).
     #[error("{0}")]
     UnknownPass(PassError),
@@ -52,25 +64,65 @@ pub enum Error {
     #[error("{}: {msg}", path.display())]
     File { path: PathBuf, msg: String },
     /// The compiled model does not compute what the original computed (exit 1).
-    #[error("{}: verification failed: tensor '{tensor}' moved beyond tolerance ({steps})", path.display())]
-    VerificationFailed { path: PathBuf, tensor: String, steps: String },
+    #[error("{}: verification failed: tensor '{tensor}' moved beyond tolerance ({steps}){}", path.display(),
+        if *written { "; the output was written anyway (--force)" } else { "; nothing was written" })]
+    VerificationFailed { path: PathBuf, tensor: String, steps: String, written: bool },
+    /// Bad usage of the library or the command line (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// `--check-speed` could not measure (no Python with onnxruntime, a model onnxruntime
+    /// refuses: exit 2).
+    #[error("--check-speed: {0}")]
+    Speed(String),
 }
 
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Model(_) | Error::InvalidGraph { .. } | Error::UnknownPass(_) => 2,
+            Error::Model(_) | Error::InvalidGraph { .. } | Error::Unsupported { .. } | Error::UnknownPass(_) => 2,
             Error::Pass { .. } | Error::VerificationFailed { .. } => 1,
-            Error::Run { .. } | Error::File { .. } => 2,
+            Error::Run { .. } | Error::File { .. } | Error::Usage(_) | Error::Speed(_) => 2,
         }
     }
 }
 
 /// Loads a model and checks that its graph is valid (import inferred and checked its types).
 pub fn load(path: &Path) -> Result<Model, Error> {
-    let model = onnx::load(path)?;
+    load_with(path, &LoadOptions::default())
+}
+
+/// [`load`] with options.
+pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Model, Error> {
+    let model = onnx::load_with(path, opts)?;
     model.graph.verify_structure().map_err(|error| Error::InvalidGraph { path: path.to_path_buf(), error })?;
     Ok(model)
+}
+
+/// Whether two paths name the same existing file (through links).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((FileKey::of(a), FileKey::of(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// Checks, before any work, that a file can be written at `path`: its folder exists and can be
+/// written, and `path` is not a folder. Nothing is left behind.
+pub fn check_writable(path: &Path) -> Result<(), Error> {
+    let err = |msg: String| Error::File { path: path.to_path_buf(), msg };
+    if path.file_name().is_none() {
+        return Err(err("is not a file name".into()));
+    }
+    if path.is_dir() {
+        return Err(err("is a directory".into()));
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(err(format!("folder '{}' does not exist", dir.display())));
+    }
+    tempfile::NamedTempFile::new_in(dir)
+        .map(drop)
+        .map_err(|e| err(format!("cannot write in folder '{}': {}", dir.display(), std::io::Error::from(e.kind()))))
 }
 
 /// The result of a compilation.
@@ -85,6 +137,11 @@ pub struct Compiled {
     pub before_microsoft_ops: usize,
     /// The verification report, when compiling with verification.
     pub verify: Option<verify::VerifyReport>,
+    /// Why verification failed, if it did (the error to exit with once the report is out).
+    pub verify_failure: Option<Error>,
+    /// Where the output was written ([`compile_file`] only; `None` when a failed verification
+    /// kept it from being written).
+    pub written: Option<SavePlan>,
     pub passes: Vec<PassRun>,
     /// Why rules did not fire (deduplicated, in a deterministic order).
     pub remarks: Remarks,
@@ -92,6 +149,8 @@ pub struct Compiled {
     pub converged: bool,
     /// Wall times of the phases around the passes (each pass's own is in [`PassRun`]).
     pub times: Times,
+    /// The speed check against the input, when compiling with one.
+    pub speed: Option<speed::SpeedReport>,
 }
 
 /// Wall times of a [`compile_file`] run (zero for phases that did not run).
@@ -118,7 +177,7 @@ fn pipeline(opts: &Options) -> Result<PassManager, Error> {
         (None, Some(level)) => PassManager::named(level).map_err(Error::UnknownPass)?,
         (None, None) => PassManager::default_pipeline(),
     };
-    Ok(pm.for_target(opts.target))
+    Ok(pm.configured(Config { target: opts.target, approx: opts.approx.clone(), ort_level: opts.ort_level }))
 }
 
 /// Runs the pipeline on a loaded model. `path` names the model in errors.
@@ -132,6 +191,9 @@ pub fn compile(mut model: Model, path: &Path, opts: &Options) -> Result<Compiled
         .run_with(&mut model.graph, &opts.instrument)
         .map_err(|error| Error::Pass { path: path.to_path_buf(), error })?;
     let times = Times { passes: start.elapsed(), graph_check: run.final_check_time, ..Times::default() };
+    if !pm.names().is_empty() {
+        stamp(&mut model, &pm, opts);
+    }
     Ok(Compiled {
         model,
         input_nodes,
@@ -141,22 +203,92 @@ pub fn compile(mut model: Model, path: &Path, opts: &Options) -> Result<Compiled
         remarks: run.remarks,
         converged: run.converged,
         verify: None,
+        verify_failure: None,
+        written: None,
         times,
+        speed: None,
     })
 }
 
-/// Loads `input`, compiles it, verifies it when `verify` asks to, and writes `output` (atomically:
-/// a failed run leaves no file). A failed verification writes nothing unless `force` is set.
+/// The arithmetic a compiled model's exactness is claimed for: the integer ops as onnxruntime 1.32
+/// (GCC-built Linux wheel) computes them on x86-64 with VNNI (AVX512-VNNI or AVX-VNNI), where
+/// uint8 × int8 products accumulate exactly; without VNNI onnxruntime saturates pairs of such
+/// products to int16 (`docs/exactness.md`).
+pub const KERNEL_MODEL: &str = "onnxruntime-1.32-x86_64-vnni";
+
+/// Records in the model's metadata what made it: `qdqc.version`, `qdqc.options` (the pipeline,
+/// target, onnxruntime level and approximations), `qdqc.kernel_model` ([`KERNEL_MODEL`]) and
+/// `qdqc.cost_table` (the measured table the choices read, for `--target ort`). Entries of an
+/// earlier compile are replaced; the model's other metadata stays as it was.
+fn stamp(model: &mut Model, pm: &PassManager, opts: &Options) {
+    let approx = match &opts.approx {
+        Approx::None => "none".to_string(),
+        Approx::All => "all".to_string(),
+        Approx::Only(names) => names.iter().copied().collect::<Vec<_>>().join(","),
+    };
+    let options = format!(
+        "--passes {} --target {} --ort-level {} --approx {approx}",
+        pm.names().join(","),
+        opts.target,
+        opts.ort_level
+    );
+    let costs = match opts.target {
+        Target::Ort => qdqc_passes::cost::table_name().to_string(),
+        Target::Onnx => "none (work in integer MACs)".to_string(),
+    };
+    let entries = [
+        ("qdqc.version", env!("CARGO_PKG_VERSION").to_string()),
+        ("qdqc.options", options),
+        ("qdqc.kernel_model", KERNEL_MODEL.to_string()),
+        ("qdqc.cost_table", costs),
+    ];
+    let props = &mut model.meta.metadata_props;
+    props.retain(|p| !entries.iter().any(|(k, _)| p.key.as_deref() == Some(k)));
+    props.extend(
+        entries
+            .into_iter()
+            .map(|(k, v)| qdqc_ir::proto::StringStringEntryProto { key: Some(k.to_string()), value: Some(v) }),
+    );
+}
+
+/// Loads `input`, checks that qdqc can compile it ([`qdqc_ir::validate::compilable`]; not when the
+/// pipeline has no passes, a lossless round trip), compiles it, verifies it when `check` asks to,
+/// measures it against the input in onnxruntime when `speed` asks to (and, with
+/// [`speed::SpeedOptions::fallback`], writes the input model unchanged when the output is slower),
+/// and writes `output` (atomically: a failed run leaves no file). Output paths are checked before
+/// any work: `output` must be writable and must not be a file the input model reads (unless
+/// `opts.save.replace_input`).
+///
+/// A failed verification is not an `Err`: the result carries it in [`Compiled::verify_failure`]
+/// with the report, and nothing is written unless [`VerifyOptions::force`] is set.
 pub fn compile_file(
     input: &Path,
     output: &Path,
     opts: &Options,
     check: Option<&VerifyOptions>,
+    speed: Option<&speed::SpeedOptions>,
     progress: Progress,
 ) -> Result<Compiled, Error> {
-    pipeline(opts)?; // reject bad pass names before reading anything
+    let round_trip = pipeline(opts)?.names().is_empty(); // reject bad pass names before reading anything
+    if let Some(v) = check {
+        v.validate()?;
+    }
+    check_writable(output)?;
+    if same_file(input, output) && !opts.save.replace_input {
+        return Err(onnx::FileError {
+            path: output.to_path_buf(),
+            error: onnx::Error::WouldReplaceInput { file: input.to_path_buf() },
+        }
+        .into());
+    }
     let start = std::time::Instant::now();
-    let model = load(input)?;
+    let model = load_with(input, &opts.load)?;
+    if !round_trip {
+        // A compile without passes writes what it read; one with passes must be able to write it.
+        qdqc_ir::validate::compilable(&model)
+            .map_err(|error| Error::Unsupported { path: input.to_path_buf(), error })?;
+    }
+    onnx::check_save(&model, output, &opts.save)?;
     let load_time = start.elapsed();
     let original = check.map(|_| model.graph.clone());
     let mut compiled = compile(model, input, opts)?;
@@ -165,16 +297,28 @@ pub fn compile_file(
     if let (Some(v), Some(orig)) = (check, original) {
         let report = verify_graphs(&orig, &compiled.model.graph, v, progress)
             .map_err(|error| Error::Run { path: input.to_path_buf(), error })?;
-        let failure = failure(&report, output);
+        compiled.verify_failure = failure(&report, output, v.force);
         compiled.verify = Some(report);
-        if let (Some(e), false) = (failure, v.force) {
-            return Err(e);
-        }
     }
     compiled.times.check = start.elapsed();
-    let start = std::time::Instant::now();
-    onnx::save(&compiled.model, output, &opts.save)?;
-    compiled.times.save = start.elapsed();
+    if let (Some(s), None) = (speed, &compiled.verify_failure) {
+        let dir = tempfile::tempdir().map_err(|e| Error::Speed(format!("a temporary folder: {e}")))?;
+        let measured = dir.path().join("compiled.onnx");
+        let save = SaveOptions { external: onnx::ExternalData::File { threshold: 1 << 20 }, replace_input: false };
+        onnx::save(&compiled.model, &measured, &save)?;
+        let mut report = speed::measure(input, &measured, s)?;
+        if s.fallback && report.slower() {
+            // The input as it was read, written losslessly in place of the slower output.
+            compiled.model = load_with(input, &opts.load)?;
+            report.kept_input = true;
+        }
+        compiled.speed = Some(report);
+    }
+    if compiled.verify_failure.is_none() || check.is_some_and(|v| v.force) {
+        let start = std::time::Instant::now();
+        compiled.written = Some(onnx::save(&compiled.model, output, &opts.save)?);
+        compiled.times.save = start.elapsed();
+    }
     Ok(compiled)
 }
 
@@ -223,6 +367,17 @@ impl Default for VerifyOptions {
     }
 }
 
+impl VerifyOptions {
+    /// Refuses a verification that would compare nothing.
+    pub fn validate(&self) -> Result<(), Error> {
+        match &self.inputs {
+            Some(given) if given.is_empty() => Err(Error::Usage("verification needs at least one input sample".into())),
+            None if self.samples == 0 => Err(Error::Usage("verification needs at least one sample".into())),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Called with (samples done, samples in all) as verification proceeds.
 pub type Progress<'a> = &'a dyn Fn(usize, usize);
 
@@ -242,7 +397,7 @@ fn verify_graphs(
     verify::verify(orig, compiled, &samples, v.seed, &|done| progress(done, total))
 }
 
-fn failure(report: &verify::VerifyReport, path: &Path) -> Option<Error> {
+fn failure(report: &verify::VerifyReport, path: &Path, written: bool) -> Option<Error> {
     let tensor = report.first_failure.clone()?;
     let t = report.tensors.iter().find(|t| t.name == tensor)?;
     let steps = match (&t.mismatch, t.max_steps) {
@@ -250,7 +405,7 @@ fn failure(report: &verify::VerifyReport, path: &Path) -> Option<Error> {
         (None, Some(s)) => format!("{s:.2} steps, max |diff| {:e}", t.max_abs_diff),
         (None, None) => format!("max |diff| {:e}", t.max_abs_diff),
     };
-    Some(Error::VerificationFailed { path: path.to_path_buf(), tensor, steps })
+    Some(Error::VerificationFailed { path: path.to_path_buf(), tensor, steps, written })
 }
 
 /// Runs `orig` and `compiled` (files) on the same inputs and compares them. Returns the report and,
@@ -258,24 +413,27 @@ fn failure(report: &verify::VerifyReport, path: &Path) -> Option<Error> {
 pub fn verify_files(
     orig: &Path,
     compiled: &Path,
+    load: &LoadOptions,
     v: &VerifyOptions,
     progress: Progress,
 ) -> Result<(verify::VerifyReport, Option<Error>), Error> {
-    let (a, b) = (load(orig)?, load(compiled)?);
+    v.validate()?;
+    let (a, b) = (load_with(orig, load)?, load_with(compiled, load)?);
     let report = verify_graphs(&a.graph, &b.graph, v, progress)
         .map_err(|error| Error::Run { path: compiled.to_path_buf(), error })?;
-    let fail = failure(&report, compiled);
+    let fail = failure(&report, compiled, false);
     Ok((report, fail))
 }
 
 /// Runs a model on the given inputs (or seeded random ones when `inputs` is `None`).
 pub fn run_file(
     path: &Path,
+    load: &LoadOptions,
     inputs: Option<verify::Inputs>,
     seed: u64,
     dim: usize,
 ) -> Result<Vec<(String, qdqc_eval::Value)>, Error> {
-    let model = load(path)?;
+    let model = load_with(path, load)?;
     let err = |error| Error::Run { path: path.to_path_buf(), error };
     let inputs = match inputs {
         Some(i) => i,
@@ -293,24 +451,38 @@ pub fn read_npy(path: &Path) -> Result<qdqc_eval::Value, Error> {
     qdqc_eval::Value::from_npy(&bytes).map_err(|e| file_err(e.to_string()))
 }
 
-/// Writes a file atomically (temporary beside it, then rename).
+/// Writes a file atomically (temporary beside it, then rename), readable by all (0644, as models
+/// are written). Errors name `path`, never the temporary.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let file_err = |msg: String| Error::File { path: path.to_path_buf(), msg };
+    let file_err =
+        |e: std::io::Error| Error::File { path: path.to_path_buf(), msg: std::io::Error::from(e.kind()).to_string() };
+    check_writable(path)?;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| file_err(e.to_string()))?;
-    std::io::Write::write_all(&mut tmp, bytes).map_err(|e| file_err(e.to_string()))?;
-    tmp.persist(path).map_err(|e| file_err(e.error.to_string()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(file_err)?;
+    std::io::Write::write_all(&mut tmp, bytes).map_err(file_err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(file_err)?;
+    }
+    tmp.persist(path).map_err(|e| file_err(e.error))?;
     Ok(())
 }
 
-/// The remarks as a JSON document: `{"remarks": [{"pass", "rule", "op", "node", "reason"}, …]}`.
+/// The remarks as a JSON document: `{"remarks": [{"kind", "pass", "rule", "op", "node", "reason"}, …]}`.
 pub fn remarks_json(remarks: &Remarks) -> String {
     let list: Vec<serde_json::Value> = remarks
         .iter()
-        .map(|r| serde_json::json!({"pass": r.pass, "rule": r.rule, "op": r.op, "node": r.node, "reason": r.reason}))
+        .map(|r| {
+            let kind = match r.kind {
+                qdqc_passes::RemarkKind::Missed => "missed",
+                qdqc_passes::RemarkKind::Approximation => "approximation",
+            };
+            serde_json::json!({"kind": kind, "pass": r.pass, "rule": r.rule, "op": r.op, "node": r.node, "reason": r.reason})
+        })
         .collect();
     serde_json::to_string_pretty(&serde_json::json!({ "remarks": list })).expect("remarks serialize") + "\n"
 }

@@ -8,6 +8,12 @@ use crate::verify::VerifyReport;
 use crate::Compiled;
 use qdqc_ir::op::MS_DOMAIN;
 use qdqc_ir::{Graph, Op};
+use qdqc_passes::RemarkKind;
+
+/// The approximation an approximation remark names: its reason reads "the approximation 'NAME'…".
+fn approximation_name(reason: &str) -> String {
+    reason.split('\'').nth(1).unwrap_or(reason).to_string()
+}
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -28,6 +34,8 @@ pub struct PassChange {
 /// thousands).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RemarkEntry<'a> {
+    /// `missed` (why a rule did not fire) or `approximation` (a rewrite the compile allowed).
+    pub kind: &'a str,
     pub pass: &'a str,
     pub rule: &'a str,
     pub op: &'a str,
@@ -49,11 +57,15 @@ pub struct Report<'a> {
     pub changes_by_pass: BTreeMap<String, usize>,
     /// The pipeline reached a fixed point.
     pub converged: bool,
-    /// Remarks per rule, by rule name.
+    /// Remarks per rule, by rule name (approximations aside).
     pub remarks_by_rule: BTreeMap<&'a str, usize>,
+    /// Approximations made, per approximation name (`--approx`); each is listed in `remarks`.
+    pub approximations: BTreeMap<String, usize>,
     pub remarks: Vec<RemarkEntry<'a>>,
     /// The verification result, when the compilation was verified.
     pub verify: Option<VerifyReport>,
+    /// The speed check against the input (`--check-speed`).
+    pub speed: Option<crate::speed::SpeedReport>,
 }
 
 /// Nodes in the com.microsoft domain (QLinearAdd, QGemm, …): the ops only onnxruntime runs. The
@@ -87,13 +99,27 @@ impl<'a> Report<'a> {
             *changes_by_pass.entry(p.pass.clone()).or_default() += p.changes;
         }
         let mut remarks_by_rule = BTreeMap::new();
+        let mut approximations = BTreeMap::new();
         for r in &c.remarks {
-            *remarks_by_rule.entry(r.rule).or_default() += 1;
+            match r.kind {
+                RemarkKind::Missed => *remarks_by_rule.entry(r.rule).or_default() += 1,
+                RemarkKind::Approximation => *approximations.entry(approximation_name(&r.reason)).or_default() += 1,
+            }
         }
         let remarks = c
             .remarks
             .iter()
-            .map(|r| RemarkEntry { pass: r.pass, rule: r.rule, op: &r.op, node: &r.node, reason: &r.reason })
+            .map(|r| RemarkEntry {
+                kind: match r.kind {
+                    RemarkKind::Missed => "missed",
+                    RemarkKind::Approximation => "approximation",
+                },
+                pass: r.pass,
+                rule: r.rule,
+                op: &r.op,
+                node: &r.node,
+                reason: &r.reason,
+            })
             .collect();
         Report {
             before: c.before.clone(),
@@ -104,8 +130,10 @@ impl<'a> Report<'a> {
             changes_by_pass,
             converged: c.converged,
             remarks_by_rule,
+            approximations,
             remarks,
             verify: c.verify.clone(),
+            speed: c.speed.clone(),
         }
     }
 
@@ -132,6 +160,7 @@ impl<'a> Report<'a> {
         rows.push(("QuantizeLinear left".into(), b.quantize_linear, a.quantize_linear));
         rows.push(("DequantizeLinear left".into(), b.dequantize_linear, a.dequantize_linear));
         rows.push(("float compute ops".into(), b.float_compute, a.float_compute));
+        rows.push(("float Conv/MatMul/Gemm".into(), b.float_mac, a.float_mac));
         rows.push(("integer compute ops".into(), b.integer_compute, a.integer_compute));
         rows.push(("com.microsoft ops".into(), self.microsoft_ops_before, self.microsoft_ops_after));
         let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(2);
@@ -142,18 +171,24 @@ impl<'a> Report<'a> {
             }
             let _ = writeln!(s, "{name:<width$}  {nb:>7}  {na:>7}");
         }
-        if self.remarks.is_empty() {
+        if !self.approximations.is_empty() {
+            let list: Vec<String> = self.approximations.iter().map(|(n, k)| format!("{n} {k}")).collect();
+            let _ = writeln!(s, "approximations made (--approx): {}", list.join(", "));
+        }
+        if self.remarks_by_rule.is_empty() {
             s.push_str("remarks by rule: none\n");
             return s;
         }
         let by_rule: Vec<String> = self.remarks_by_rule.iter().map(|(r, n)| format!("{r} {n}")).collect();
         let _ = writeln!(s, "remarks by rule: {}", by_rule.join(", "));
         if !all_remarks {
-            for r in self.remarks.iter().take(REMARKS_SHOWN) {
-                let _ = writeln!(s, "  {}: {}: {} {}: {}", r.pass, r.rule, r.op, r.node, r.reason);
+            let missed: Vec<&RemarkEntry> = self.remarks.iter().filter(|r| r.kind == "missed").collect();
+            for r in missed.iter().take(REMARKS_SHOWN) {
+                let esc = qdqc_ir::escape;
+                let _ = writeln!(s, "  {}: {}: {} '{}': {}", r.pass, r.rule, r.op, esc(r.node), esc(r.reason));
             }
-            if self.remarks.len() > REMARKS_SHOWN {
-                let _ = writeln!(s, "  ... {} more (--remarks lists all)", self.remarks.len() - REMARKS_SHOWN);
+            if missed.len() > REMARKS_SHOWN {
+                let _ = writeln!(s, "  ... {} more (--remarks lists all)", missed.len() - REMARKS_SHOWN);
             }
         }
         s

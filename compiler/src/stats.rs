@@ -16,8 +16,12 @@ pub struct Stats {
     pub outputs: usize,
     pub quantize_linear: usize,
     pub dequantize_linear: usize,
-    /// MAC-heavy ops still computing in float (Conv, ConvTranspose, MatMul, Gemm).
+    /// Ops computing in float: every op with a float output except QuantizeLinear,
+    /// DequantizeLinear, Cast, Shape, Constant and data movement (Reshape, Transpose, MaxPool,
+    /// nearest Resize, …): Conv, LayerNormalization, Erf, BatchNormalization, Softmax, Add, ….
     pub float_compute: usize,
+    /// Of those, the multiply-accumulate-heavy ones (Conv, ConvTranspose, MatMul, Gemm).
+    pub float_mac: usize,
     /// Integer compute ops (QLinearConv, QLinearMatMul, ConvInteger, MatMulInteger, QLinear*, QGemm).
     pub integer_compute: usize,
 }
@@ -32,29 +36,75 @@ pub fn stats(graph: &Graph) -> Stats {
         quantize_linear: 0,
         dequantize_linear: 0,
         float_compute: 0,
+        float_mac: 0,
         integer_compute: 0,
     };
-    // Counted by op, named once per op (a name per node was an allocation per node, twice per compile).
+    // Counted by op and named once per op, not once per node.
     let mut by_op: HashMap<&Op, usize> = HashMap::default();
     for id in graph.node_ids() {
-        let op = &graph.node(id).op;
-        if *op != Op::Input {
-            *by_op.entry(op).or_default() += 1;
+        let node = graph.node(id);
+        if node.op == Op::Input {
+            continue;
+        }
+        *by_op.entry(&node.op).or_default() += 1;
+        if computes_in_float(node) {
+            s.float_compute += 1;
+            s.float_mac += node.op.is_mac_heavy() as usize;
         }
     }
     for (op, n) in by_op {
         *s.ops.entry(op.to_string()).or_default() += n;
         s.quantize_linear += n * (*op == Op::QuantizeLinear) as usize;
         s.dequantize_linear += n * (*op == Op::DequantizeLinear) as usize;
-        s.float_compute += n * op.is_float_compute() as usize;
         s.integer_compute += n * op.is_integer_compute() as usize;
     }
     s
 }
 
+/// Whether a node does arithmetic on floats (see [`Stats::float_compute`]).
+fn computes_in_float(node: &qdqc_ir::Node) -> bool {
+    let moves = match node.op {
+        Op::Resize => qdqc_ir::attr::str(&node.attrs, "mode").is_none_or(|m| m == "nearest"),
+        ref op => op.is_data_movement(),
+    };
+    let no_arithmetic =
+        matches!(node.op, Op::QuantizeLinear | Op::DequantizeLinear | Op::Cast | Op::Shape | Op::Constant | Op::Input);
+    !moves && !no_arithmetic && node.outputs.iter().any(|v| v.ty.as_ref().is_some_and(|t| t.dtype.is_float()))
+}
+
 impl Stats {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("stats serialize")
+    }
+}
+
+/// The latency the measured cost table predicts for a graph in onnxruntime, one thread.
+#[derive(Clone, Debug, Serialize)]
+pub struct Predicted {
+    /// The table's name (`qdqc.cost_table` in compiled models).
+    pub cost_table: &'static str,
+    /// At ORT_ENABLE_ALL and at ORT_DISABLE_ALL, in milliseconds.
+    pub all_ms: f64,
+    pub disable_ms: f64,
+}
+
+pub fn predicted(graph: &Graph) -> Predicted {
+    use qdqc_passes::cost::{table_name, Costs};
+    use qdqc_passes::{Config, OrtLevel};
+    let at = |ort_level| {
+        let config = Config { ort_level, ..Config::default() };
+        Costs::of(&config).of_graph(graph) / 1e6
+    };
+    Predicted { cost_table: table_name(), all_ms: at(OrtLevel::All), disable_ms: at(OrtLevel::DisableAll) }
+}
+
+impl fmt::Display for Predicted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "predicted onnxruntime latency, one thread: {:.3} ms at ORT_ENABLE_ALL, {:.3} ms at ORT_DISABLE_ALL (cost table {})",
+            self.all_ms, self.disable_ms, self.cost_table
+        )
     }
 }
 
@@ -66,7 +116,11 @@ impl fmt::Display for Stats {
             self.nodes, self.constants, self.inputs, self.outputs
         )?;
         writeln!(f, "QuantizeLinear {}  DequantizeLinear {}", self.quantize_linear, self.dequantize_linear)?;
-        writeln!(f, "float compute ops {}  integer compute ops {}", self.float_compute, self.integer_compute)?;
+        writeln!(
+            f,
+            "float compute ops {} (Conv/MatMul/Gemm {})  integer compute ops {}",
+            self.float_compute, self.float_mac, self.integer_compute
+        )?;
         writeln!(f)?;
         let width = self.ops.keys().map(String::len).max().unwrap_or(0);
         let mut ops: Vec<_> = self.ops.iter().collect();

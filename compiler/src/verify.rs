@@ -14,6 +14,7 @@
 //! no step (a float op's output that no Q reads) passes within a relative tolerance
 //! [`FLOAT_RTOL`] of its largest magnitude (plus [`FLOAT_ATOL`]).
 
+use qdqc_eval::exactness::{judge, Judgement};
 use qdqc_eval::{Interpreter, RunOptions, Value};
 use qdqc_ir::{DType, Dim, Graph, Op, Operand};
 use serde::Serialize;
@@ -50,8 +51,14 @@ pub struct TensorReport {
     /// not judged.
     pub end_to_end_steps: Option<f64>,
     pub end_to_end_abs_diff: f64,
-    /// Share of elements that are bit-exact.
-    pub exact: f64,
+    /// Share of elements bit-equal to the first model's.
+    pub bit_equal: f64,
+    /// For a tensor a QuantizeLinear of the first model makes: the elements judged against that
+    /// Q's input in f64 ([`qdqc_eval::exactness`]), and how many of them are tie-ambiguous and
+    /// off (0 when the tensor is not judged).
+    pub judged: usize,
+    pub tie_ambiguous: usize,
+    pub off: usize,
     pub ok: bool,
     /// Why it could not be compared (dtype or shape differ), if so.
     pub mismatch: Option<String>,
@@ -159,11 +166,72 @@ fn steps(graph: &Graph) -> HashMap<String, (Vec<f64>, Option<usize>)> {
     steps
 }
 
+/// A QuantizeLinear of the first model with constant parameters: the float value it reads, its
+/// scale and zero point per channel along `axis` (one each per tensor), its type's range.
+#[derive(Clone)]
+struct Quantizer {
+    input: String,
+    scale: Vec<f64>,
+    zero_point: Vec<i64>,
+    axis: Option<usize>,
+    lo: i64,
+    hi: i64,
+}
+
+/// The quantizers of `graph`, by the name of the value each makes.
+fn quantizers(graph: &Graph) -> HashMap<String, Quantizer> {
+    let mut out = HashMap::new();
+    for id in graph.node_ids() {
+        let n = graph.node(id);
+        if n.op != Op::QuantizeLinear || qdqc_ir::attr::int(&n.attrs, "block_size").unwrap_or(0) > 0 {
+            continue;
+        }
+        let Some(scale) = graph.const_tensor(n.input(1)).and_then(|t| t.to_f32().ok()) else { continue };
+        let zero_point = match n.input(2) {
+            Operand::None => vec![0; scale.len()],
+            z => match graph.const_tensor(z).and_then(|t| t.to_i64().ok()) {
+                Some(z) => z,
+                None => continue,
+            },
+        };
+        let Some((lo, hi)) = n.outputs[0].ty.as_ref().and_then(|t| t.dtype.int_range()) else { continue };
+        if zero_point.len() != scale.len() || scale.is_empty() {
+            continue;
+        }
+        let rank = graph.operand_type(n.input(0)).and_then(|t| t.rank()).unwrap_or(0) as i64;
+        let axis = (scale.len() > 1).then(|| {
+            let a = qdqc_ir::attr::int(&n.attrs, "axis").unwrap_or(1);
+            (if a < 0 { a + rank } else { a }) as usize
+        });
+        let q = Quantizer {
+            input: graph.operand_name(n.input(0)).to_string(),
+            scale: scale.into_iter().map(f64::from).collect(),
+            zero_point,
+            axis,
+            lo,
+            hi,
+        };
+        out.insert(n.outputs[0].name.clone(), q);
+    }
+    out
+}
+
+/// The channel of element `i` of a tensor of `shape` along `axis` (0 per tensor).
+fn channel(shape: &[usize], axis: Option<usize>, i: usize) -> usize {
+    match axis {
+        Some(ax) if ax < shape.len() => {
+            let inner: usize = shape[ax + 1..].iter().product();
+            (i / inner.max(1)) % shape[ax].max(1)
+        }
+        _ => 0,
+    }
+}
+
 struct Acc {
     report: TensorReport,
     step: Option<(Vec<f64>, Option<usize>)>,
     max_ref: f64,
-    exact: usize,
+    bit_equal: usize,
     total: usize,
     /// Some element moved more than [`MAX_STEPS`] steps (with [`within_steps`]' rounding slack).
     beyond: bool,
@@ -197,7 +265,7 @@ impl Acc {
         let integer = a.dtype().is_int() || a.dtype() == DType::Bool;
         for (i, (&p, &q)) in x.iter().zip(&y).enumerate() {
             let same = p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan());
-            self.exact += same as usize;
+            self.bit_equal += same as usize;
             let d = if same { 0.0 } else { (p - q).abs() };
             let d = if d.is_nan() { f64::INFINITY } else { d };
             self.report.max_abs_diff = self.report.max_abs_diff.max(d);
@@ -205,13 +273,7 @@ impl Acc {
             let step = if integer {
                 Some(1.0)
             } else {
-                self.step.as_ref().map(|(scales, axis)| match axis {
-                    Some(ax) if *ax < shape.len() => {
-                        let inner: usize = shape[ax + 1..].iter().product();
-                        scales[(i / inner.max(1)) % shape[*ax].max(1)]
-                    }
-                    _ => scales[0],
-                })
+                self.step.as_ref().map(|(scales, axis)| scales[channel(shape, *axis, i).min(scales.len() - 1)])
             };
             if let Some(s) = step {
                 let steps = if d == 0.0 { 0.0 } else { d / s };
@@ -222,8 +284,27 @@ impl Acc {
         self.total += x.len();
     }
 
+    /// Judges the second model's integer value `b` against the reference value of quantizer `q`
+    /// whose float input is `x` (same shape).
+    fn judge(&mut self, b: &Value, x: &Value, q: &Quantizer) {
+        let (Ok(b), Ok(x)) = (b.to_i64_vec(), x.to_f64_vec()) else { return };
+        if b.len() != x.len() {
+            return;
+        }
+        let shape = &self.report.shape;
+        for (i, (&r, &x)) in b.iter().zip(&x).enumerate() {
+            let c = channel(shape, q.axis, i).min(q.scale.len() - 1);
+            match judge(r, x / q.scale[c], q.zero_point[c], q.lo, q.hi) {
+                Judgement::Exact => {}
+                Judgement::Tie => self.report.tie_ambiguous += 1,
+                Judgement::Off => self.report.off += 1,
+            }
+        }
+        self.report.judged += b.len();
+    }
+
     fn finish(mut self) -> TensorReport {
-        self.report.exact = if self.total == 0 { 1.0 } else { self.exact as f64 / self.total as f64 };
+        self.report.bit_equal = if self.total == 0 { 1.0 } else { self.bit_equal as f64 / self.total as f64 };
         self.report.ok = self.report.mismatch.is_none()
             && match self.report.max_steps {
                 Some(_) => !self.beyond,
@@ -247,6 +328,7 @@ pub fn verify(
     }
     let (ia, ib) = (Interpreter::new(orig)?, Interpreter::new(compiled)?);
     let steps = steps(orig);
+    let quantizers = quantizers(orig);
     // Integer tensors that changed type with their zero point (same scale): compared and forced
     // through the zero points.
     let (pa, pb) = (int_params(orig), int_params(compiled));
@@ -304,13 +386,16 @@ pub fn verify(
                         max_steps: None,
                         end_to_end_steps: None,
                         end_to_end_abs_diff: 0.0,
-                        exact: 0.0,
+                        bit_equal: 0.0,
+                        judged: 0,
+                        tie_ambiguous: 0,
+                        off: 0,
                         ok: false,
                         mismatch: None,
                     },
                     step: steps.get(name).cloned(),
                     max_ref: 0.0,
-                    exact: 0,
+                    bit_equal: 0,
                     total: 0,
                     beyond: false,
                 };
@@ -318,6 +403,13 @@ pub fn verify(
             });
             local.add(&a, &b);
             e2e.add(&a, &c);
+            if let Some(q) = quantizers.get(name) {
+                if let Some(x) = ra.values.get(&q.input).or_else(|| ra.output(&q.input)) {
+                    if local.report.mismatch.is_none() {
+                        local.judge(&b, x, q);
+                    }
+                }
+            }
         }
         progress(k + 1);
     }
@@ -342,9 +434,16 @@ impl VerifyReport {
     /// A table: one row per compared tensor (all failures, and the outputs).
     pub fn table(&self, all: bool) -> String {
         let mut s = format!(
-            "{:<48} {:>10} {:>12} {:>9} {:>8} {:>11}  {}\n",
-            "tensor", "dtype", "max |diff|", "steps", "exact", "end-to-end", "result"
+            "{:<48} {:>10} {:>12} {:>9} {:>8} {:>7} {:>7} {:>11}  {}\n",
+            "tensor", "dtype", "max |diff|", "steps", "bit-eq", "ties", "off", "end-to-end", "result"
         );
+        let share = |n: usize, of: usize| {
+            if of == 0 {
+                "-".to_string()
+            } else {
+                format!("{:.2}%", 100.0 * n as f64 / of as f64)
+            }
+        };
         for t in self.tensors.iter().filter(|t| all || t.is_output || !t.ok) {
             let steps = t.max_steps.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
             let e2e = t
@@ -358,12 +457,14 @@ impl VerifyReport {
             };
             let name = if t.is_output { format!("{} (output)", t.name) } else { t.name.clone() };
             s += &format!(
-                "{:<48} {:>10} {:>12.6e} {:>9} {:>7.2}% {:>11}  {}\n",
+                "{:<48} {:>10} {:>12.6e} {:>9} {:>7.2}% {:>7} {:>7} {:>11}  {}\n",
                 name,
                 t.dtype,
                 t.max_abs_diff,
                 steps,
-                100.0 * t.exact,
+                100.0 * t.bit_equal,
+                share(t.tie_ambiguous, t.judged),
+                share(t.off, t.judged),
                 e2e,
                 result
             );
@@ -377,6 +478,11 @@ impl VerifyReport {
             self.tensors.len() - failed,
             failed
         );
+        let (judged, ties, off) =
+            self.tensors.iter().fold((0, 0, 0), |(j, t, o), r| (j + r.judged, t + r.tie_ambiguous, o + r.off));
+        if judged > 0 {
+            s += &format!("; of {judged} quantized elements, {ties} tie-ambiguous and {off} off");
+        }
         if let Some(f) = &self.first_failure {
             s += &format!("; first tensor beyond tolerance: '{f}'");
         }
@@ -448,7 +554,7 @@ mod tests {
         );
         assert!(r.passed, "{}", r.table(true));
         let q = r.tensors.iter().find(|t| t.name == "q").expect("q is compared");
-        assert_eq!((q.max_steps, q.exact), (Some(0.0), 1.0));
+        assert_eq!((q.max_steps, q.bit_equal, q.judged, q.off), (Some(0.0), 1.0, 3 * 8, 0));
         // A real difference still shows: a dequantization zero point two steps off.
         let off = i8.replace("MaxPool[kernel_shape=[1]]", "Identity");
         let bad = u8
@@ -457,5 +563,29 @@ mod tests {
             .replace("const %z: u8[] 131", "const %z: u8[] 131\n  const %s2: f32[] 0.05\n  const %z2: u8[] 129");
         let r = run(&off, &bad);
         assert!(!r.passed, "{}", r.table(true));
+    }
+
+    /// A quantized tensor one step away from the reference where the Q's input lies near a
+    /// rounding boundary: within the one-step tolerance, and judged off; one computed from a
+    /// value within the tie tolerance of a tie is tie-ambiguous, not off.
+    #[test]
+    fn quantized_elements_are_judged_exact_tie_or_off() {
+        let orig = "graph {\n  input %x: f32[64]\n  const %s: f32[] 0.125\n  const %z: u8[] 128\n  %q = QuantizeLinear(%x, %s, %z)\n  output %q\n}\n";
+        let shifted = |d: &str| {
+            orig.replace(
+                "  %q = QuantizeLinear(%x, %s, %z)",
+                &format!("  const %d: f32[] {d}\n  %x2 = Add(%x, %d)\n  %q = QuantizeLinear(%x2, %s, %z)"),
+            )
+        };
+        let r = run(orig, &shifted("0.05"));
+        let q = &r.tensors[0];
+        assert!(r.passed && q.max_steps == Some(1.0), "{}", r.table(true));
+        assert!(q.off > 0 && q.judged == 3 * 64, "{}", r.table(true));
+        assert!(r.table(true).contains(&format!("{} off", q.off)));
+        let r = run(orig, &shifted("0.00001"));
+        let q = &r.tensors[0];
+        assert_eq!(q.off, 0, "{}", r.table(true));
+        let r = run(orig, orig);
+        assert_eq!((r.tensors[0].off, r.tensors[0].tie_ambiguous), (0, 0));
     }
 }

@@ -1,12 +1,13 @@
 //! The `qdqc` command line. It parses flags, calls the library and prints; nothing else.
 //! Exit status: 0 success, 1 verification failure (or a pass failing), 2 bad input or usage.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use qdqc::eval::Value;
-use qdqc::ir::onnx::{ExternalData, SaveOptions};
+use qdqc::ir::escape;
+use qdqc::ir::onnx::{ExternalData, LoadOptions, SaveOptions};
 use qdqc::{Error, Options, VerifyOptions};
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// mimalloc instead of the system allocator (see `qdqc::alloc`).
@@ -22,12 +23,18 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = libmimalloc_sys::mi_
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Read external data through symlinks that lead outside the model's folder (model caches
+    /// that link each file into a blob store). By default a model reads only files inside its
+    /// folder.
+    #[arg(long, global = true)]
+    follow_symlinks: bool,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Print the model's graph as text IR.
     Show {
+        /// The model (.onnx).
         model: PathBuf,
         /// Constants with more elements are shown as dtype, shape, fingerprint and first values.
         #[arg(long, default_value_t = 16)]
@@ -35,15 +42,24 @@ enum Command {
     },
     /// Op histogram, Q/DQ counts, integer vs float compute ops.
     Stats {
+        /// The model (.onnx).
         model: PathBuf,
+        /// Print the statistics as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Compile a QDQ model and write the result.
     Compile {
+        /// The QDQ model (.onnx) to compile.
         input: PathBuf,
-        #[arg(short, long)]
-        output: PathBuf,
+        /// Where to write the compiled model; external data goes beside it in OUTPUT.data. It may
+        /// not be a file the input reads (use --in-place for that).
+        #[arg(short, long, required_unless_present = "in_place")]
+        output: Option<PathBuf>,
+        /// Replace the input model with the compiled one (its new side file, if any, gets a name
+        /// the old model does not read; a crash leaves the old model or the new one).
+        #[arg(long, conflicts_with = "output")]
+        in_place: bool,
         /// Comma-separated passes to run, or `none` for a lossless round trip. Default: the -O2 pipeline.
         #[arg(long, value_name = "LIST|none", conflicts_with = "opt_level")]
         passes: Option<String>,
@@ -54,10 +70,19 @@ enum Command {
         /// How rules are applied: `greedy` (the -O2 pipeline) or `saturate` (the -O3 pipeline).
         #[arg(long, value_enum, conflicts_with_all = ["opt_level", "passes"])]
         search: Option<SearchArg>,
+        /// Approximations to allow, comma-separated, or `all`: rewrites that compute close to, not
+        /// exactly, what the QDQ model computes. None by default (`--help` lists them).
+        #[arg(long, value_name = "NAME,...|all")]
+        approx: Option<String>,
         /// What the output may contain: `ort` (standard ops plus the com.microsoft ops onnxruntime
         /// runs) or `onnx` (standard ops only; what has no standard form stays a DQ→op→Q island).
         #[arg(long, value_enum, default_value_t = TargetArg::Ort)]
         target: TargetArg,
+        /// The onnxruntime graph optimization level the output will run at (with `--target ort`):
+        /// choices between forms (a conv kept in float or made integer) follow onnxruntime's
+        /// measured costs at this level.
+        #[arg(long, value_enum, default_value_t = OrtLevelArg::All)]
+        ort_level: OrtLevelArg,
         /// Print the text IR after PASS (or after every pass with `all`).
         #[arg(long, value_name = "PASS|all")]
         print_after: Option<String>,
@@ -85,18 +110,41 @@ enum Command {
         /// With --remarks: print them as JSON (and nothing else on stdout).
         #[arg(long, requires = "remarks")]
         json: bool,
-        /// Where tensor data goes: `keep` (as read), `inline`, or `file` (one side file OUT.data).
+        /// Where tensor data goes: `keep` (external tensors stay external, in OUTPUT.data),
+        /// `inline`, or `file` (every tensor of at least --external-threshold bytes in OUTPUT.data).
         #[arg(long, value_enum, default_value_t = ExternalMode::Keep)]
         external_data: ExternalMode,
         /// With `--external-data file`: tensors of at least this many bytes go to the side file.
         #[arg(long, default_value_t = 1024)]
         external_threshold: usize,
         /// Verify the result on N seeded random samples; on failure write nothing (exit 1).
-        #[arg(long, value_name = "N")]
-        verify: Option<usize>,
-        /// With --verify: write the output even when verification fails.
-        #[arg(long)]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        verify: Option<u32>,
+        /// With --verify: write the output even when verification fails (the exit status is
+        /// still 1).
+        #[arg(long, requires = "verify")]
         force: bool,
+        /// Measure the output against the input in onnxruntime (at --ort-level, --threads,
+        /// --batch; interleaved runs) and print the latency ratio with its spread. Needs a Python
+        /// with onnxruntime's package (--python).
+        #[arg(long)]
+        check_speed: bool,
+        /// With --check-speed: when the output is slower than the input, write the input model
+        /// unchanged instead (exit 0, with a warning).
+        #[arg(long, requires = "check_speed")]
+        fallback: bool,
+        /// With --check-speed: the Python to measure with (default: $QDQC_PYTHON, else python3).
+        #[arg(long, value_name = "PATH", requires = "check_speed")]
+        python: Option<PathBuf>,
+        /// With --check-speed: onnxruntime's intra-op threads.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..), requires = "check_speed")]
+        threads: u32,
+        /// With --check-speed: the size of symbolic input dims (the batch).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..), requires = "check_speed")]
+        batch: u32,
+        /// With --check-speed: interleaved rounds to measure.
+        #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(3..), requires = "check_speed")]
+        speed_rounds: u32,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Write the report (stats before/after, pass changes, remarks, verify result) as JSON.
@@ -105,6 +153,7 @@ enum Command {
     },
     /// Run a model with the reference interpreter and write one .npy per output.
     Run {
+        /// The model (.onnx).
         model: PathBuf,
         /// An input as NAME=FILE.npy (repeatable). Inputs not given are an error unless --random.
         #[arg(long = "input", value_name = "NAME=FILE.npy")]
@@ -122,10 +171,13 @@ enum Command {
     },
     /// Run two models on the same inputs and compare every output and every shared tensor.
     Verify {
+        /// The reference model (the QDQ input).
         orig: PathBuf,
+        /// The model to check against it (the compiled output).
         compiled: PathBuf,
-        #[arg(long, default_value_t = 4)]
-        samples: usize,
+        /// Seeded random samples to run (ignored with --inputs).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+        samples: u32,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Size of symbolic dims (such as the batch N) in random inputs.
@@ -141,9 +193,11 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// Unified diff of the text IR of two models.
+    /// Unified diff of the text IR of two models; exit status 1 when they differ (as diff(1)).
     Diff {
+        /// The first model.
         a: PathBuf,
+        /// The second model.
         b: PathBuf,
         #[arg(long, value_enum, default_value_t = Color::Auto)]
         color: Color,
@@ -160,6 +214,15 @@ enum SearchArg {
 enum TargetArg {
     Ort,
     Onnx,
+}
+
+/// onnxruntime's graph optimization levels a model is compiled for.
+#[derive(Clone, Copy, ValueEnum)]
+enum OrtLevelArg {
+    /// ORT_ENABLE_ALL (onnxruntime's default).
+    All,
+    /// ORT_DISABLE_ALL.
+    Disable,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -182,31 +245,54 @@ fn emit(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
 }
 
-/// The process is about to exit, and the OS takes back its memory at once: freeing a
-/// million-node graph one allocation at a time took a tenth of a second (clang's
-/// `-disable-free`). The output is written and closed by then.
+/// The process is about to exit, and the OS takes back its memory at once, faster than freeing a
+/// large graph one allocation at a time (clang's `-disable-free`). The output is written and
+/// closed by then.
 fn exit_without_freeing<T>(value: T) {
     std::mem::forget(value);
 }
 
-fn run(cli: Cli) -> Result<(), Error> {
+/// Where the compile command writes, checked before any work: each file must be writable and
+/// none may be the input model or the compiled model.
+fn check_outputs(input: &Path, output: &Path, others: &[&Path]) -> Result<(), Error> {
+    for &p in others {
+        qdqc::check_writable(p)?;
+        if p == output || qdqc::same_file(p, input) || p == input || qdqc::same_file(p, output) {
+            return Err(Error::File { path: p.to_path_buf(), msg: "is also the input or the output model".into() });
+        }
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Error> {
+    let load = LoadOptions { follow_symlinks: cli.follow_symlinks };
     match cli.command {
         Command::Show { model, max_const } => {
-            let m = qdqc::load(&model)?;
+            let m = qdqc::load_with(&model, &load)?;
             let opts = qdqc::ir::text::PrintOptions { max_const_elems: max_const };
             emit(&qdqc::ir::text::print_with(&m.graph, &opts));
         }
         Command::Stats { model, json } => {
-            let s = qdqc::stats::stats(&qdqc::load(&model)?.graph);
-            emit(&if json { s.to_json() + "\n" } else { s.to_string() });
+            let graph = qdqc::load_with(&model, &load)?.graph;
+            let (s, p) = (qdqc::stats::stats(&graph), qdqc::stats::predicted(&graph));
+            emit(&if json {
+                let mut v = serde_json::to_value(&s).expect("stats serialize");
+                v["predicted"] = serde_json::to_value(&p).expect("prediction serializes");
+                serde_json::to_string_pretty(&v).expect("stats serialize") + "\n"
+            } else {
+                format!("{s}{p}")
+            });
         }
         Command::Compile {
             input,
             output,
+            in_place,
             passes,
             opt_level,
             search,
+            approx,
             target,
+            ort_level,
             print_after,
             diff,
             dump_dir,
@@ -219,16 +305,20 @@ fn run(cli: Cli) -> Result<(), Error> {
             external_threshold,
             verify,
             force,
+            check_speed,
+            fallback,
+            python,
+            threads,
+            batch,
+            speed_rounds,
             seed,
             report: report_file,
         } => {
+            let output = output.unwrap_or_else(|| input.clone());
             let external = match external_data {
                 ExternalMode::Keep => ExternalData::Keep,
                 ExternalMode::Inline => ExternalData::Inline,
-                ExternalMode::File => {
-                    let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                    ExternalData::File { location: format!("{name}.data"), threshold: external_threshold }
-                }
+                ExternalMode::File => ExternalData::File { threshold: external_threshold },
             };
             let instrument = qdqc::passes::Instrument {
                 print_after: print_after.as_deref().map(qdqc::passes::PrintAfter::parse),
@@ -244,14 +334,46 @@ fn run(cli: Cli) -> Result<(), Error> {
                 SearchArg::Greedy => "O2".to_string(),
                 SearchArg::Saturate => "O3".to_string(),
             }));
-            let opts = Options { passes, opt_level, target, instrument, save: SaveOptions { external } };
-            let check = verify.map(|samples| VerifyOptions { samples, seed, force, ..Default::default() });
-            let bar = Bar::new("verifying", verify.unwrap_or(0));
-            let c = qdqc::compile_file(&input, &output, &opts, check.as_ref(), &|d, n| bar.set(d, n))?;
-            bar.finish();
+            let save = SaveOptions { external, replace_input: in_place };
+            let approx = match approx {
+                Some(spec) => qdqc::passes::Approx::parse(&spec).map_err(Error::UnknownPass)?,
+                None => qdqc::passes::Approx::None,
+            };
+            let ort_level = match ort_level {
+                OrtLevelArg::All => qdqc::passes::OrtLevel::All,
+                OrtLevelArg::Disable => qdqc::passes::OrtLevel::DisableAll,
+            };
+            let speed = check_speed.then(|| qdqc::speed::SpeedOptions {
+                python: python
+                    .or_else(|| std::env::var_os("QDQC_PYTHON").map(PathBuf::from))
+                    .unwrap_or_else(|| "python3".into()),
+                level: ort_level,
+                threads: threads as usize,
+                batch: batch as usize,
+                rounds: speed_rounds as usize,
+                fallback,
+            });
+            let opts = Options { passes, opt_level, target, approx, ort_level, instrument, load, save };
+            check_outputs(&input, &output, &report_file.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
+            if let Some(dir) = &dump_dir {
+                std::fs::create_dir_all(dir).map_err(|e| Error::File { path: dir.clone(), msg: plain_io(&e) })?;
+            }
+            let check =
+                verify.map(|samples| VerifyOptions { samples: samples as usize, seed, force, ..Default::default() });
+            let bar = check.as_ref().map(|c| Bar::new("verifying", c.samples));
+            let progress = |d, n| {
+                if let Some(b) = &bar {
+                    b.set(d, n)
+                }
+            };
+            let mut c = qdqc::compile_file(&input, &output, &opts, check.as_ref(), speed.as_ref(), &progress)?;
+            if let Some(b) = &bar {
+                b.finish();
+            }
             if time_passes {
                 eprint!("{}", qdqc::times_text(&c));
             }
+            let failure = c.verify_failure.take();
             let summary = qdqc::report::Report::new(&c);
             if let Some(path) = &report_file {
                 qdqc::write_atomic(path, summary.to_json().as_bytes())?;
@@ -261,8 +383,6 @@ fn run(cli: Cli) -> Result<(), Error> {
                     let Some(text) = text else { continue };
                     match &dump_dir {
                         Some(dir) => {
-                            std::fs::create_dir_all(dir)
-                                .map_err(|e| Error::File { path: dir.clone(), msg: e.to_string() })?;
                             qdqc::write_atomic(&dir.join(format!("{:02}-{}.{ext}", i + 1, run.pass)), text.as_bytes())?;
                         }
                         // With --json, stdout holds only the JSON.
@@ -274,46 +394,69 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
             if json {
                 emit(&qdqc::remarks_json(&c.remarks));
-                exit_without_freeing(c);
-                return Ok(());
+            } else {
+                if let Some(report) = &c.verify {
+                    emit(&report.table(false));
+                }
+                if remarks {
+                    emit(&qdqc::remarks_text(&c.remarks));
+                }
+                emit(&summary.table(remarks));
+                let runs: Vec<String> =
+                    c.passes.iter().map(|r| format!("{} ({} changes)", r.pass, r.changes)).collect();
+                let mut runs = if runs.is_empty() { "none".to_string() } else { runs.join(", ") };
+                if !c.converged {
+                    runs.push_str(" (stopped before a fixed point)");
+                }
+                let what = match &c.written {
+                    Some(_) => format!("wrote {}", output.display()),
+                    None => format!("did not write {}", output.display()),
+                };
+                emit(&format!(
+                    "{what}: {} nodes (input had {}); passes: {runs}\n",
+                    c.model.graph.op_count(),
+                    c.input_nodes
+                ));
             }
-            if let Some(report) = &c.verify {
-                emit(&report.table(false));
+            if let Some(sp) = &c.speed {
+                let line = sp.line() + "\n";
+                if json {
+                    eprint!("{line}");
+                } else {
+                    emit(&line);
+                }
+                if sp.kept_input {
+                    eprintln!(
+                        "qdqc: warning: the compiled model is slower than the input ({:.3}×); wrote the input model unchanged (--fallback)",
+                        sp.ratio
+                    );
+                }
             }
-            if remarks {
-                emit(&qdqc::remarks_text(&c.remarks));
-            }
-            emit(&summary.table(remarks));
-            let runs: Vec<String> = c.passes.iter().map(|r| format!("{} ({} changes)", r.pass, r.changes)).collect();
-            let mut runs = if runs.is_empty() { "none".to_string() } else { runs.join(", ") };
-            if !c.converged {
-                runs.push_str(" (stopped before a fixed point)");
-            }
-            emit(&format!(
-                "wrote {}: {} nodes (input had {}); passes: {}\n",
-                output.display(),
-                c.model.graph.op_count(),
-                c.input_nodes,
-                runs
-            ));
+            drop(summary);
             exit_without_freeing(c);
+            if let Some(e) = failure {
+                return Err(e);
+            }
         }
         Command::Run { model, inputs, random, seed, dim, out } => {
             let given = if inputs.is_empty() && random { None } else { Some(parse_inputs(&inputs)?) };
-            let outputs = qdqc::run_file(&model, given, seed, dim)?;
-            std::fs::create_dir_all(&out).map_err(|e| Error::File { path: out.clone(), msg: e.to_string() })?;
+            let outputs = qdqc::run_file(&model, &load, given, seed, dim)?;
+            std::fs::create_dir_all(&out).map_err(|e| Error::File { path: out.clone(), msg: plain_io(&e) })?;
             for (name, value) in outputs {
                 let path = out.join(format!("{}.npy", file_stem(&name)));
                 let bytes = value.to_npy().map_err(|e| Error::File { path: path.clone(), msg: e.to_string() })?;
                 qdqc::write_atomic(&path, &bytes)?;
-                emit(&format!("{name}: {} {:?} -> {}\n", value.dtype(), value.shape(), path.display()));
+                emit(&format!("{}: {} {:?} -> {}\n", escape(&name), value.dtype(), value.shape(), path.display()));
             }
         }
         Command::Verify { orig, compiled, samples, seed, dim, inputs, json, all } => {
+            if let Some(path) = &json {
+                qdqc::check_writable(path)?;
+            }
             let inputs = inputs.map(|dir| read_input_dir(&dir)).transpose()?;
-            let opts = VerifyOptions { samples, seed, dim, inputs, force: false };
-            let bar = Bar::new("verifying", opts.inputs.as_ref().map_or(samples, Vec::len));
-            let (report, failure) = qdqc::verify_files(&orig, &compiled, &opts, &|d, n| bar.set(d, n))?;
+            let opts = VerifyOptions { samples: samples as usize, seed, dim, inputs, force: false };
+            let bar = Bar::new("verifying", opts.inputs.as_ref().map_or(opts.samples, Vec::len));
+            let (report, failure) = qdqc::verify_files(&orig, &compiled, &load, &opts, &|d, n| bar.set(d, n))?;
             bar.finish();
             emit(&report.table(all));
             if let Some(path) = json {
@@ -325,7 +468,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
         }
         Command::Diff { a, b, color } => {
-            let (ga, gb) = (qdqc::load(&a)?, qdqc::load(&b)?);
+            let (ga, gb) = (qdqc::load_with(&a, &load)?, qdqc::load_with(&b, &load)?);
             let color = match color {
                 Color::Always => true,
                 Color::Never => false,
@@ -333,32 +476,51 @@ fn run(cli: Cli) -> Result<(), Error> {
             };
             let (ta, tb) = (qdqc::ir::text::print(&ga.graph), qdqc::ir::text::print(&gb.graph));
             emit(&qdqc::diff::unified(&ta, &tb, &a.display().to_string(), &b.display().to_string(), color));
+            if ta != tb {
+                return Ok(ExitCode::from(1));
+            }
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
-/// A progress bar on stderr, shown only when stderr is a terminal.
-struct Bar(Option<indicatif::ProgressBar>);
+/// An I/O error's message without any path it carries (the error line names the file itself).
+fn plain_io(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
+        None => std::io::Error::from(e.kind()).to_string(),
+    }
+}
+
+/// A progress bar on stderr, shown only when stderr is a terminal and only once the work has
+/// taken a while (a quick verification prints no bar at all).
+struct Bar(Option<(indicatif::ProgressBar, std::time::Instant)>);
+
+/// How long work runs before its progress bar appears.
+const BAR_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Bar {
     fn new(what: &'static str, total: usize) -> Bar {
         Bar(std::io::stderr().is_terminal().then(|| {
-            let b = indicatif::ProgressBar::new(total as u64);
+            let b =
+                indicatif::ProgressBar::with_draw_target(Some(total as u64), indicatif::ProgressDrawTarget::hidden());
             let style = indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} samples [{elapsed}]");
             b.set_style(style.expect("valid template"));
             b.set_message(what);
-            b
+            (b, std::time::Instant::now())
         }))
     }
     fn set(&self, done: usize, total: usize) {
-        if let Some(b) = &self.0 {
+        if let Some((b, start)) = &self.0 {
+            if b.is_hidden() && start.elapsed() >= BAR_DELAY && done < total {
+                b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            }
             b.set_length(total as u64);
             b.set_position(done as u64);
         }
     }
     fn finish(&self) {
-        if let Some(b) = &self.0 {
+        if let Some((b, _)) = &self.0 {
             b.finish_and_clear();
         }
     }
@@ -405,14 +567,27 @@ fn file_stem(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect()
 }
 
+/// `compile --approx`'s long help, listing every approximation with its worst case (from
+/// `passes::APPROXIMATIONS`, so the list cannot drift from the code).
+fn with_approximations(cmd: clap::Command) -> clap::Command {
+    let mut help = String::from(
+        "Approximations to allow, comma-separated, or `all`: rewrites that compute close to, not exactly, \
+         what the QDQ model computes (docs/exactness.md). None by default:",
+    );
+    for a in qdqc::passes::APPROXIMATIONS {
+        help += &format!("\n  {}: {}. Worst case: {}", a.name, a.what, a.worst);
+    }
+    cmd.mut_subcommand("compile", |c| c.mut_arg("approx", |a| a.long_help(help)))
+}
+
 fn main() -> ExitCode {
     // Never hand freed memory back to the OS during a run: a compile frees and reallocates
-    // hundreds of MB (the decoded protobuf, grown tables), and purging made the kernel zero the
-    // same pages again (4 s of system time in a 1M-node compile, docs/benchmarks.md).
+    // hundreds of MB (the decoded protobuf, grown tables), and purging makes the kernel zero the
+    // same pages again.
     // SAFETY: sets a process-wide allocator option before any thread is started.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     qdqc::alloc::disable_transparent_huge_pages();
-    let cli = match Cli::try_parse() {
+    let cli = match with_approximations(Cli::command()).try_get_matches().and_then(|m| Cli::from_arg_matches(&m)) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -420,9 +595,10 @@ fn main() -> ExitCode {
         }
     };
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
-            eprintln!("qdqc: error: {e}");
+            // One line, whatever the names in it hold.
+            eprintln!("qdqc: error: {}", escape(&e.to_string()));
             ExitCode::from(e.exit_code() as u8)
         }
     }
