@@ -10,14 +10,13 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-fn mode(arg: Option<&str>, out: &Path) -> Result<ExternalData, String> {
-    let location = || format!("{}.data", out.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+fn mode(arg: Option<&str>) -> Result<ExternalData, String> {
     match arg.unwrap_or("keep") {
         "keep" => Ok(ExternalData::Keep),
         "inline" => Ok(ExternalData::Inline),
-        "file" => Ok(ExternalData::File { location: location(), threshold: 1024 }),
+        "file" => Ok(ExternalData::File { threshold: 1024 }),
         m => match m.strip_prefix("file:").map(str::parse::<usize>) {
-            Some(Ok(threshold)) => Ok(ExternalData::File { location: location(), threshold }),
+            Some(Ok(threshold)) => Ok(ExternalData::File { threshold }),
             _ => Err(format!("unknown mode '{m}' (keep, inline, file or file:THRESHOLD)")),
         },
     }
@@ -28,11 +27,11 @@ fn run(args: &[String]) -> Result<(), String> {
         return Err("usage: roundtrip IN.onnx OUT.onnx [keep|inline|file[:THRESHOLD]]".into());
     };
     let (input, output) = (Path::new(input), Path::new(output));
-    let external = mode(rest.first().map(String::as_str), output)?;
+    let external = mode(rest.first().map(String::as_str))?;
     let t = Instant::now();
     let model = load(input).map_err(|e| e.to_string())?;
     let loaded = t.elapsed();
-    save(&model, output, &SaveOptions { external }).map_err(|e| e.to_string())?;
+    save(&model, output, &SaveOptions { external, ..Default::default() }).map_err(|e| e.to_string())?;
     eprintln!("load {:.3} s, save {:.3} s", loaded.as_secs_f64(), (t.elapsed() - loaded).as_secs_f64());
     Ok(())
 }

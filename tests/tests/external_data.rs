@@ -1,7 +1,8 @@
 //! External data: `tests/fixtures/external_data.onnx` + `.data` (the 25 initializers held in
 //! `raw_data` are external at contiguous unaligned offsets, written by onnx 1.23; the 37 in typed
-//! fields stay inline) through each `ExternalData` mode, the errors for broken references, and
-//! saving over the input itself.
+//! fields stay inline) through each `ExternalData` mode, the errors for broken references, the
+//! model's folder as the boundary of what it reads, and saves that must never write over what
+//! the input reads.
 //!
 //! The >2 GiB external-data model is exercised by `scripts/bench_io.sh`, not here (too slow);
 //! only the refusal to inline past protobuf's 2 GiB limit is tested, with a sparse side file.
@@ -24,7 +25,21 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn opts(external: ExternalData) -> SaveOptions {
-    SaveOptions { external }
+    SaveOptions { external, replace_input: false }
+}
+
+fn replacing(external: ExternalData) -> SaveOptions {
+    SaveOptions { external, replace_input: true }
+}
+
+const MODES: [ExternalData; 3] = [ExternalData::Keep, ExternalData::Inline, ExternalData::File { threshold: 1024 }];
+
+/// The names of the files in `dir`, sorted.
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
 }
 
 /// `location`, `offset`, `length` of a tensor's external_data entries (independent decoder).
@@ -115,18 +130,19 @@ fn expect_external_error(r: Result<Model, FileError>, model: &Path, tensor: &str
 // Keep
 
 #[test]
-fn keep_writes_the_side_file_next_to_the_output_under_the_same_location() {
+fn keep_writes_the_side_file_next_to_the_output_under_the_output_s_name() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("renamed.onnx");
     save(&load(&fixture(MODEL)).unwrap(), &out, &opts(ExternalData::Keep)).unwrap();
-    let side = dir.path().join(DATA);
-    assert!(side.is_file(), "Keep must write {DATA} beside the output");
+    let side = dir.path().join("renamed.onnx.data");
+    assert_eq!(files_in(dir.path()), ["renamed.onnx", "renamed.onnx.data"]);
     let (m, orig) = (decode_ref_file(&out).unwrap(), decode_ref_file(&fixture(MODEL)).unwrap());
     assert_eq!(m.graph.initializer.len(), orig.graph.initializer.len());
     for (t, o) in m.graph.initializer.iter().zip(&orig.graph.initializer) {
         assert_eq!(t.name, o.name);
         assert_eq!(is_external(t), is_external(o), "{}: Keep must not move tensors", t.name);
-        assert_eq!(ext_ref(t), ext_ref(o), "{}: location/offset/length must be unchanged", t.name);
+        let moved = ext_ref(o).map(|(_, off, len)| ("renamed.onnx.data".to_string(), off, len));
+        assert_eq!(ext_ref(t), moved, "{}: same offset and length, the output's side file", t.name);
     }
     let d = byte_difference(&std::fs::read(fixture(DATA)).unwrap(), &std::fs::read(&side).unwrap());
     assert!(d.is_none(), "side file differs: {}", d.unwrap());
@@ -147,30 +163,43 @@ fn keep_writes_the_model_file_equal_field_by_field() {
     }
 }
 
+/// Side files in a subfolder, or several of them: the output has one side file beside it, and a
+/// symlinked folder of the same name in the output's folder receives nothing.
 #[test]
-fn keep_writes_a_side_file_in_a_subfolder_when_the_location_has_one() {
+fn keep_writes_one_side_file_beside_the_output_whatever_the_input_locations() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     std::fs::create_dir_all(src.join("w")).unwrap();
     let mut m = read_proto(&fixture(MODEL)).unwrap();
-    for t in &mut m.graph.as_mut().unwrap().initializer {
+    for (i, t) in m.graph.as_mut().unwrap().initializer.iter_mut().enumerate() {
         for e in &mut t.external_data {
             if e.key.as_deref() == Some("location") {
-                e.value = Some("w/weights.bin".into());
+                e.value = Some(if i % 2 == 0 { "w/weights.bin".into() } else { "other.bin".into() });
             }
         }
     }
     write_proto(&m, &src.join("m.onnx"));
     std::fs::copy(fixture(DATA), src.join("w/weights.bin")).unwrap();
+    std::fs::copy(fixture(DATA), src.join("other.bin")).unwrap();
     let model = load(&src.join("m.onnx")).unwrap();
-    let out = dir.path().join("out/m.onnx");
-    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let out_dir = dir.path().join("out");
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&elsewhere, out_dir.join("w")).unwrap();
+    let out = out_dir.join("m.onnx");
     save(&model, &out, &opts(ExternalData::Keep)).unwrap();
-    assert_eq!(std::fs::read(dir.path().join("out/w/weights.bin")).unwrap(), std::fs::read(fixture(DATA)).unwrap());
+    assert!(files_in(&elsewhere).is_empty(), "wrote through the symlinked folder: {:?}", files_in(&elsewhere));
+    assert!(out_dir.join("m.onnx.data").is_file());
     let after = tensor_bytes(&load(&out).unwrap());
     for (name, bytes) in original_external_bytes() {
         assert!(after[&name] == bytes, "{name}: reloaded bytes differ");
     }
+    // The second side file starts after the first, 4096-aligned.
+    let locations: std::collections::BTreeSet<String> =
+        decode_ref_file(&out).unwrap().graph.initializer.iter().filter_map(ext_ref).map(|r| r.0).collect();
+    assert_eq!(locations.into_iter().collect::<Vec<_>>(), ["m.onnx.data"]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -232,16 +261,17 @@ struct Placement {
     typed: usize,
 }
 
-/// Saves `input` with `File { location, threshold }` into a fresh folder and checks placement:
-/// tensors (with raw or external data) of at least `threshold` bytes are in `location` at
+/// Saves `input` with `File { threshold }` into a fresh folder and checks placement: tensors
+/// (with raw or external data) of at least `threshold` bytes are in `out.onnx.data` at
 /// 4096-aligned offsets with the right length, smaller ones inline; reloading gives identical
 /// tensor bytes.
-fn check_file_mode(input: &Path, location: &str, threshold: usize) -> Placement {
+fn check_file_mode(input: &Path, threshold: usize) -> Placement {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.onnx");
+    let location = "out.onnx.data";
     let model = load(input).unwrap();
     let before = tensor_bytes(&model);
-    save(&model, &out, &opts(ExternalData::File { location: location.into(), threshold })).unwrap();
+    save(&model, &out, &opts(ExternalData::File { threshold })).unwrap();
     let side = std::fs::read(dir.path().join(location)).unwrap_or_default();
     let m = decode_ref_file(&out).unwrap();
     let mut p = Placement { moved: 0, inline_raw: 0, typed: 0 };
@@ -280,16 +310,16 @@ fn check_file_mode(input: &Path, location: &str, threshold: usize) -> Placement 
 fn file_mode_moves_big_tensors_of_an_external_model_to_aligned_offsets() {
     let external = original_external_bytes();
     let big = external.values().filter(|b| b.len() >= 1024).count();
-    let p = check_file_mode(&fixture(MODEL), "weights.bin", 1024);
+    let p = check_file_mode(&fixture(MODEL), 1024);
     assert!(big > 0 && p.moved == big && p.inline_raw == external.len() - big, "{p:?}, {big} tensors >= 1024 bytes");
     // Tensors in typed fields are file_mode_moves_big_tensors_held_in_typed_fields's business.
-    let p = check_file_mode(&fixture(MODEL), "weights.bin", 0);
+    let p = check_file_mode(&fixture(MODEL), 0);
     assert!(p.moved >= external.len() && p.inline_raw == 0, "threshold 0 moves every raw tensor: {p:?}");
 }
 
 #[test]
 fn file_mode_moves_big_tensors_of_an_inline_model_to_aligned_offsets() {
-    let p = check_file_mode(&fixtures_dir().join("transformer_block.u8.pc.onnx"), "w.data", 1024);
+    let p = check_file_mode(&fixtures_dir().join("transformer_block.u8.pc.onnx"), 1024);
     assert!(p.moved > 0 && p.inline_raw > 0, "{p:?}");
 }
 
@@ -313,46 +343,8 @@ fn file_mode_moves_big_tensors_held_in_typed_fields() {
     let name = t.name.clone().unwrap();
     let input = dir.path().join("typed.onnx");
     write_proto(&m, &input);
-    let p = check_file_mode(&input, "w.bin", 1024);
+    let p = check_file_mode(&input, 1024);
     assert_eq!(p.typed, 0, "'{name}' ({} bytes in float_data) stayed inline: {p:?}", raw.len());
-}
-
-#[test]
-fn file_mode_into_a_subfolder() {
-    let p = check_file_mode(&fixture(MODEL), "sub/dir/w.bin", 1024);
-    assert!(p.moved > 0, "{p:?}");
-}
-
-/// A location that escapes the output folder would produce a model that `load` refuses; save
-/// must refuse it up front, name the location, and write nothing.
-#[test]
-fn file_mode_refuses_an_absolute_or_parent_location() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = load(&fixture(MODEL)).unwrap();
-    let outside = tempfile::tempdir().unwrap();
-    let abs = outside.path().join("abs.bin").to_string_lossy().into_owned();
-    let out_dir = dir.path().join("out");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    for location in [abs.as_str(), "../escape.bin", "a/../../escape.bin"] {
-        let out = out_dir.join("m.onnx");
-        let r = save(&model, &out, &opts(ExternalData::File { location: location.into(), threshold: 0 }));
-        let leaked = [outside.path().join("abs.bin"), dir.path().join("escape.bin")];
-        let wrote: Vec<&PathBuf> = leaked.iter().filter(|p| p.exists()).collect();
-        match r {
-            Err(e) => {
-                assert!(e.to_string().contains(location), "error should name the location: {e}");
-                assert!(!out.exists(), "nothing may be written when save fails ({location})");
-                assert!(wrote.is_empty(), "wrote {wrote:?} outside the output folder ({location})");
-            }
-            Ok(()) => {
-                let reload = load(&out).map(|_| ()).map_err(|e| e.to_string());
-                panic!(
-                    "save accepted location {location:?}: wrote {wrote:?} outside the output folder, \
-                     and loading the result gives {reload:?}"
-                );
-            }
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -431,50 +423,186 @@ fn lengths_that_disagree_with_the_dims_are_a_clear_error() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// in == out: the input is mmapped; save writes temporaries and renames them into place.
+// Outputs never write over what the input reads.
 
-/// Saves the model loaded from a copy of the fixture over that copy, and compares with saving
-/// the same model elsewhere (so this tests only the in-place part).
-fn check_in_place(mode: ExternalData) {
+/// Copies the fixture pair into a fresh folder and returns (folder, model path, bytes of both).
+fn copied_pair() -> (tempfile::TempDir, PathBuf, Vec<u8>, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
     let path = copy_fixture(MODEL, dir.path(), &[DATA]);
+    let (m, d) = (std::fs::read(&path).unwrap(), std::fs::read(dir.path().join(DATA)).unwrap());
+    (dir, path, m, d)
+}
+
+/// The data-loss case: `model.onnx` + `model.onnx.data` in one folder, output `compiled.onnx` in
+/// the same folder. The input's side file must not change, in any mode.
+#[test]
+fn an_output_beside_the_input_leaves_the_input_untouched() {
+    for mode in MODES {
+        let (dir, path, model_bytes, data_bytes) = copied_pair();
+        let model = load(&path).unwrap();
+        let before = tensor_bytes(&model);
+        let out = dir.path().join("compiled.onnx");
+        save(&model, &out, &opts(mode.clone())).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), model_bytes, "{mode:?}: the input model changed");
+        assert_eq!(std::fs::read(dir.path().join(DATA)).unwrap(), data_bytes, "{mode:?}: the input's data changed");
+        assert_same_tensors(&before, &tensor_bytes(&load(&path).unwrap()), &format!("{mode:?}: input reloaded"));
+        assert_same_tensors(&before, &tensor_bytes(&load(&out).unwrap()), &format!("{mode:?}: output reloaded"));
+        let side = if mode == ExternalData::Inline { vec![] } else { vec!["compiled.onnx.data".to_string()] };
+        let mut expect = vec![MODEL.to_string(), DATA.to_string(), "compiled.onnx".to_string()];
+        expect.extend(side);
+        expect.sort();
+        assert_eq!(files_in(dir.path()), expect, "{mode:?}");
+        // Saving to the same output again replaces the output and its side file.
+        save(&model, &out, &opts(mode.clone())).unwrap();
+        assert_eq!(files_in(dir.path()), expect, "{mode:?}: second save");
+        assert_same_tensors(&before, &tensor_bytes(&load(&out).unwrap()), &format!("{mode:?}: output reloaded"));
+    }
+}
+
+/// Saving over the input (its model file, or a name whose side file is the input's) is refused
+/// without `replace_input`, and nothing changes.
+#[test]
+fn saving_over_what_the_input_reads_is_refused() {
+    for mode in MODES {
+        let (dir, path, model_bytes, data_bytes) = copied_pair();
+        let model = load(&path).unwrap();
+        let e = save(&model, &path, &opts(mode.clone())).expect_err("saving over the input");
+        assert!(matches!(&e.error, Error::WouldReplaceInput { file } if file == &path), "{mode:?}: {e}");
+        assert!(e.to_string().contains("--in-place"), "{e}");
+        // Renamed to input.onnx, the model still reads external_data.onnx.data: an output named
+        // external_data.onnx would write its side file over that.
+        let renamed_input = dir.path().join("input.onnx");
+        std::fs::rename(&path, &renamed_input).unwrap();
+        let model = load(&renamed_input).unwrap();
+        let e = save(&model, &path, &opts(mode.clone())).expect_err("saving where the side file is the input's");
+        assert!(matches!(&e.error, Error::WouldReplaceInput { file } if file.ends_with(DATA)), "{mode:?}: {e}");
+        std::fs::rename(&renamed_input, &path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), model_bytes);
+        assert_eq!(std::fs::read(dir.path().join(DATA)).unwrap(), data_bytes);
+        assert_eq!(files_in(dir.path()), [MODEL, DATA], "{mode:?}: files left behind");
+    }
+}
+
+/// `replace_input`: the new side file takes a name the old model does not read, and the old one
+/// goes once the new model is in place; a second replacement alternates back.
+#[test]
+fn replacing_the_input_keeps_a_loadable_model_at_every_step() {
+    for mode in MODES {
+        let (dir, path, _, _) = copied_pair();
+        let model = load(&path).unwrap();
+        let before = tensor_bytes(&model);
+        let plan = save(&model, &path, &replacing(mode.clone())).unwrap();
+        let reloaded = load(&path).unwrap();
+        assert_same_tensors(&before, &tensor_bytes(&reloaded), &format!("{mode:?}: reloaded"));
+        assert_same_tensors(&before, &tensor_bytes(&model), &format!("{mode:?}: the old mapping"));
+        let expect_side = "external_data.onnx.1.data";
+        assert_eq!(plan.location, expect_side, "{mode:?}");
+        let mut expect = vec![MODEL.to_string()];
+        if mode != ExternalData::Inline {
+            expect.push(expect_side.to_string());
+        }
+        assert_eq!(files_in(dir.path()), expect, "{mode:?}: the old side file is removed, nothing else left");
+        // Again: back to `NAME.data`.
+        let plan = save(&reloaded, &path, &replacing(mode.clone())).unwrap();
+        assert_eq!(plan.location, DATA, "{mode:?}");
+        assert_same_tensors(&before, &tensor_bytes(&load(&path).unwrap()), &format!("{mode:?}: reloaded twice"));
+        let mut expect = vec![MODEL.to_string()];
+        if mode != ExternalData::Inline {
+            expect.push(DATA.to_string());
+        }
+        assert_eq!(files_in(dir.path()), expect, "{mode:?}: second replacement");
+    }
+}
+
+/// An existing symlink where the side file goes is replaced, never written through.
+#[cfg(unix)]
+#[test]
+fn a_symlink_at_the_side_file_s_place_is_replaced_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let precious = dir.path().join("precious.bin");
+    std::fs::write(&precious, b"keep me").unwrap();
+    let out = dir.path().join("out.onnx");
+    std::os::unix::fs::symlink(&precious, dir.path().join("out.onnx.data")).unwrap();
+    save(&load(&fixture(MODEL)).unwrap(), &out, &opts(ExternalData::Keep)).unwrap();
+    assert_eq!(std::fs::read(&precious).unwrap(), b"keep me");
+    assert!(!std::fs::symlink_metadata(dir.path().join("out.onnx.data")).unwrap().file_type().is_symlink());
+    assert!(load(&out).is_ok());
+}
+
+/// Two external tensors sharing bytes of the side file (onnxruntime and onnx.checker accept it):
+/// they load, save in every mode, and reload with the same data.
+#[test]
+fn external_tensors_sharing_an_offset_save_in_every_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = copy_fixture(MODEL, dir.path(), &[DATA]);
+    let mut m = read_proto(&path).unwrap();
+    let inits = &mut m.graph.as_mut().unwrap().initializer;
+    let ext: Vec<usize> = (0..inits.len()).filter(|&i| inits[i].data_location == Some(1)).collect();
+    // The second external tensor reads from the first one's offset (its own length).
+    let first_offset =
+        inits[ext[0]].external_data.iter().find(|e| e.key.as_deref() == Some("offset")).unwrap().value.clone();
+    let entry = inits[ext[1]].external_data.iter_mut().find(|e| e.key.as_deref() == Some("offset")).unwrap();
+    entry.value = first_offset;
+    write_proto(&m, &path);
     let model = load(&path).unwrap();
     let before = tensor_bytes(&model);
-    let ref_dir = tempfile::tempdir().unwrap();
-    let reference = ref_dir.path().join(MODEL);
-    save(&model, &reference, &opts(mode.clone())).unwrap();
-    save(&model, &path, &opts(mode.clone())).unwrap_or_else(|e| panic!("{mode:?}: saving over the input: {e}"));
-    // The model still reads the old (now replaced) mapping correctly.
-    assert_same_tensors(&before, &tensor_bytes(&model), &format!("{mode:?}: the loaded model after the save"));
-    let d = byte_difference(&std::fs::read(&reference).unwrap(), &std::fs::read(&path).unwrap());
-    assert!(d.is_none(), "{mode:?}: in-place output differs from the out-of-place one: {}", d.unwrap());
-    assert_same_tensors(&before, &tensor_bytes(&load(&path).unwrap()), &format!("{mode:?}: reloaded"));
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != MODEL && n != DATA)
-        .collect();
-    assert!(leftovers.is_empty(), "{mode:?}: temporary files left behind: {leftovers:?}");
+    for mode in MODES {
+        let out = dir.path().join(format!("out-{}.onnx", files_in(dir.path()).len()));
+        save(&model, &out, &opts(mode.clone())).unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        assert_same_tensors(&before, &tensor_bytes(&load(&out).unwrap()), &format!("{mode:?}"));
+    }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The model's folder is the boundary of what it reads.
+
+#[cfg(unix)]
 #[test]
-fn saving_over_the_input_with_keep() {
-    check_in_place(ExternalData::Keep);
-    // Keep also rewrote the side file in place: still the original bytes.
+fn a_side_file_symlinked_outside_the_folder_is_refused_unless_asked() {
     let dir = tempfile::tempdir().unwrap();
-    let path = copy_fixture(MODEL, dir.path(), &[DATA]);
-    save(&load(&path).unwrap(), &path, &SaveOptions::default()).unwrap();
-    assert_eq!(std::fs::read(dir.path().join(DATA)).unwrap(), std::fs::read(fixture(DATA)).unwrap());
+    let (inner, blobs) = (dir.path().join("model"), dir.path().join("blobs"));
+    std::fs::create_dir_all(&inner).unwrap();
+    std::fs::create_dir_all(&blobs).unwrap();
+    let path = copy_fixture(MODEL, &inner, &[]);
+    std::fs::copy(fixture(DATA), blobs.join("sha256-1234")).unwrap();
+    std::os::unix::fs::symlink(blobs.join("sha256-1234"), inner.join(DATA)).unwrap();
+    let first = decode_ref_file(&path).unwrap().graph.initializer[0].name.clone();
+    expect_external_error(load(&path), &path, &first, &["outside the model's folder", "--follow-symlinks"]);
+    let follow = qdqc_ir::onnx::LoadOptions { follow_symlinks: true };
+    let model = qdqc_ir::onnx::load_with(&path, &follow).unwrap();
+    for (name, bytes) in original_external_bytes() {
+        assert!(tensor_bytes(&model)[&name] == bytes, "{name}");
+    }
+    // A symlink that stays inside the folder is fine.
+    std::fs::remove_file(inner.join(DATA)).unwrap();
+    std::fs::copy(fixture(DATA), inner.join("real.data")).unwrap();
+    std::os::unix::fs::symlink("real.data", inner.join(DATA)).unwrap();
+    assert!(load(&path).is_ok());
+}
+
+/// A FIFO (or device) as a side file or as the model is refused at once: opening a FIFO for
+/// reading would wait forever for a writer.
+#[cfg(unix)]
+#[test]
+fn a_fifo_is_refused_without_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = copy_fixture(MODEL, dir.path(), &[]);
+    let made = std::process::Command::new("mkfifo").arg(dir.path().join(DATA)).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: mkfifo is not available");
+        return;
+    }
+    let first = decode_ref_file(&path).unwrap().graph.initializer[0].name.clone();
+    expect_external_error(load(&path), &path, &first, &["not a regular file"]);
+    let e = load(&dir.path().join(DATA)).map(|_| ()).expect_err("a FIFO as the model");
+    assert!(e.to_string().contains("not a regular file"), "{e}");
 }
 
 #[test]
-fn saving_over_the_input_with_inline() {
-    check_in_place(ExternalData::Inline);
-}
-
-#[test]
-fn saving_over_the_input_and_its_side_file_with_file_mode() {
-    check_in_place(ExternalData::File { location: DATA.into(), threshold: 1024 });
+fn a_folder_as_the_model_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = load(dir.path()).map(|_| ()).expect_err("a folder is no model");
+    assert!(e.to_string().contains("is a directory"), "{e}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,12 +1,12 @@
 //! Equality saturation (`-O3`) against the greedy pipeline (`-O2`): on every fixture and on
 //! random QDQ graphs, the saturated graph costs no more than the greedy one under the cost model
-//! (`qdqc_passes::saturate::cost`) and passes `qdqc verify` against the original; the cases where
+//! (`qdqc_passes::cost`) and passes `qdqc verify` against the original; the cases where
 //! saturation wins are IR-text snapshots.
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use qdqc_ir::Graph;
-use qdqc_passes::saturate::cost::graph_cost;
+use qdqc_passes::cost::graph_cost;
 use qdqc_passes::{PassManager, Target};
 mod common;
 
