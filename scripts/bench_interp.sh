@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Speed of the qdqc reference interpreter against onnxruntime on a ResNet-50-size model (issue 3).
+# Speed of the qdqc reference interpreter against onnxruntime on a ResNet-50-size model.
 #
 #   scripts/bench_interp.sh [--samples 4] [--repeat 3] [--dir DIR] [--regen] [--no-docs]
 #
@@ -155,7 +155,7 @@ cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.start
 mem = int(next(l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal"))) / 2**20
 osname = next((l.split("=", 1)[1].strip().strip('"') for l in open("/etc/os-release") if l.startswith("PRETTY_NAME")), "")
 rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
-print("## Interpreter vs onnxruntime (issue 3)\n")
+print("## Interpreter vs onnxruntime\n")
 print(f"Measured {time.strftime('%Y-%m-%d', time.gmtime())} on {os.cpu_count()} CPUs ({cpu}), {mem:.1f} GiB RAM, {osname}, "
       f"Linux {platform.release()};\n{rustc}; Python {platform.python_version()}, onnx {onnx.__version__}, "
       f"onnxruntime {ort.__version__}, numpy {np.__version__}. 1-min load average before the runs: {load_before} "
@@ -199,7 +199,7 @@ if [[ $DOCS -eq 1 ]]; then
 import os, re, sys
 path, section = sys.argv[1], os.environ["REPORT"].rstrip() + "\n"
 text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-pat = re.compile(r"^## Interpreter vs onnxruntime \(issue 3\)\n.*?(?=^## |\Z)", re.S | re.M)
+pat = re.compile(r"^## Interpreter vs onnxruntime\n.*?(?=^## |\Z)", re.S | re.M)
 text = pat.sub(lambda _: section + "\n", text) if pat.search(text) else text.rstrip() + "\n\n" + section
 open(path, "w").write(text.rstrip() + "\n")
 EOF

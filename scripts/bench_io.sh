@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Load + save benchmark of qdqc (issue 2), against onnx's Python load/save and onnxruntime
+# Load + save benchmark of qdqc, against onnx's Python load/save and onnxruntime
 # session creation, on generated QDQ models of ~500 MB (inline and external data) and one
 # external-data model over 2 GiB.
 #
@@ -242,7 +242,7 @@ mem_gb=$(awk '/MemTotal/ {printf "%.1f", $2 / 1024 / 1024}' /proc/meminfo)
 cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n1)
 versions=$("$PY" -c "import onnx, onnxruntime, numpy; print(f'onnx {onnx.__version__}, onnxruntime {onnxruntime.__version__}, numpy {numpy.__version__}')")
 REPORT=$(cat <<EOF
-## Load + save (issue 2)
+## Load + save
 
 Measured $(date -u +%Y-%m-%d) on $(nproc) CPUs (${cpu:-unknown CPU}), ${mem_gb} GiB RAM, $(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME"), Linux $(uname -r);
 $(rustc --version); Python $("$PY" -c 'import platform; print(platform.python_version())'), ${versions}.
@@ -276,7 +276,7 @@ if [[ $DOCS -eq 1 ]]; then
 import os, re, sys
 path, section = sys.argv[1], os.environ["REPORT"].rstrip() + "\n"
 text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-pat = re.compile(r"^## Load \+ save \(issue 2\)\n.*?(?=^## |\Z)", re.S | re.M)
+pat = re.compile(r"^## Load \+ save\n.*?(?=^## |\Z)", re.S | re.M)
 text = pat.sub(lambda _: section + "\n", text) if pat.search(text) else text.rstrip() + "\n\n" + section
 open(path, "w").write(text.rstrip() + "\n")
 EOF

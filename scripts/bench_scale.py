@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTION = "## Compile time at scale (issue 5)"
+SECTION = "## Compile time at scale"
 
 ORT_SNIPPET = """
 import sys, time, onnxruntime as ort

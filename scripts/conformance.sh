@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ONNX conformance of the qdqc interpreter (issue 3): onnx's own backend node tests.
+# ONNX conformance of the qdqc interpreter: onnx's own backend node tests.
 #
 #   scripts/conformance.sh [--dir DIR] [--filter TEXT] [--min-passed N]
 #

@@ -34,9 +34,18 @@ interpreter's on the same inputs, the float compute ops left (Conv, ConvTranspos
 and the com.microsoft ops in the compiled model. A `--target onnx` output holding any
 com.microsoft op fails.
 
-Every compiled model must also pass onnx.checker.check_model.
+Every compiled model must also pass onnx.checker.check_model(full_check=True): the model checker
+(opset imports, every node's attributes and arity against its schema) and strict shape inference
+with type checks. onnx has no com.microsoft schemas, so the checker would skip those nodes and
+leave their outputs untyped; scripts/ms_schemas.py registers onnxruntime's schemas of the
+com.microsoft ops qdqc writes first (with their scalar scale and zero point requirements).
 
-Exit status: 0 all passed, 1 any failure (a compile error, an onnx.checker rejection, an output beyond tolerance, a failed
+Besides the fixtures, the script derives `<name>.params1d.onnx` from each of PARAMS_1D (written
+to a temporary folder): the same model with every scalar scale and zero point of its Q/DQ nodes
+stored as a `[1]` tensor, as some exporters write them.
+
+Exit status: 0 all passed, 1 any failure (a compile error, an onnx.checker or shape inference rejection, an output
+beyond tolerance, a failed
 `qdqc verify`, a com.microsoft op on --target onnx, a model onnxruntime cannot load or run), 2 bad
 usage.
 """
@@ -57,6 +66,7 @@ from onnx import numpy_helper
 
 sys.dont_write_bytecode = True  # importing ort_parity must not leave scripts/__pycache__ behind
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ms_schemas  # noqa: E402
 from ort_parity import IO_ONLY, LoadError, _random_input, _session  # noqa: E402
 
 FLOAT_TOL = 1e-4
@@ -64,6 +74,8 @@ FLOAT_TOL = 1e-4
 STEP_SLACK = 1e-3
 FLOAT_COMPUTE = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
 TARGETS = ("ort", "onnx")
+# Fixtures whose Q/DQ parameters are also tried as [1] tensors (Add, Mul, pools, Softmax, MatMul).
+PARAMS_1D = ("resnet_block.u8.pt.onnx", "transformer_block.u8.pt.onnx")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -101,6 +113,23 @@ def _per_element_step(scale: np.ndarray, axis: int, shape) -> np.ndarray:
     bshape = [1] * len(shape)
     bshape[axis] = scale.size
     return np.broadcast_to(scale.reshape(bshape), shape)
+
+
+def params_1d(src: Path, dst: Path) -> Path:
+    """Writes `src` with every scalar scale and zero point of its Q/DQ nodes as a [1] tensor."""
+    m = onnx.load(str(src))
+    qdq = [n for n in m.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    params = {name for n in qdq for name in n.input[1:3]}
+    changed = 0
+    for t in m.graph.initializer:
+        if t.name in params and len(t.dims) == 0:
+            t.dims.append(1)
+            changed += 1
+    if not changed:
+        raise SystemExit(f"error: {src} has no scalar Q/DQ parameters to reshape")
+    out = dst / f"{src.stem}.params1d.onnx"
+    onnx.save(m, str(out))
+    return out
 
 
 def op_counts(model: onnx.ModelProto) -> tuple[int, collections.Counter]:
@@ -217,6 +246,9 @@ def main(argv=None) -> int:
     tmp = tempfile.TemporaryDirectory(prefix="ort_compiled.")
     out_dir = args.keep or Path(tmp.name)
     out_dir.mkdir(parents=True, exist_ok=True)
+    derived = out_dir / "derived"
+    derived.mkdir(exist_ok=True)
+    models += [params_1d(p, derived) for p in models if p.name in PARAMS_1D]
 
     rows, failures = [], []
     for model in models:
@@ -241,10 +273,11 @@ def main(argv=None) -> int:
             float_ops, ms = op_counts(onnx.load(str(out), load_external_data=False))
             ms_text = ", ".join(f"{op}×{n}" for op, n in sorted(ms.items())) or "-"
             ok = True
-            try:  # a valid ONNX model: every domain imported, types and standard ops checked
-                onnx.checker.check_model(str(out))
-            except onnx.checker.ValidationError as e:
-                failures.append(f"{label}: onnx.checker rejects the compiled model: {e}")
+            try:  # a valid ONNX model, com.microsoft nodes included (see the module documentation)
+                ms_schemas.check_model(str(out))
+            except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+                why = " ".join(str(e).split())
+                failures.append(f"{label}: onnx.checker (full_check) rejects the compiled model: {why}")
                 ok = False
             if target == "onnx" and ms:
                 failures.append(f"{label}: com.microsoft ops in a --target onnx output: {ms_text}")
