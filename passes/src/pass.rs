@@ -69,7 +69,7 @@ pub struct Approximation {
 pub const APPROXIMATIONS: &[Approximation] = &[
     Approximation {
         name: "bn-as-conv",
-        what: "DQ→BatchNormalization→Q as a depthwise 1×1 QLinearConv with int8 weights ±127",
+        what: "DQ→BatchNormalization→Q as a depthwise 1×1 QLinearConv where a channel has no exact form (weight ±127)",
         worst: "1 output step (the bias rounds at the weight's step; refused beyond half a step)",
     },
     Approximation {

@@ -42,12 +42,12 @@ impl Proof {
 /// One side's quantization: scale, zero point, integer type.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Q {
-    scale: f32,
-    zp: i64,
-    dtype: DType,
+    pub scale: f32,
+    pub zp: i64,
+    pub dtype: DType,
     /// The type's range.
-    lo: i64,
-    hi: i64,
+    pub lo: i64,
+    pub hi: i64,
 }
 
 impl Q {
@@ -67,7 +67,7 @@ impl Q {
         Ok(Q { scale, zp, dtype, lo, hi })
     }
 
-    fn values(&self) -> Vec<i64> {
+    pub fn values(&self) -> Vec<i64> {
         (self.lo..=self.hi).collect()
     }
 
@@ -77,7 +77,7 @@ impl Q {
         k.push(self.dtype as u8);
     }
 
-    fn dequantize(&self, v: i64) -> f64 {
+    pub fn dequantize(&self, v: i64) -> f64 {
         (v - self.zp) as f64 * self.scale as f64
     }
 }
@@ -253,6 +253,45 @@ pub(crate) fn lookup(op: Op, alpha: f32, x: Q, y: Q) -> Result<Proof, String> {
         };
         Ok(tally(&out, xv.iter().map(|&v| f(x.dequantize(v)) / y.scale as f64), &y))
     })
+}
+
+/// One channel of a depthwise 1×1 QLinearConv: int8 weight, weight scale, int32 bias.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct DepthwiseChannel {
+    pub w: i64,
+    pub sw: f32,
+    pub b: i64,
+}
+
+/// A depthwise 1×1 QLinearConv from `x` into `y` (weight zero point 0), over every value of `x`
+/// in every channel, judged per channel against `reference(channel, x)` (in output steps, before
+/// the zero point). Not cached: the caller caches the search this checks.
+pub(crate) fn depthwise(
+    x: Q,
+    y: Q,
+    channels: &[DepthwiseChannel],
+    reference: impl Fn(usize, i64) -> f64,
+) -> Result<Vec<Proof>, String> {
+    let c = channels.len();
+    let xv = x.values();
+    let n = xv.len();
+    let data: Vec<i64> = (0..c).flat_map(|_| xv.iter().copied()).collect();
+    let input = Value::from_i64(x.dtype, &[1, c, n], &data).map_err(|e| e.to_string())?;
+    let out = run_kernel(
+        |g, i| {
+            let (sx, zx) = (g.scalar_f32("sx", x.scale), g.scalar("zx", x.dtype, x.zp));
+            let (sy, zy) = (g.scalar_f32("sy", y.scale), g.scalar("zy", y.dtype, y.zp));
+            let w = g.const_i64("w", DType::I8, &[c as i64, 1, 1], &channels.iter().map(|ch| ch.w).collect::<Vec<_>>());
+            let sw = g.const_f32("sw", &[c as i64], &channels.iter().map(|ch| ch.sw).collect::<Vec<_>>());
+            let zw = g.const_i64("zw", DType::I8, &[c as i64], &vec![0; c]);
+            let b = g.const_i64("b", DType::I32, &[c as i64], &channels.iter().map(|ch| ch.b).collect::<Vec<_>>());
+            g.node(Op::QLinearConv, &[i[0], sx, zx, w, sw, zw, sy, zy, b])
+                .attrs([attr::make_int("group", c as i64), attr::make_ints("kernel_shape", &[1])])
+                .out1()
+        },
+        vec![("x", input)],
+    )?;
+    Ok(out.chunks(n).enumerate().map(|(ch, r)| tally(r, xv.iter().map(|&v| reference(ch, v)), &y)).collect())
 }
 
 #[cfg(test)]
