@@ -177,42 +177,47 @@ fn exact_channel(x: &Q, y: &Q, f: f64, o: f64) -> Option<DepthwiseChannel> {
     if !a.is_finite() || !bb.is_finite() {
         return None;
     }
-    // Per input step `q − z_x`: the open interval the kernel's value before rounding must lie in.
-    let bounds: Vec<(i64, f64, f64)> = x
-        .values()
-        .into_iter()
-        .map(|q| {
-            let d = q - x.zp;
-            let (l, u) = window(a * d as f64 + bb, y);
-            (d, l, u)
+    // First a form that rounds every near-tie as the f64 reference does (as the QDQ model's
+    // float32 run nearly always does too), else one that takes either neighbour of a tie.
+    [true, false].into_iter().find_map(|strict| {
+        // Per input step `q − z_x`: the open interval the kernel's value before rounding must lie in.
+        let bounds: Vec<(i64, f64, f64)> = x
+            .values()
+            .into_iter()
+            .map(|q| {
+                let d = q - x.zp;
+                let (l, u) = window(a * d as f64 + bb, y, strict);
+                (d, l, u)
+            })
+            .collect();
+        let weights: Vec<i64> =
+            if a == 0.0 { vec![0] } else { (1..=127).rev().map(|k| if a < 0.0 { -k } else { k }).collect() };
+        weights.into_iter().find_map(|w| {
+            let ideal = if w == 0 { bb * 127.0 } else { bb * w as f64 / a };
+            [0.0, -1.0, 1.0, -2.0, 2.0].into_iter().find_map(|db| {
+                let b = ideal.round() + db;
+                // The accumulator w·(q − z_x) + b stays within int32.
+                let fits = b.abs() <= i32::MAX as f64 - 127.0 * 255.0;
+                fits.then(|| fit_scale(&bounds, w, b as i64, x.scale, y.scale)).flatten()
+            })
         })
-        .collect();
-    let weights: Vec<i64> =
-        if a == 0.0 { vec![0] } else { (1..=127).rev().map(|k| if a < 0.0 { -k } else { k }).collect() };
-    for w in weights {
-        let ideal = if w == 0 { bb * 127.0 } else { bb * w as f64 / a };
-        for db in [0.0, -1.0, 1.0, -2.0, 2.0] {
-            let b = ideal.round() + db;
-            // The accumulator w·(q − z_x) + b stays within int32.
-            if b.abs() > i32::MAX as f64 - 127.0 * 255.0 {
-                continue;
-            }
-            if let Some(ch) = fit_scale(&bounds, w, b as i64, x.scale, y.scale) {
-                return Some(ch);
-            }
-        }
-    }
-    None
+    })
 }
 
 /// The open interval of the kernel's value before rounding (in output steps, before the zero
-/// point) that rounds to an accepted result for the reference value `v`, narrowed by a margin
-/// for the kernel's f32 product; unbounded on a side where the result saturates.
-fn window(v: f64, y: &Q) -> (f64, f64) {
+/// point) that rounds to an accepted result for the reference value `v` (`strict`: only the
+/// exactly rounded one, not the other neighbour of a tie), narrowed by a margin for the
+/// kernel's f32 product; unbounded on a side where the result saturates.
+fn window(v: f64, y: &Q, strict: bool) -> (f64, f64) {
+    let accepted = |r: i64| match judge(r, v, y.zp, y.lo, y.hi) {
+        Judgement::Exact => true,
+        Judgement::Tie => !strict,
+        Judgement::Off => false,
+    };
     let ok: Vec<i64> = [v.floor(), v.ceil()]
         .into_iter()
         .map(|r| (r as i64).saturating_add(y.zp).clamp(y.lo, y.hi))
-        .filter(|&r| judge(r, v, y.zp, y.lo, y.hi) != Judgement::Off)
+        .filter(|&r| accepted(r))
         .collect();
     let (Some(&rmin), Some(&rmax)) = (ok.iter().min(), ok.iter().max()) else { return (0.0, 0.0) };
     let margin = |t: f64| t.abs().max(1.0) * 1e-6;
