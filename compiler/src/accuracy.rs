@@ -23,7 +23,7 @@ use qdqc_ir::onnx::LoadOptions;
 use qdqc_ir::{Dim, Graph, TensorType};
 use rayon::prelude::*;
 use serde::Serialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The version of the JSON report's layout ([`AccuracyReport`]).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -34,8 +34,8 @@ pub const TOP_K: usize = 5;
 /// The samples to run.
 #[derive(Clone, Debug)]
 pub enum Samples {
-    /// Samples read from files ([`inputs::read_dir`]).
-    Given(Vec<Sample>),
+    /// Samples read from the files in `dir` ([`inputs::read_dir`]).
+    Files { dir: PathBuf, samples: Vec<Sample> },
     /// `count` seeded random samples (sample `k` drawn with seed `seed + k`, as `verify` draws
     /// them): floats standard normal unless `dists` names another distribution for the input;
     /// symbolic and unknown dims take `dim`.
@@ -333,17 +333,14 @@ pub fn accuracy(
     }
     let limit = opts.max_tensor_bytes.unwrap_or(qdqc_eval::DEFAULT_MAX_TENSOR_BYTES);
     let (samples, info): (Vec<Inputs>, InputsInfo) = match &opts.samples {
-        Samples::Given(given) => {
+        Samples::Files { dir, samples: given } => {
             if given.is_empty() {
                 return Err(Error::Usage("accuracy needs at least one input sample".into()));
             }
             for s in given {
                 inputs::check_sample(qdq.graph, s)?;
             }
-            let dir = given[0].path.parent().map(|p| p.display().to_string()).unwrap_or_default();
-            let dir =
-                if given.len() == 1 && given[0].path.is_dir() { given[0].path.display().to_string() } else { dir };
-            (given.iter().map(|s| s.inputs.clone()).collect(), InputsInfo::Files { path: dir })
+            (given.iter().map(|s| s.inputs.clone()).collect(), InputsInfo::Files { path: dir.display().to_string() })
         }
         Samples::Random { count, seed, dim, dists } => {
             if *count == 0 {
@@ -375,7 +372,7 @@ pub fn accuracy(
                 .iter()
                 .map(|name| {
                     let r = output_values(&rf, name, float)?;
-                    let row = (opts.topk && r.0.len() >= 1).then(|| *r.0.last().expect("rank >= 1"));
+                    let row = r.0.last().copied().filter(|_| opts.topk);
                     let pair = |res: &qdqc_eval::RunResult, m: Model| -> Result<Acc, Error> {
                         let x = output_values(res, name, m)?;
                         if x.0 != r.0 {
@@ -638,7 +635,11 @@ mod tests {
     fn models_that_do_not_fit_together_are_refused_naming_the_model_and_value() {
         let other_input = FLOAT.replace("%x", "%image");
         let e = run(&other_input, QDQ, None, random(1)).unwrap_err();
-        assert!(matches!(e, Error::Mismatch { .. }) && e.to_string().starts_with("float: its inputs ('image') differ from those of qdq ('x')"), "{e}");
+        assert!(
+            matches!(e, Error::Mismatch { .. })
+                && e.to_string().starts_with("float: its inputs ('image') differ from those of qdq ('x')"),
+            "{e}"
+        );
         let e = run(&FLOAT.replace("f32[N, 8]", "f32[N, 9]"), QDQ, None, random(1)).unwrap_err();
         assert!(e.to_string().contains("input 'x' is f32 [N, 9] here and f32 [N, 8] in qdq"), "{e}");
         let renamed = FLOAT.replace("%y", "%out");

@@ -524,7 +524,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 }
             }
             let samples = match inputs {
-                Some(dir) => qdqc::accuracy::Samples::Given(qdqc::inputs::read_dir(&dir)?),
+                Some(dir) => qdqc::accuracy::Samples::Files { samples: qdqc::inputs::read_dir(&dir)?, dir },
                 None => qdqc::accuracy::Samples::Random {
                     count: samples as usize,
                     seed,
