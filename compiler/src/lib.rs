@@ -1,8 +1,10 @@
 //! qdqc's library API: [`compile`] a QDQ model, [`stats`] about a model, [`diff`] of two models'
 //! text forms. The `qdqc` binary only parses flags and prints what these return.
 
+pub mod accuracy;
 pub mod alloc;
 pub mod diff;
+pub mod inputs;
 pub mod report;
 pub mod speed;
 pub mod stats;
@@ -67,6 +69,10 @@ pub enum Error {
     #[error("{}: verification failed: tensor '{tensor}' moved beyond tolerance ({steps}){}", path.display(),
         if *written { "; the output was written anyway (--force)" } else { "; nothing was written" })]
     VerificationFailed { path: PathBuf, tensor: String, steps: String, written: bool },
+    /// An input sample or a model does not fit the model it goes with: input names, shapes,
+    /// dtypes, values that are not finite, models whose inputs or outputs differ (exit 2).
+    #[error("{}: {msg}", path.display())]
+    Mismatch { path: PathBuf, msg: String },
     /// Bad usage of the library or the command line (exit 2).
     #[error("{0}")]
     Usage(String),
@@ -81,7 +87,7 @@ impl Error {
         match self {
             Error::Model(_) | Error::InvalidGraph { .. } | Error::Unsupported { .. } | Error::UnknownPass(_) => 2,
             Error::Pass { .. } | Error::VerificationFailed { .. } => 1,
-            Error::Run { .. } | Error::File { .. } | Error::Usage(_) | Error::Speed(_) => 2,
+            Error::Run { .. } | Error::File { .. } | Error::Mismatch { .. } | Error::Usage(_) | Error::Speed(_) => 2,
         }
     }
 }

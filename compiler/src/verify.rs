@@ -92,6 +92,68 @@ pub fn random_inputs_with_limit(
     dim: usize,
     max_tensor_bytes: usize,
 ) -> Result<Inputs, VerifyError> {
+    random_inputs_with_dists(graph, seed, dim, max_tensor_bytes, &[])
+}
+
+/// The distribution a random float input is drawn from.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Dist {
+    /// Standard normal (the default).
+    Normal,
+    /// Uniform over `[lo, hi)`.
+    Uniform { lo: f64, hi: f64 },
+}
+
+impl Dist {
+    /// `normal` or `uniform:LO,HI` (finite, `LO < HI`).
+    pub fn parse(s: &str) -> Result<Dist, String> {
+        if s == "normal" {
+            return Ok(Dist::Normal);
+        }
+        let bad = || format!("'{s}' is not a distribution (expected normal or uniform:LO,HI with LO < HI)");
+        let (lo, hi) = s.strip_prefix("uniform:").and_then(|r| r.split_once(',')).ok_or_else(bad)?;
+        let (lo, hi): (f64, f64) = (lo.trim().parse().map_err(|_| bad())?, hi.trim().parse().map_err(|_| bad())?);
+        if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+            return Err(bad());
+        }
+        Ok(Dist::Uniform { lo, hi })
+    }
+}
+
+impl std::fmt::Display for Dist {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dist::Normal => write!(f, "normal"),
+            Dist::Uniform { lo, hi } => write!(f, "uniform:{lo},{hi}"),
+        }
+    }
+}
+
+/// [`random_inputs_with_limit`], drawing the float inputs named in `dists` from their
+/// distribution (the others standard normal). A name that is not a float graph input is an error.
+pub fn random_inputs_with_dists(
+    graph: &Graph,
+    seed: u64,
+    dim: usize,
+    max_tensor_bytes: usize,
+    dists: &[(String, Dist)],
+) -> Result<Inputs, VerifyError> {
+    for (name, _) in dists {
+        let ty = graph.inputs.iter().map(|&i| &graph.node(i).outputs[0]).find(|v| &v.name == name);
+        match ty {
+            None => {
+                return Err(VerifyError::Input { name: name.clone(), msg: "the model has no such input".into() });
+            }
+            Some(v) if !v.ty.as_ref().is_some_and(|t| t.dtype.is_float()) => {
+                return Err(VerifyError::Input {
+                    name: name.clone(),
+                    msg: "is not a float input; only float inputs take a distribution".into(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
     let mut rng = SplitMix64(seed);
     let mut out = Vec::new();
     for &id in &graph.inputs {
@@ -120,7 +182,11 @@ pub fn random_inputs_with_limit(
                 ))
             })?;
         let value = if ty.dtype.is_float() {
-            let data: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+            let dist = dists.iter().find(|(name, _)| name == &v.name).map_or(Dist::Normal, |(_, d)| *d);
+            let data: Vec<f64> = match dist {
+                Dist::Normal => (0..n).map(|_| rng.normal()).collect(),
+                Dist::Uniform { lo, hi } => (0..n).map(|_| lo + (hi - lo) * rng.uniform()).collect(),
+            };
             Value::from_f64(ty.dtype, &shape, &data)
         } else if let Some((lo, hi)) = ty.dtype.int_range().or((ty.dtype == DType::Bool).then_some((0, 1))) {
             let span = (hi - lo + 1) as u64;
@@ -565,6 +631,24 @@ mod tests {
         assert!(within_steps(p, q, f64::from(s)), "k = {k}: one step apart");
         let two = f64::from((k + 2) as f32 * s);
         assert!(!within_steps(two, q, f64::from(s)), "two steps apart must fail");
+    }
+
+    #[test]
+    fn distributions_parse_and_draw_within_their_range() {
+        assert_eq!(Dist::parse("normal"), Ok(Dist::Normal));
+        assert_eq!(Dist::parse("uniform:-1,2.5"), Ok(Dist::Uniform { lo: -1.0, hi: 2.5 }));
+        for bad in ["uniform:2,1", "uniform:1", "uniform:a,b", "gauss", "uniform:0,inf"] {
+            assert!(Dist::parse(bad).is_err(), "{bad}");
+        }
+        let g = qdqc_ir::text::parse("graph {\n  input %x: f32[64]\n  %y = Relu(%x)\n  output %y\n}\n").unwrap();
+        let dists = [("x".to_string(), Dist::Uniform { lo: 2.0, hi: 3.0 })];
+        let x = random_inputs_with_dists(&g, 1, 1, usize::MAX, &dists).unwrap();
+        assert!(x[0].1.to_f64_vec().unwrap().iter().all(|&v| (2.0..3.0).contains(&v)));
+        // Normal is what random_inputs draws.
+        let n = random_inputs_with_dists(&g, 1, 1, usize::MAX, &[("x".into(), Dist::Normal)]).unwrap();
+        assert_eq!(n[0].1.to_f64_vec().unwrap(), random_inputs(&g, 1, 1).unwrap()[0].1.to_f64_vec().unwrap());
+        let e = random_inputs_with_dists(&g, 1, 1, usize::MAX, &[("z".into(), Dist::Normal)]).unwrap_err();
+        assert!(e.to_string().contains("input 'z'"), "{e}");
     }
 
     #[test]

@@ -1154,3 +1154,185 @@ fn claimed_sizes_are_refused_before_the_interpreter_allocates() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("limit of 16 bytes"), "{}", stderr(&o));
 }
+
+/// Writes one `.npz` sample (as numpy's `np.savez`: a zip of `NAME.npy` members).
+fn write_npz(path: &Path, members: &[(&str, qdqc::eval::Value)], deflate: bool) {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let method = if deflate { zip::CompressionMethod::Deflated } else { zip::CompressionMethod::Stored };
+    let opts = zip::write::SimpleFileOptions::default().compression_method(method);
+    for (name, v) in members {
+        w.start_file(format!("{name}.npy"), opts).unwrap();
+        w.write_all(&v.to_npy().unwrap()).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+/// A deterministic float input of `shape` in about [-2, 2].
+fn wave(shape: &[usize], phase: f32) -> qdqc::eval::Value {
+    let n: usize = shape.iter().product();
+    qdqc::eval::Value::f32(shape, (0..n).map(|i| 2.0 * (i as f32 * 0.37 + phase).sin()).collect()).unwrap()
+}
+
+fn accuracy_json(args: &[&str]) -> (String, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("acc.json");
+    let mut all = vec!["accuracy"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--json", json.to_str().unwrap()]);
+    let o = qdqc(&all);
+    assert_eq!(o.status.code(), Some(0), "{all:?}: {}", stderr(&o));
+    let text = std::fs::read_to_string(&json).unwrap();
+    (String::from_utf8_lossy(&o.stdout).into_owned(), serde_json::from_str(&text).unwrap())
+}
+
+#[test]
+fn accuracy_measures_the_qdq_and_compiled_models_against_the_float_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let qdq = fixture("resnet_block.u8.pt.onnx");
+    let compiled = dir.path().join("compiled.onnx");
+    let o = qdqc(&["compile", qdq.to_str().unwrap(), "-o", compiled.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let float = fixture("resnet_block.float.onnx");
+    let (table, j) = accuracy_json(&[
+        qdq.to_str().unwrap(),
+        compiled.to_str().unwrap(),
+        "--float",
+        float.to_str().unwrap(),
+        "--samples",
+        "3",
+        "--dim",
+        "2",
+        "--topk",
+    ]);
+    assert_eq!(j["schema_version"], 1);
+    assert_eq!(j["samples"], 3);
+    assert_eq!(j["inputs"]["source"], "random");
+    let out = &j["outputs"][0];
+    assert_eq!(out["name"], "logits");
+    assert_eq!(out["shape"], serde_json::json!([2, 10]));
+    for pair in ["qdq", "compiled"] {
+        let m = &out[pair];
+        let sqnr = m["sqnr_db"].as_f64().unwrap_or_else(|| panic!("{pair}: finite SQNR expected: {m}"));
+        assert!(sqnr > 10.0 && sqnr < 80.0, "{pair}: {m}");
+        let cos = m["cosine"].as_f64().unwrap();
+        assert!(cos > 0.9 && cos <= 1.0, "{pair}: {m}");
+        for k in ["max_abs_error", "mean_abs_error"] {
+            assert!(m[k].as_f64().unwrap().is_finite() && m[k].as_f64().unwrap() > 0.0, "{pair} {k}: {m}");
+        }
+        let (t1, t5) = (m["top1"].as_f64().unwrap(), m["top5"].as_f64().unwrap());
+        assert!((0.0..=1.0).contains(&t1) && t1 <= t5 && t5 <= 1.0, "{pair}: {m}");
+        assert_eq!(m["rows"], 6);
+    }
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("logits")).collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(rows[0].contains("qdq") && rows[1].contains("compiled") && table.contains("top-5"), "{table}");
+    assert!(table.contains("3 samples (random, seed 0)"), "{table}");
+}
+
+#[test]
+fn accuracy_of_a_model_against_itself_is_infinite_sqnr_and_cosine_one() {
+    let float = fixture("resnet_block.float.onnx");
+    let f = float.to_str().unwrap();
+    let (table, j) = accuracy_json(&[f, f, "--float", f, "--samples", "2", "--input-dist", "input=uniform:0,1"]);
+    for pair in ["qdq", "compiled"] {
+        let m = &j["outputs"][0][pair];
+        assert_eq!(m["sqnr_db"], "inf", "{m}");
+        assert_eq!(m["cosine"], 1.0, "{m}");
+        assert_eq!(m["max_abs_error"], 0.0, "{m}");
+        assert!(m["top1"].is_null(), "{m}");
+    }
+    assert_eq!(j["inputs"]["dists"][0], serde_json::json!(["input", {"kind": "uniform", "lo": 0.0, "hi": 1.0}]));
+    assert!(table.contains(" inf "), "{table}");
+}
+
+#[test]
+fn accuracy_and_verify_read_npz_and_npy_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let npz = dir.path().join("npz");
+    std::fs::create_dir(&npz).unwrap();
+    write_npz(&npz.join("a.npz"), &[("input", wave(&[1, 3, 32, 32], 0.0))], false);
+    write_npz(&npz.join("b.npz"), &[("input", wave(&[2, 3, 32, 32], 1.0))], true);
+    let npy = dir.path().join("npy");
+    for (k, phase) in [(0, 0.0), (1, 1.0)] {
+        let d = npy.join(format!("s{k}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("input.npy"), wave(&[1, 3, 32, 32], phase).to_npy().unwrap()).unwrap();
+    }
+    let (qdq, float) = (fixture("resnet_block.u8.pt.onnx"), fixture("resnet_block.float.onnx"));
+    let (q, f) = (qdq.to_str().unwrap(), float.to_str().unwrap());
+    let (_, j) = accuracy_json(&[q, "--float", f, "--inputs", npz.to_str().unwrap()]);
+    assert_eq!((j["samples"].as_u64(), j["inputs"]["source"].as_str()), (Some(2), Some("files")));
+    assert_eq!(j["outputs"][0]["elements"], 30);
+    assert!(j["outputs"][0]["qdq"]["sqnr_db"].as_f64().unwrap() > 10.0, "{j}");
+    assert!(j["outputs"][0]["compiled"].is_null());
+    let (_, j) = accuracy_json(&[q, "--float", f, "--inputs", npy.to_str().unwrap()]);
+    assert_eq!(j["samples"], 2);
+    for dir in [&npz, &npy] {
+        let o = qdqc(&["verify", q, q, "--inputs", dir.to_str().unwrap()]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(0), "{}{out}", stderr(&o));
+        assert!(out.contains("over 2 samples"), "{out}");
+    }
+}
+
+#[test]
+fn accuracy_refuses_inputs_and_models_that_do_not_fit_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (qdq, float) = (fixture("resnet_block.u8.pt.onnx"), fixture("resnet_block.float.onnx"));
+    let (q, f) = (qdq.to_str().unwrap(), float.to_str().unwrap());
+    let case = |name: &str, members: &[(&str, qdqc::eval::Value)]| {
+        let d = dir.path().join(name);
+        std::fs::create_dir(&d).unwrap();
+        write_npz(&d.join("s0.npz"), members, false);
+        d
+    };
+    let f64_input =
+        qdqc::eval::Value::from_f64(qdqc::ir::DType::F64, &[1, 3, 32, 32], &vec![0.5; 3 * 32 * 32]).unwrap();
+    let mut nan = wave(&[1, 3, 32, 32], 0.0).to_f32_vec().unwrap();
+    nan[5] = f32::INFINITY;
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let cases: Vec<(PathBuf, Vec<&str>)> = vec![
+        (case("name", &[("image", wave(&[1, 3, 32, 32], 0.0))]), vec!["s0.npz", "input 'image'", "no such input"]),
+        (
+            case("shape", &[("input", wave(&[1, 3, 16, 16], 0.0))]),
+            vec!["s0.npz", "input 'input'", "shape [1, 3, 16, 16]"],
+        ),
+        (case("dtype", &[("input", f64_input)]), vec!["s0.npz", "input 'input'", "is f"]),
+        (
+            case("nan", &[("input", qdqc::eval::Value::f32(&[1, 3, 32, 32], nan).unwrap())]),
+            vec!["s0.npz", "element 5 is inf"],
+        ),
+        (case("missing", &[]), vec!["s0.npz", "no input arrays"]),
+        (empty.clone(), vec!["empty", "holds no input samples"]),
+    ];
+    for (d, needles) in cases {
+        let o = qdqc(&["accuracy", q, "--float", f, "--inputs", d.to_str().unwrap()]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{}: {err}", d.display());
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("qdqc: error: "), "{err}");
+        for n in needles {
+            assert!(err.contains(n), "{}: expected '{n}' in {err}", d.display());
+        }
+    }
+    // A float model with another interface, an unknown --input-dist, a bad distribution.
+    let other = fixture("transformer_block.float.onnx");
+    let runs: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (vec![q, "--float", other.to_str().unwrap()], vec!["transformer_block.float.onnx", "input 'input'"]),
+        (vec![q, "--float", f, "--input-dist", "image=normal"], vec!["input 'image'", "no such input"]),
+        (vec![q, "--float", f, "--input-dist", "input=uniform:3,1"], vec!["uniform:3,1"]),
+        (vec![q, "--float", f, "--inputs", empty.to_str().unwrap(), "--samples", "3"], vec!["--samples"]),
+    ];
+    for (args, needles) in runs {
+        let mut all = vec!["accuracy"];
+        all.extend(args.iter().copied());
+        let o = qdqc(&all);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{args:?}: expected '{n}' in {err}");
+        }
+    }
+}

@@ -28,7 +28,7 @@ struct Cli {
     /// folder.
     #[arg(long, global = true)]
     follow_symlinks: bool,
-    /// The largest tensor the reference interpreter (run, verify, compile --verify) may build,
+    /// The largest tensor the reference interpreter (run, verify, accuracy, compile --verify) may build,
     /// in bytes at 8 bytes per element; a model that needs a larger one fails with an error
     /// naming the node. Default 4 GiB.
     #[arg(long, global = true, value_name = "BYTES")]
@@ -188,7 +188,8 @@ enum Command {
         /// Size of symbolic dims (such as the batch N) in random inputs.
         #[arg(long, default_value_t = 1)]
         dim: usize,
-        /// A folder of NAME.npy inputs (one sample), or of subfolders, one sample each.
+        /// A folder of input samples: .npz files (np.savez), one sample each; or NAME.npy files
+        /// (one sample), or subfolders of them, one sample each.
         #[arg(long)]
         inputs: Option<PathBuf>,
         /// Also write the report as JSON.
@@ -197,6 +198,39 @@ enum Command {
         /// List every compared tensor, not only outputs and failures.
         #[arg(long)]
         all: bool,
+    },
+    /// Measure a QDQ model (and the model compiled from it) against the float model: SQNR,
+    /// cosine similarity, max and mean absolute error per output (docs/accuracy.md).
+    Accuracy {
+        /// The QDQ model (.onnx).
+        qdq: PathBuf,
+        /// The model compiled from it (optional), measured beside it.
+        compiled: Option<PathBuf>,
+        /// The float model the QDQ model was quantized from: the reference.
+        #[arg(long, value_name = "FLOAT.onnx")]
+        float: PathBuf,
+        /// A folder of input samples: .npz files (np.savez), one sample each; or NAME.npy files
+        /// (one sample), or subfolders of them, one sample each.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["samples", "seed", "input_dist"])]
+        inputs: Option<PathBuf>,
+        /// Seeded random samples to run (without --inputs).
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+        samples: u32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Size of symbolic dims (such as the batch N) in random inputs.
+        #[arg(long, default_value_t = 1)]
+        dim: usize,
+        /// The distribution of a random float input (repeatable); the default is standard normal.
+        #[arg(long = "input-dist", value_name = "NAME=normal|uniform:LO,HI")]
+        input_dist: Vec<String>,
+        /// Also measure top-1 and top-5 agreement with the float model (outputs whose last dim
+        /// is larger than 1, one row per last-dim vector).
+        #[arg(long)]
+        topk: bool,
+        /// Also write the numbers as JSON.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
     },
     /// Unified diff of the text IR of two models; exit status 1 when they differ (as diff(1)).
     Diff {
@@ -464,7 +498,10 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             if let Some(path) = &json {
                 qdqc::check_writable(path)?;
             }
-            let inputs = inputs.map(|dir| read_input_dir(&dir)).transpose()?;
+            let inputs = inputs
+                .map(|dir| qdqc::inputs::read_dir(&dir))
+                .transpose()?
+                .map(|samples| samples.into_iter().map(|s| s.inputs).collect());
             let opts = VerifyOptions { samples: samples as usize, seed, dim, inputs, force: false, max_tensor_bytes };
             let bar = Bar::new("verifying", opts.inputs.as_ref().map_or(opts.samples, Vec::len));
             let (report, failure) = qdqc::verify_files(&orig, &compiled, &load, &opts, &|d, n| bar.set(d, n))?;
@@ -476,6 +513,30 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             if let Some(e) = failure {
                 return Err(e);
+            }
+        }
+        Command::Accuracy { qdq, compiled, float, inputs, samples, seed, dim, input_dist, topk, json } => {
+            if let Some(path) = &json {
+                qdqc::check_writable(path)?;
+                let models = [Some(&float), Some(&qdq), compiled.as_ref()];
+                if let Some(m) = models.into_iter().flatten().find(|m| *m == path || qdqc::same_file(m, path)) {
+                    return Err(Error::File { path: path.clone(), msg: format!("is also the model {}", m.display()) });
+                }
+            }
+            let samples = match inputs {
+                Some(dir) => qdqc::accuracy::Samples::Files { samples: qdqc::inputs::read_dir(&dir)?, dir },
+                None => qdqc::accuracy::Samples::Random {
+                    count: samples as usize,
+                    seed,
+                    dim,
+                    dists: qdqc::accuracy::parse_dists(&input_dist)?,
+                },
+            };
+            let opts = qdqc::accuracy::AccuracyOptions { samples, topk, max_tensor_bytes };
+            let report = qdqc::accuracy::accuracy_files(&float, &qdq, compiled.as_deref(), &load, &opts)?;
+            emit(&report.table());
+            if let Some(path) = json {
+                qdqc::write_atomic(&path, report.to_json().as_bytes())?;
             }
         }
         Command::Diff { a, b, color } => {
@@ -547,30 +608,6 @@ fn parse_inputs(args: &[String]) -> Result<Vec<(String, Value)>, Error> {
             Ok((name.to_string(), qdqc::read_npy(std::path::Path::new(file))?))
         })
         .collect()
-}
-
-/// A folder of `NAME.npy` files is one sample; a folder of such folders is one sample each.
-fn read_input_dir(dir: &std::path::Path) -> Result<Vec<Vec<(String, Value)>>, Error> {
-    let err = |e: std::io::Error| Error::File { path: dir.to_path_buf(), msg: e.to_string() };
-    let mut entries: Vec<PathBuf> =
-        std::fs::read_dir(dir).map_err(err)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>().map_err(err)?;
-    entries.sort();
-    let read_sample = |d: &std::path::Path| -> Result<Vec<(String, Value)>, Error> {
-        let mut files: Vec<PathBuf> =
-            std::fs::read_dir(d).map_err(err)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>().map_err(err)?;
-        files.sort();
-        files
-            .iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "npy"))
-            .map(|p| Ok((p.file_stem().unwrap().to_string_lossy().into_owned(), qdqc::read_npy(p)?)))
-            .collect()
-    };
-    let subdirs: Vec<&PathBuf> = entries.iter().filter(|p| p.is_dir()).collect();
-    if subdirs.is_empty() {
-        Ok(vec![read_sample(dir)?])
-    } else {
-        subdirs.into_iter().map(|d| read_sample(d)).collect()
-    }
 }
 
 /// A file name for a tensor name (ONNX names may hold `/` or `:`).

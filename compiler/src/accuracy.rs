@@ -1,0 +1,674 @@
+//! `qdqc accuracy`: how far a QDQ model (and, optionally, the model compiled from it) is from the
+//! float model it was quantized from, measured on the graph outputs with the reference
+//! interpreter.
+//!
+//! Every model runs on the same samples (given ones, [`crate::inputs`], or seeded random ones);
+//! samples run in parallel. Outputs are matched by name and must be float in every model. For
+//! each output and each model pair (QDQ vs float, compiled vs float), pooled over all samples and
+//! elements, with `r` the float model's values and `x` the other model's (both widened to f64):
+//! - SQNR in dB: `10·log10(Σr² / Σ(r−x)²)`; `+inf` when `x` equals `r` everywhere, `-inf` when
+//!   `r` is all zero and `x` is not;
+//! - cosine similarity: `Σr·x / √(Σr²·Σx²)` (1 when both are all zero, 0 when one is);
+//! - largest and mean absolute error `|r−x|`;
+//! - with top-k, for outputs whose last dimension is larger than 1, each row along the last
+//!   dimension: top-1, the share of rows whose argmax equals the float model's argmax, and top-5,
+//!   the share of rows where the float model's argmax is among the other model's 5 largest.
+//!   Ties rank by index (the first of equal values ranks higher), as numpy's `argmax` does.
+
+use crate::inputs::{self, Sample};
+use crate::verify::{self, Dist, Inputs, VerifyError};
+use crate::Error;
+use qdqc_eval::{Interpreter, RunOptions, Value};
+use qdqc_ir::onnx::LoadOptions;
+use qdqc_ir::{Dim, Graph, TensorType};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// The version of the JSON report's layout ([`AccuracyReport`]).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// How many of the largest values the top-5 agreement looks at.
+pub const TOP_K: usize = 5;
+
+/// The samples to run.
+#[derive(Clone, Debug)]
+pub enum Samples {
+    /// Samples read from the files in `dir` ([`inputs::read_dir`]).
+    Files { dir: PathBuf, samples: Vec<Sample> },
+    /// `count` seeded random samples (sample `k` drawn with seed `seed + k`, as `verify` draws
+    /// them): floats standard normal unless `dists` names another distribution for the input;
+    /// symbolic and unknown dims take `dim`.
+    Random { count: usize, seed: u64, dim: usize, dists: Vec<(String, Dist)> },
+}
+
+/// What `accuracy` runs and measures.
+#[derive(Clone, Debug)]
+pub struct AccuracyOptions {
+    pub samples: Samples,
+    /// Also measure top-1 and top-5 agreement.
+    pub topk: bool,
+    /// The interpreter's per-tensor limit (`None`: `qdqc_eval::DEFAULT_MAX_TENSOR_BYTES`).
+    pub max_tensor_bytes: Option<usize>,
+}
+
+/// A model and the path that names it in errors and in the report.
+#[derive(Clone, Copy)]
+pub struct Model<'a> {
+    pub path: &'a Path,
+    pub graph: &'a Graph,
+}
+
+/// The metrics of one model pair on one output.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Metrics {
+    /// Signal-to-quantization-noise ratio in dB; serialized as a number, or the string `"inf"`
+    /// (`"-inf"`) when infinite, or `null` when undefined (NaN in an output).
+    #[serde(serialize_with = "ser_db")]
+    pub sqnr_db: f64,
+    pub cosine: f64,
+    pub max_abs_error: f64,
+    pub mean_abs_error: f64,
+    /// Share of rows whose argmax agrees (with top-k, for outputs whose last dim is > 1).
+    pub top1: Option<f64>,
+    /// Share of rows whose float argmax is among the 5 largest.
+    pub top5: Option<f64>,
+    /// The number of rows the top-k shares count.
+    pub rows: Option<usize>,
+}
+
+fn ser_db<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.is_nan() {
+        s.serialize_none()
+    } else if v.is_infinite() {
+        s.serialize_str(if *v > 0.0 { "inf" } else { "-inf" })
+    } else {
+        s.serialize_f64(*v)
+    }
+}
+
+/// One graph output's metrics for each model pair.
+#[derive(Clone, Debug, Serialize)]
+pub struct OutputReport {
+    pub name: String,
+    /// The output's shape in the first sample.
+    pub shape: Vec<usize>,
+    /// Elements compared per model pair, over all samples.
+    pub elements: usize,
+    /// The QDQ model against the float model.
+    pub qdq: Metrics,
+    /// The compiled model against the float model (when one is given).
+    pub compiled: Option<Metrics>,
+}
+
+/// Where the samples came from.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "source", rename_all = "lowercase")]
+pub enum InputsInfo {
+    /// Read from `path` ([`inputs::read_dir`]).
+    Files { path: String },
+    /// Seeded random samples; `dists` lists the inputs not drawn standard normal.
+    Random { seed: u64, dim: usize, dists: Vec<(String, Dist)> },
+}
+
+/// The result of [`accuracy`] (`qdqc accuracy --json` writes it as is).
+#[derive(Clone, Debug, Serialize)]
+pub struct AccuracyReport {
+    pub schema_version: u32,
+    pub float_model: String,
+    pub qdq_model: String,
+    pub compiled_model: Option<String>,
+    pub samples: usize,
+    pub inputs: InputsInfo,
+    pub topk: bool,
+    /// In the float model's output order.
+    pub outputs: Vec<OutputReport>,
+}
+
+/// Running sums of one model pair on one output (pooled over samples).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Acc {
+    sum_ref2: f64,
+    sum_err2: f64,
+    dot: f64,
+    sum_x2: f64,
+    max_abs: f64,
+    sum_abs: f64,
+    n: usize,
+    rows: usize,
+    top1: usize,
+    top5: usize,
+}
+
+impl Acc {
+    /// Adds one sample: the float model's values `r` and the other model's `x` (same length);
+    /// `row` is the last dim's size when top-k is measured.
+    pub fn add(&mut self, r: &[f64], x: &[f64], row: Option<usize>) {
+        debug_assert_eq!(r.len(), x.len());
+        for (&a, &b) in r.iter().zip(x) {
+            let e = a - b;
+            self.sum_ref2 += a * a;
+            self.sum_err2 += e * e;
+            self.dot += a * b;
+            self.sum_x2 += b * b;
+            self.max_abs = if e.is_nan() { f64::NAN } else { self.max_abs.max(e.abs()) };
+            self.sum_abs += e.abs();
+        }
+        self.n += r.len();
+        if let Some(k) = row.filter(|&k| k > 1) {
+            for (rr, xr) in r.chunks_exact(k).zip(x.chunks_exact(k)) {
+                let best = argmax(rr);
+                let rank = rank_of(xr, best);
+                self.rows += 1;
+                self.top1 += (rank == 0) as usize;
+                self.top5 += (rank < TOP_K) as usize;
+            }
+        }
+    }
+
+    /// Adds another sample's sums (in sample order, so the totals are deterministic).
+    pub fn merge(&mut self, o: &Acc) {
+        self.sum_ref2 += o.sum_ref2;
+        self.sum_err2 += o.sum_err2;
+        self.dot += o.dot;
+        self.sum_x2 += o.sum_x2;
+        self.max_abs = if o.max_abs.is_nan() { f64::NAN } else { self.max_abs.max(o.max_abs) };
+        self.sum_abs += o.sum_abs;
+        self.n += o.n;
+        self.rows += o.rows;
+        self.top1 += o.top1;
+        self.top5 += o.top5;
+    }
+
+    pub fn metrics(&self, topk: bool) -> Metrics {
+        let sqnr_db = if self.sum_err2 == 0.0 {
+            f64::INFINITY
+        } else if self.sum_ref2 == 0.0 {
+            f64::NEG_INFINITY
+        } else {
+            10.0 * (self.sum_ref2 / self.sum_err2).log10()
+        };
+        let cosine = match (self.sum_ref2 == 0.0, self.sum_x2 == 0.0) {
+            (true, true) => 1.0,
+            (true, false) | (false, true) => 0.0,
+            _ => {
+                let p = self.sum_ref2 * self.sum_x2;
+                let c = if p.is_finite() {
+                    self.dot / p.sqrt()
+                } else {
+                    self.dot / self.sum_ref2.sqrt() / self.sum_x2.sqrt()
+                };
+                c.clamp(-1.0, 1.0)
+            }
+        };
+        let share = |k: usize| (topk && self.rows > 0).then(|| k as f64 / self.rows as f64);
+        Metrics {
+            sqnr_db,
+            cosine,
+            max_abs_error: self.max_abs,
+            mean_abs_error: if self.n == 0 { 0.0 } else { self.sum_abs / self.n as f64 },
+            top1: share(self.top1),
+            top5: share(self.top5),
+            rows: (topk && self.rows > 0).then_some(self.rows),
+        }
+    }
+}
+
+/// The index of the largest value (the first of equal ones).
+fn argmax(v: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// The rank of element `i` in `v` from the largest (0 for the argmax): the values larger than
+/// `v[i]`, and the equal ones before it.
+fn rank_of(v: &[f64], i: usize) -> usize {
+    v.iter().enumerate().filter(|&(j, &x)| x > v[i] || (x == v[i] && j < i)).count()
+}
+
+fn input_types(g: &Graph) -> Vec<(String, Option<TensorType>)> {
+    g.inputs.iter().map(|&id| (g.node(id).outputs[0].name.clone(), g.node(id).outputs[0].ty.clone())).collect()
+}
+
+fn output_types(g: &Graph) -> Vec<(String, Option<TensorType>)> {
+    g.outputs().iter().map(|o| (o.name().to_string(), g.operand_type(o.operand))).collect()
+}
+
+fn type_text(t: &Option<TensorType>) -> String {
+    match t {
+        Some(t) => match &t.shape {
+            Some(d) => format!("{} {}", t.dtype, inputs::shape_text(d)),
+            None => format!("{} of unknown rank", t.dtype),
+        },
+        None => "of unknown type".into(),
+    }
+}
+
+/// Whether two declared types can hold the same values: equal dtypes, equal ranks, and known
+/// dims equal where both are known.
+fn compatible(a: &Option<TensorType>, b: &Option<TensorType>) -> bool {
+    let (Some(a), Some(b)) = (a, b) else { return true };
+    if a.dtype != b.dtype {
+        return false;
+    }
+    match (&a.shape, &b.shape) {
+        (Some(x), Some(y)) => {
+            x.len() == y.len() && x.iter().zip(y.iter()).all(|p| !matches!(p, (Dim::Known(i), Dim::Known(j)) if i != j))
+        }
+        _ => true,
+    }
+}
+
+/// Checks that `m` has the inputs and outputs of `reference` (by name, with compatible types),
+/// and that its outputs are float. Errors name `m`'s path.
+fn check_interface(m: Model, reference: Model) -> Result<(), Error> {
+    let err = |msg: String| Error::Mismatch { path: m.path.to_path_buf(), msg };
+    for (name, ty) in output_types(m.graph) {
+        if let Some(t) = ty.filter(|t| !t.dtype.is_float()) {
+            return Err(not_float(m.path, &name, &t.dtype.to_string()));
+        }
+    }
+    for (what, mine, theirs) in [
+        ("input", input_types(m.graph), input_types(reference.graph)),
+        ("output", output_types(m.graph), output_types(reference.graph)),
+    ] {
+        let names = |v: &[(String, Option<TensorType>)]| v.iter().map(|(n, _)| format!("'{n}'")).collect::<Vec<_>>();
+        let (mut a, mut b) = (names(&mine), names(&theirs));
+        a.sort();
+        b.sort();
+        if a != b {
+            return Err(err(format!(
+                "its {what}s ({}) differ from those of {} ({})",
+                a.join(", "),
+                reference.path.display(),
+                b.join(", ")
+            )));
+        }
+        for (name, ty) in &mine {
+            let other = &theirs.iter().find(|(n, _)| n == name).expect("same names").1;
+            if !compatible(ty, other) {
+                return Err(err(format!(
+                    "{what} '{name}' is {} here and {} in {}",
+                    type_text(ty),
+                    type_text(other),
+                    reference.path.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An interpreter error of model `m`.
+fn run_err(m: Model<'_>) -> impl Fn(qdqc_eval::EvalError) -> Error + '_ {
+    move |e| Error::Run { path: m.path.to_path_buf(), error: VerifyError::Eval(e) }
+}
+
+fn not_float(path: &Path, name: &str, dtype: &str) -> Error {
+    Error::Mismatch {
+        path: path.to_path_buf(),
+        msg: format!(
+            "output '{name}' is {dtype}; accuracy compares float outputs only (an integer output's scale is not known here)"
+        ),
+    }
+}
+
+/// Runs the float, QDQ and (optional) compiled models on the same samples and measures each
+/// output of the QDQ and compiled models against the float model's.
+pub fn accuracy(
+    float: Model,
+    qdq: Model,
+    compiled: Option<Model>,
+    opts: &AccuracyOptions,
+) -> Result<AccuracyReport, Error> {
+    check_interface(float, qdq)?;
+    check_interface(qdq, float)?;
+    if let Some(c) = compiled {
+        check_interface(c, qdq)?;
+    }
+    let limit = opts.max_tensor_bytes.unwrap_or(qdqc_eval::DEFAULT_MAX_TENSOR_BYTES);
+    let (samples, info): (Vec<Inputs>, InputsInfo) = match &opts.samples {
+        Samples::Files { dir, samples: given } => {
+            if given.is_empty() {
+                return Err(Error::Usage("accuracy needs at least one input sample".into()));
+            }
+            for s in given {
+                inputs::check_sample(qdq.graph, s)?;
+            }
+            (given.iter().map(|s| s.inputs.clone()).collect(), InputsInfo::Files { path: dir.display().to_string() })
+        }
+        Samples::Random { count, seed, dim, dists } => {
+            if *count == 0 {
+                return Err(Error::Usage("accuracy needs at least one sample".into()));
+            }
+            let samples = (0..*count)
+                .map(|k| verify::random_inputs_with_dists(qdq.graph, seed.wrapping_add(k as u64), *dim, limit, dists))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| Error::Run { path: qdq.path.to_path_buf(), error })?;
+            (samples, InputsInfo::Random { seed: *seed, dim: *dim, dists: dists.clone() })
+        }
+    };
+    let fi = Interpreter::with_limit(float.graph, limit).map_err(run_err(float))?;
+    let qi = Interpreter::with_limit(qdq.graph, limit).map_err(run_err(qdq))?;
+    let ci = compiled.map(|c| Interpreter::with_limit(c.graph, limit).map_err(run_err(c))).transpose()?;
+    let run_opts = RunOptions { max_tensor_bytes: Some(limit), ..Default::default() };
+    let names: Vec<String> = float.graph.outputs().iter().map(|o| o.name().to_string()).collect();
+    type PerSample = Vec<(Vec<usize>, Acc, Option<Acc>)>;
+    let per_sample: Vec<PerSample> = samples
+        .par_iter()
+        .map(|inputs| -> Result<PerSample, Error> {
+            let rf = fi.run(inputs, &run_opts).map_err(run_err(float))?;
+            let rq = qi.run(inputs, &run_opts).map_err(run_err(qdq))?;
+            let rc = match (&ci, compiled) {
+                (Some(i), Some(c)) => Some((i.run(inputs, &run_opts).map_err(run_err(c))?, c)),
+                _ => None,
+            };
+            names
+                .iter()
+                .map(|name| {
+                    let r = output_values(&rf, name, float)?;
+                    let row = r.0.last().copied().filter(|_| opts.topk);
+                    let pair = |res: &qdqc_eval::RunResult, m: Model| -> Result<Acc, Error> {
+                        let x = output_values(res, name, m)?;
+                        if x.0 != r.0 {
+                            return Err(Error::Mismatch {
+                                path: m.path.to_path_buf(),
+                                msg: format!(
+                                    "output '{name}' has shape {:?} here and {:?} in {}",
+                                    x.0,
+                                    r.0,
+                                    float.path.display()
+                                ),
+                            });
+                        }
+                        let mut acc = Acc::default();
+                        acc.add(&r.1, &x.1, row);
+                        Ok(acc)
+                    };
+                    let q = pair(&rq, qdq)?;
+                    let c = rc.as_ref().map(|(res, m)| pair(res, *m)).transpose()?;
+                    Ok((r.0, q, c))
+                })
+                .collect()
+        })
+        .collect::<Result<_, _>>()?;
+    let outputs = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let (mut q, mut c) = (Acc::default(), compiled.map(|_| Acc::default()));
+            for s in &per_sample {
+                q.merge(&s[i].1);
+                if let (Some(c), Some(sc)) = (&mut c, &s[i].2) {
+                    c.merge(sc);
+                }
+            }
+            OutputReport {
+                name: name.clone(),
+                shape: per_sample[0][i].0.clone(),
+                elements: q.n,
+                qdq: q.metrics(opts.topk),
+                compiled: c.map(|c| c.metrics(opts.topk)),
+            }
+        })
+        .collect();
+    Ok(AccuracyReport {
+        schema_version: SCHEMA_VERSION,
+        float_model: float.path.display().to_string(),
+        qdq_model: qdq.path.display().to_string(),
+        compiled_model: compiled.map(|c| c.path.display().to_string()),
+        samples: samples.len(),
+        inputs: info,
+        topk: opts.topk,
+        outputs,
+    })
+}
+
+/// An output's shape and values (widened to f64); an error naming the model when it is missing
+/// or not float.
+fn output_values(r: &qdqc_eval::RunResult, name: &str, m: Model) -> Result<(Vec<usize>, Vec<f64>), Error> {
+    let v: &Value = r.output(name).ok_or_else(|| Error::Mismatch {
+        path: m.path.to_path_buf(),
+        msg: format!("the model did not produce output '{name}'"),
+    })?;
+    if !v.dtype().is_float() {
+        return Err(not_float(m.path, name, &v.dtype().to_string()));
+    }
+    let data = v.to_f64_vec().map_err(|e| Error::Mismatch { path: m.path.to_path_buf(), msg: e.to_string() })?;
+    Ok((v.shape().to_vec(), data))
+}
+
+/// Loads the models and runs [`accuracy`].
+pub fn accuracy_files(
+    float: &Path,
+    qdq: &Path,
+    compiled: Option<&Path>,
+    load: &LoadOptions,
+    opts: &AccuracyOptions,
+) -> Result<AccuracyReport, Error> {
+    let f = crate::load_with(float, load)?;
+    let q = crate::load_with(qdq, load)?;
+    let c = compiled.map(|p| crate::load_with(p, load)).transpose()?;
+    let cm = compiled.zip(c.as_ref()).map(|(path, m)| Model { path, graph: &m.graph });
+    accuracy(Model { path: float, graph: &f.graph }, Model { path: qdq, graph: &q.graph }, cm, opts)
+}
+
+/// `--input-dist NAME=DIST` arguments.
+pub fn parse_dists(args: &[String]) -> Result<Vec<(String, Dist)>, Error> {
+    let mut out: Vec<(String, Dist)> = Vec::new();
+    for a in args {
+        let (name, dist) = a
+            .split_once('=')
+            .ok_or_else(|| Error::Usage(format!("--input-dist '{a}': expected NAME=normal or NAME=uniform:LO,HI")))?;
+        let dist = Dist::parse(dist).map_err(|e| Error::Usage(format!("--input-dist '{name}': {e}")))?;
+        if out.iter().any(|(n, _)| n == name) {
+            return Err(Error::Usage(format!("--input-dist '{name}' is given twice")));
+        }
+        out.push((name.to_string(), dist));
+    }
+    Ok(out)
+}
+
+fn fmt_db(v: f64) -> String {
+    if v.is_nan() {
+        "nan".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "inf" } else { "-inf" }.into()
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+impl AccuracyReport {
+    /// One row per output and model pair.
+    pub fn table(&self) -> String {
+        let w = self.outputs.iter().map(|o| o.name.len()).max().unwrap_or(0).max("output".len());
+        let mut s = format!(
+            "{:<w$}  {:<14} {:>9} {:>10} {:>11} {:>11}",
+            "output", "vs float", "SQNR dB", "cosine", "max |err|", "mean |err|"
+        );
+        if self.topk {
+            s += &format!(" {:>8} {:>8}", "top-1", "top-5");
+        }
+        s += "\n";
+        for o in &self.outputs {
+            let pairs = [("qdq", Some(&o.qdq)), ("compiled", o.compiled.as_ref())];
+            for (what, m) in pairs {
+                let Some(m) = m else { continue };
+                s += &format!(
+                    "{:<w$}  {:<14} {:>9} {:>10.6} {:>11.4e} {:>11.4e}",
+                    o.name,
+                    what,
+                    fmt_db(m.sqnr_db),
+                    m.cosine,
+                    m.max_abs_error,
+                    m.mean_abs_error
+                );
+                if self.topk {
+                    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}%", 100.0 * v));
+                    s += &format!(" {:>8} {:>8}", pct(m.top1), pct(m.top5));
+                }
+                s += "\n";
+            }
+        }
+        let from = match &self.inputs {
+            InputsInfo::Files { path } => format!("from {path}"),
+            InputsInfo::Random { seed, .. } => format!("random, seed {seed}"),
+        };
+        s + &format!("{} samples ({from}); reference: {}\n", self.samples, self.float_model)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("accuracy report serializes") + "\n"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acc(r: &[f64], x: &[f64], row: Option<usize>) -> Metrics {
+        let mut a = Acc::default();
+        a.add(r, x, row);
+        a.metrics(row.is_some())
+    }
+
+    #[test]
+    fn equal_values_give_infinite_sqnr_and_cosine_one() {
+        let r = [0.3, -1.5, 2.25, 1e-3];
+        let m = acc(&r, &r, Some(2));
+        assert_eq!(m.sqnr_db, f64::INFINITY);
+        assert_eq!(m.cosine, 1.0);
+        assert_eq!((m.max_abs_error, m.mean_abs_error), (0.0, 0.0));
+        assert_eq!((m.top1, m.top5, m.rows), (Some(1.0), Some(1.0), Some(2)));
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["sqnr_db"], "inf");
+    }
+
+    #[test]
+    fn sqnr_cosine_and_errors_match_their_formulas() {
+        let r = [1.0, 2.0, -3.0, 4.0];
+        let x = [1.1, 1.8, -3.0, 4.4];
+        let m = acc(&r, &x, None);
+        let signal: f64 = r.iter().map(|v| v * v).sum();
+        let noise: f64 = r.iter().zip(&x).map(|(a, b)| (a - b) * (a - b)).sum();
+        assert!((m.sqnr_db - 10.0 * (signal / noise).log10()).abs() < 1e-12);
+        let dot: f64 = r.iter().zip(&x).map(|(a, b)| a * b).sum();
+        let nx: f64 = x.iter().map(|v| v * v).sum();
+        assert!((m.cosine - dot / (signal * nx).sqrt()).abs() < 1e-15);
+        assert!((m.max_abs_error - 0.4).abs() < 1e-12);
+        assert!((m.mean_abs_error - 0.7 / 4.0).abs() < 1e-12);
+        assert_eq!(m.top1, None);
+        // Pooled over samples: two halves merged equal the whole.
+        let (mut a, mut b) = (Acc::default(), Acc::default());
+        a.add(&r[..2], &x[..2], None);
+        b.add(&r[2..], &x[2..], None);
+        a.merge(&b);
+        assert!((a.metrics(false).sqnr_db - m.sqnr_db).abs() < 1e-12);
+        // An all-zero reference with noise: -inf; zero vs nonzero: cosine 0.
+        let z = acc(&[0.0, 0.0], &[1.0, 0.0], None);
+        assert_eq!((z.sqnr_db, z.cosine), (f64::NEG_INFINITY, 0.0));
+        assert_eq!(serde_json::to_value(&z).unwrap()["sqnr_db"], "-inf");
+        // A negated output: cosine -1.
+        assert_eq!(acc(&r, &r.map(|v| -v), None).cosine, -1.0);
+    }
+
+    #[test]
+    fn top1_and_top5_count_rows_by_the_float_argmax() {
+        // Rows of 6: row 0 agrees; row 1's float argmax (index 5) is second in x; row 2's float
+        // argmax (index 0) is last in x.
+        let r = [9.0, 1.0, 2.0, 3.0, 4.0, 5.0, 0.0, 1.0, 2.0, 3.0, 4.0, 9.0, 9.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+        let x = [9.0, 1.0, 2.0, 3.0, 4.0, 5.0, 0.0, 1.0, 2.0, 3.0, 9.5, 9.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0];
+        let m = acc(&r, &x, Some(6));
+        assert_eq!(m.rows, Some(3));
+        assert_eq!(m.top1, Some(1.0 / 3.0));
+        assert_eq!(m.top5, Some(2.0 / 3.0));
+        // Ties rank by index: the first of equal values is the argmax.
+        assert_eq!(argmax(&[1.0, 3.0, 3.0]), 1);
+        assert_eq!(rank_of(&[1.0, 3.0, 3.0], 2), 1);
+        // A last dim of 1 has no rows to rank.
+        assert_eq!(acc(&[1.0, 2.0], &[1.0, 2.0], Some(1)).top1, None);
+    }
+
+    const FLOAT: &str = "graph {\n  input %x: f32[N, 8]\n  const %w: f32[] 0.37\n  %y = Mul(%x, %w)\n  output %y\n}\n";
+    const QDQ: &str = "graph {\n  input %x: f32[N, 8]\n  const %w: f32[] 0.37\n  const %s: f32[] 0.05\n  const %z: u8[] 128\n  %q = QuantizeLinear(%x, %s, %z)\n  %d = DequantizeLinear(%q, %s, %z)\n  %y = Mul(%d, %w)\n  output %y\n}\n";
+
+    fn run(float: &str, qdq: &str, compiled: Option<&str>, samples: Samples) -> Result<AccuracyReport, Error> {
+        let (f, q) = (qdqc_ir::text::parse(float).unwrap(), qdqc_ir::text::parse(qdq).unwrap());
+        let c = compiled.map(|c| qdqc_ir::text::parse(c).unwrap());
+        let m = |p: &'static str, g| Model { path: Path::new(p), graph: g };
+        let opts = AccuracyOptions { samples, topk: true, max_tensor_bytes: None };
+        accuracy(m("float", &f), m("qdq", &q), c.as_ref().map(|c| m("compiled", c)), &opts)
+    }
+
+    fn random(count: usize) -> Samples {
+        Samples::Random { count, seed: 3, dim: 4, dists: vec![] }
+    }
+
+    #[test]
+    fn a_quantized_model_is_measured_against_the_float_one() {
+        let r = run(FLOAT, QDQ, Some(FLOAT), random(5)).unwrap();
+        let o = &r.outputs[0];
+        assert_eq!((o.name.as_str(), o.shape.as_slice(), o.elements), ("y", &[4usize, 8][..], 5 * 32));
+        // Uniform rounding noise of step 0.05 on standard normal inputs: SQNR near
+        // 10·log10(1 / (0.05²/12)) ≈ 36.8 dB (less where [-6.4, 6.35] clips, which it rarely does).
+        assert!((30.0..45.0).contains(&o.qdq.sqnr_db), "{}", r.table());
+        assert!(o.qdq.cosine > 0.999 && o.qdq.max_abs_error <= 0.37 * 0.025 + 1e-6, "{}", r.table());
+        let c = o.compiled.as_ref().unwrap();
+        assert_eq!((c.sqnr_db, c.cosine), (f64::INFINITY, 1.0));
+        let table = r.table();
+        assert!(table.contains("qdq") && table.contains("compiled") && table.contains("inf"), "{table}");
+        // Seeded: the same report twice, whatever the threads did.
+        let again = run(FLOAT, QDQ, Some(FLOAT), random(5)).unwrap();
+        assert_eq!(r.to_json(), again.to_json());
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(json["schema_version"], 1);
+        assert_eq!(json["outputs"][0]["compiled"]["sqnr_db"], "inf");
+    }
+
+    #[test]
+    fn models_that_do_not_fit_together_are_refused_naming_the_model_and_value() {
+        let other_input = FLOAT.replace("%x", "%image");
+        let e = run(&other_input, QDQ, None, random(1)).unwrap_err();
+        assert!(
+            matches!(e, Error::Mismatch { .. })
+                && e.to_string().starts_with("float: its inputs ('image') differ from those of qdq ('x')"),
+            "{e}"
+        );
+        let e = run(&FLOAT.replace("f32[N, 8]", "f32[N, 9]"), QDQ, None, random(1)).unwrap_err();
+        assert!(e.to_string().contains("input 'x' is f32 [N, 9] here and f32 [N, 8] in qdq"), "{e}");
+        let renamed = FLOAT.replace("%y", "%out");
+        let e = run(&renamed, QDQ, None, random(1)).unwrap_err();
+        assert!(e.to_string().contains("outputs"), "{e}");
+        // An integer output in the compiled model.
+        let int_out = "graph {\n  input %x: f32[N, 8]\n  const %s: f32[] 0.05\n  const %z: u8[] 128\n  %y = QuantizeLinear(%x, %s, %z)\n  output %y\n}\n";
+        let e = run(FLOAT, QDQ, Some(int_out), random(1)).unwrap_err();
+        assert!(
+            e.to_string().starts_with("compiled: output 'y' is") && e.to_string().contains("float outputs only"),
+            "{e}"
+        );
+        assert_eq!(e.exit_code(), 2);
+        let e = run(
+            FLOAT,
+            QDQ,
+            None,
+            Samples::Random { count: 1, seed: 0, dim: 1, dists: vec![("nope".into(), Dist::Normal)] },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("input 'nope'"), "{e}");
+    }
+
+    #[test]
+    fn input_distributions_parse_from_arguments() {
+        let d = parse_dists(&["x=uniform:0,1".into(), "y=normal".into()]).unwrap();
+        assert_eq!(d[0], ("x".to_string(), Dist::Uniform { lo: 0.0, hi: 1.0 }));
+        assert!(parse_dists(&["x".into()]).is_err());
+        assert!(parse_dists(&["x=normal".into(), "x=normal".into()]).is_err());
+        assert!(parse_dists(&["x=uniform:1,0".into()]).is_err());
+    }
+}
