@@ -39,7 +39,7 @@ import onnxruntime as ort
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ort_bench import BenchError, compare, fmt_t  # noqa: E402
+from ort_bench import BenchError, compare, fmt_t, reproduce  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SKIP = {"kitchen_sink.onnx", "external_data.onnx"}
@@ -91,7 +91,7 @@ def main() -> int:
             print(f"bench_ort: unknown variant '{v}' (O2, O3, approx; before needs --base)", file=sys.stderr)
             return 2
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    cmd = " ".join(["scripts/bench_ort.py"] + sys.argv[1:]).replace(" --docs", "")
+    cmd = reproduce("scripts/bench_ort.py", sys.argv[1:])
     lines = [
         a.section,
         "",

@@ -29,7 +29,7 @@ import onnxruntime as ort
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ort import models  # noqa: E402
-from ort_bench import compare, fmt_t  # noqa: E402
+from ort_bench import compare, fmt_t, reproduce  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TITLE = "## Cost table validation"
@@ -80,7 +80,7 @@ def main() -> int:
                 p.unlink()
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     corr = {lv: spearman(*pairs[lv]) for lv in pairs if len(pairs[lv][0]) > 2}
-    cmd = " ".join(["scripts/cost_validation.py"] + sys.argv[1:]).replace(" --docs", "")
+    cmd = reproduce("scripts/cost_validation.py", sys.argv[1:])
     lines = [
         TITLE,
         "",

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import sys
 import time
@@ -145,6 +146,23 @@ def fmt_t(s: float) -> str:
     if s >= 1e-3:
         return f"{s * 1e3:.2f} ms"
     return f"{s * 1e6:.0f} µs"
+
+
+def reproduce(script: str, argv: list[str]) -> str:
+    """The command line that reproduces a run, for the docs: the zoo as DIR; --qdqc, --section
+    and --docs left out."""
+    out, skip = [script], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg in ("--qdqc", "--section"):
+            skip = True
+            continue
+        if arg == "--docs" or arg.startswith(("--qdqc=", "--section=")):
+            continue
+        out.append("DIR" if i > 0 and argv[i - 1] == "--zoo" else shlex.quote(arg))
+    return " ".join(out)
 
 
 def main() -> int:
