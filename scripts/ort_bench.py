@@ -149,17 +149,17 @@ def fmt_t(s: float) -> str:
 
 
 def reproduce(script: str, argv: list[str]) -> str:
-    """The command line that reproduces a run, for the docs: the zoo as DIR; --qdqc, --section
-    and --docs left out."""
+    """The command line that reproduces a run, for the docs: the zoo as DIR; --qdqc and --docs
+    left out."""
     out, skip = [script], False
     for i, arg in enumerate(argv):
         if skip:
             skip = False
             continue
-        if arg in ("--qdqc", "--section"):
+        if arg == "--qdqc":
             skip = True
             continue
-        if arg == "--docs" or arg.startswith(("--qdqc=", "--section=")):
+        if arg == "--docs" or arg.startswith("--qdqc="):
             continue
         out.append("DIR" if i > 0 and argv[i - 1] == "--zoo" else shlex.quote(arg))
     return " ".join(out)
