@@ -48,6 +48,8 @@ pub struct AccuracyOptions {
     pub samples: Samples,
     /// Also measure top-1 and top-5 agreement.
     pub topk: bool,
+    /// Also measure every quantized tensor that stands for a float tensor ([`LayerReport`]).
+    pub layers: bool,
     /// The interpreter's per-tensor limit (`None`: `qdqc_eval::DEFAULT_MAX_TENSOR_BYTES`).
     pub max_tensor_bytes: Option<usize>,
 }
@@ -123,6 +125,32 @@ pub struct AccuracyReport {
     pub topk: bool,
     /// In the float model's output order.
     pub outputs: Vec<OutputReport>,
+    /// With `layers`: every QuantizeLinear of the QDQ model whose input the float model also
+    /// computes, in the QDQ model's topological order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<LayerReport>>,
+}
+
+/// A tensor the QDQ model quantizes (the input of one of its QuantizeLinear nodes) that the
+/// float model computes under the same name, measured against the float model's value.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerReport {
+    /// The tensor's name in both models.
+    pub tensor: String,
+    /// The op that computes it (`input` for a graph input).
+    pub op: String,
+    pub elements: usize,
+    /// The dequantized tensor (after its QuantizeLinear → DequantizeLinear) in the quantized run:
+    /// the error accumulated up to here.
+    #[serde(serialize_with = "ser_db")]
+    pub accumulated_db: f64,
+    /// The dequantized tensor when its op reads every quantized tensor as the model's own Q/DQ
+    /// quantizes the float run's value: the error this op adds (its quantized weights and its
+    /// output's rounding), without what it inherits.
+    #[serde(serialize_with = "ser_db")]
+    pub own_db: f64,
+    /// 1 for the lowest `own_db` (the most sensitive op), and so on.
+    pub rank: usize,
 }
 
 /// Running sums of one model pair on one output (pooled over samples).
@@ -417,6 +445,7 @@ pub fn accuracy(
             }
         })
         .collect();
+    let layers = if opts.layers { Some(layers(float, qdq, &fi, &qi, &samples, &run_opts)?) } else { None };
     Ok(AccuracyReport {
         schema_version: SCHEMA_VERSION,
         float_model: float.path.display().to_string(),
@@ -426,7 +455,115 @@ pub fn accuracy(
         inputs: info,
         topk: opts.topk,
         outputs,
+        layers,
     })
+}
+
+/// The tensors [`LayerReport`] measures: (float tensor, the DequantizeLinear output that stands
+/// for it, the op computing it), in the QDQ model's topological order.
+fn quantized_tensors(float: &Graph, qdq: &Graph) -> Result<Vec<(String, String, String)>, qdqc_ir::GraphError> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for id in qdq.topo_order()? {
+        let n = qdq.node(id);
+        if n.op != qdqc_ir::Op::QuantizeLinear {
+            continue;
+        }
+        let x = n.input(0);
+        let name = qdq.operand_name(x).to_string();
+        if !seen.insert(name.clone()) || float.lookup(&name).is_none() {
+            continue;
+        }
+        let dq = qdq.uses(id).map(|(user, _)| qdq.node(user)).find(|u| u.op == qdqc_ir::Op::DequantizeLinear);
+        let Some(dq) = dq else { continue };
+        let op = match x {
+            qdqc_ir::Operand::Value(o) if !qdq.inputs.contains(&o.node) => qdq.node(o.node).op.to_string(),
+            _ => "input".to_string(),
+        };
+        out.push((name, dq.outputs[0].name.clone(), op));
+    }
+    Ok(out)
+}
+
+/// Runs the float model, the QDQ model, and the QDQ model with every tensor the float model
+/// shares forced to the float run's value, on every sample; measures each quantized tensor.
+fn layers(
+    float: Model,
+    qdq: Model,
+    fi: &Interpreter,
+    qi: &Interpreter,
+    samples: &[Inputs],
+    run_opts: &RunOptions,
+) -> Result<Vec<LayerReport>, Error> {
+    let tensors =
+        quantized_tensors(float.graph, qdq.graph).map_err(|e| run_err(qdq)(qdqc_eval::EvalError::Graph(e)))?;
+    let keep = RunOptions { keep_intermediates: true, ..run_opts.clone() };
+    let per_sample: Vec<Vec<(Acc, Acc)>> = samples
+        .par_iter()
+        .map(|inputs| -> Result<Vec<(Acc, Acc)>, Error> {
+            let rf = fi.run(inputs, &keep).map_err(run_err(float))?;
+            let rq = qi.run(inputs, &keep).map_err(run_err(qdq))?;
+            let get = |r: &qdqc_eval::RunResult, name: &str| r.output(name).or_else(|| r.values.get(name)).cloned();
+            let forced: std::collections::HashMap<String, Value> = rq
+                .values
+                .iter()
+                .filter_map(|(name, v)| {
+                    let f = get(&rf, name)?;
+                    (f.dtype() == v.dtype() && f.shape() == v.shape()).then(|| (name.clone(), f))
+                })
+                .collect();
+            // The float run's values as the model's own Q/DQ quantizes them...
+            let forced = RunOptions { forced: Some(std::sync::Arc::new(forced)), ..keep.clone() };
+            let quantized = qi.run(inputs, &forced).map_err(run_err(qdq))?;
+            let forced: std::collections::HashMap<String, Value> =
+                tensors.iter().filter_map(|(_, dq, _)| Some((dq.clone(), get(&quantized, dq)?))).collect();
+            // ...feed every op, whose own result is then quantized by its own Q/DQ.
+            let forced = RunOptions { forced: Some(std::sync::Arc::new(forced)), ..keep.clone() };
+            let rown = qi.run(inputs, &forced).map_err(run_err(qdq))?;
+            let floats = |v: Option<Value>| v.filter(|v| v.dtype().is_float()).and_then(|v| v.to_f64_vec().ok());
+            Ok(tensors
+                .iter()
+                .map(|(x, dq, _)| {
+                    let (mut acc, mut own) = (Acc::default(), Acc::default());
+                    if let Some(r) = floats(get(&rf, x)) {
+                        if let Some(q) = floats(get(&rq, dq)).filter(|q| q.len() == r.len()) {
+                            acc.add(&r, &q, None);
+                        }
+                        if let Some(o) = floats(get(&rown, dq)).filter(|o| o.len() == r.len()) {
+                            own.add(&r, &o, None);
+                        }
+                    }
+                    (acc, own)
+                })
+                .collect())
+        })
+        .collect::<Result<_, _>>()?;
+    let mut rows: Vec<LayerReport> = tensors
+        .iter()
+        .enumerate()
+        .map(|(i, (x, _, op))| {
+            let (mut acc, mut own) = (Acc::default(), Acc::default());
+            for s in &per_sample {
+                acc.merge(&s[i].0);
+                own.merge(&s[i].1);
+            }
+            LayerReport {
+                tensor: x.clone(),
+                op: op.clone(),
+                elements: acc.n,
+                accumulated_db: acc.metrics(false).sqnr_db,
+                own_db: own.metrics(false).sqnr_db,
+                rank: 0,
+            }
+        })
+        .filter(|l| l.elements > 0)
+        .collect();
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by(|&a, &b| rows[a].own_db.total_cmp(&rows[b].own_db).then(a.cmp(&b)));
+    for (rank, i) in order.into_iter().enumerate() {
+        rows[i].rank = rank + 1;
+    }
+    Ok(rows)
 }
 
 /// An output's shape and values (widened to f64); an error naming the model when it is missing
@@ -520,7 +657,22 @@ impl AccuracyReport {
             InputsInfo::Files { path } => format!("from {path}"),
             InputsInfo::Random { seed, .. } => format!("random, seed {seed}"),
         };
-        s + &format!("{} samples ({from}); reference: {}\n", self.samples, self.float_model)
+        s += &format!("{} samples ({from}); reference: {}\n", self.samples, self.float_model);
+        if let Some(layers) = &self.layers {
+            let w = layers.iter().map(|l| l.tensor.len()).max().unwrap_or(0).max("tensor".len());
+            s += &format!("\n{:<w$}  {:<20} {:>16} {:>10} {:>5}\n", "tensor", "op", "accumulated dB", "own dB", "rank");
+            for l in layers {
+                s += &format!(
+                    "{:<w$}  {:<20} {:>16} {:>10} {:>5}\n",
+                    qdqc_ir::escape(&l.tensor),
+                    l.op,
+                    fmt_db(l.accumulated_db),
+                    fmt_db(l.own_db),
+                    l.rank
+                );
+            }
+        }
+        s
     }
 
     pub fn to_json(&self) -> String {
@@ -602,7 +754,7 @@ mod tests {
         let (f, q) = (qdqc_ir::text::parse(float).unwrap(), qdqc_ir::text::parse(qdq).unwrap());
         let c = compiled.map(|c| qdqc_ir::text::parse(c).unwrap());
         let m = |p: &'static str, g| Model { path: Path::new(p), graph: g };
-        let opts = AccuracyOptions { samples, topk: true, max_tensor_bytes: None };
+        let opts = AccuracyOptions { samples, topk: true, layers: false, max_tensor_bytes: None };
         accuracy(m("float", &f), m("qdq", &q), c.as_ref().map(|c| m("compiled", c)), &opts)
     }
 

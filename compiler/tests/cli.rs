@@ -1336,3 +1336,44 @@ fn accuracy_refuses_inputs_and_models_that_do_not_fit_with_exit_2() {
         }
     }
 }
+
+#[test]
+fn accuracy_layers_measure_every_quantized_tensor_and_rank_them() {
+    let (qdq, float) = (fixture("mobilenet_block.u8.pt.onnx"), fixture("mobilenet_block.float.onnx"));
+    let args = |seed: &'static str| {
+        vec![
+            qdq.to_str().unwrap().to_string(),
+            "--float".into(),
+            float.to_str().unwrap().into(),
+            "--samples".into(),
+            "16".into(),
+            "--seed".into(),
+            seed.into(),
+            "--layers".into(),
+        ]
+    };
+    let mut top3 = Vec::new();
+    for seed in ["0", "1", "2"] {
+        let a = args(seed);
+        let (table, j) = accuracy_json(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        let layers = j["layers"].as_array().expect("a layers array");
+        assert!(layers.len() >= 5, "{table}");
+        let mut ranks: Vec<u64> = layers.iter().map(|l| l["rank"].as_u64().unwrap()).collect();
+        ranks.sort();
+        assert_eq!(ranks, (1..=layers.len() as u64).collect::<Vec<_>>(), "ranks are a permutation");
+        // The graph input inherits nothing: its own error is its accumulated error.
+        let input = &layers[0];
+        assert_eq!((input["op"].as_str(), input["own_db"].as_f64()), (Some("input"), input["accumulated_db"].as_f64()));
+        for l in layers {
+            let (acc, own) = (l["accumulated_db"].as_f64().unwrap(), l["own_db"].as_f64().unwrap());
+            assert!(acc > 10.0 && own > 10.0, "{l}");
+            assert!(l["elements"].as_u64().unwrap() > 0);
+        }
+        assert!(table.contains("accumulated dB") && table.contains("own dB"), "{table}");
+        let mut best: Vec<(u64, String)> =
+            layers.iter().map(|l| (l["rank"].as_u64().unwrap(), l["tensor"].as_str().unwrap().to_string())).collect();
+        best.sort();
+        top3.push(best.into_iter().take(3).map(|(_, t)| t).collect::<std::collections::BTreeSet<_>>());
+    }
+    assert!(top3.windows(2).all(|w| w[0] == w[1]), "the 3 most sensitive tensors do not depend on the seed: {top3:?}");
+}

@@ -228,6 +228,11 @@ enum Command {
         /// is larger than 1, one row per last-dim vector).
         #[arg(long)]
         topk: bool,
+        /// Also measure every tensor the QDQ model quantizes that the float model computes: its
+        /// SQNR in the quantized run (accumulated) and as its op computes it from the float run's
+        /// values (own), ranked by own SQNR (rank 1: the most sensitive op).
+        #[arg(long)]
+        layers: bool,
         /// Also write the numbers as JSON.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
@@ -515,7 +520,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 return Err(e);
             }
         }
-        Command::Accuracy { qdq, compiled, float, inputs, samples, seed, dim, input_dist, topk, json } => {
+        Command::Accuracy { qdq, compiled, float, inputs, samples, seed, dim, input_dist, topk, layers, json } => {
             if let Some(path) = &json {
                 qdqc::check_writable(path)?;
                 let models = [Some(&float), Some(&qdq), compiled.as_ref()];
@@ -532,7 +537,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                     dists: qdqc::accuracy::parse_dists(&input_dist)?,
                 },
             };
-            let opts = qdqc::accuracy::AccuracyOptions { samples, topk, max_tensor_bytes };
+            let opts = qdqc::accuracy::AccuracyOptions { samples, topk, layers, max_tensor_bytes };
             let report = qdqc::accuracy::accuracy_files(&float, &qdq, compiled.as_deref(), &load, &opts)?;
             emit(&report.table());
             if let Some(path) = json {
