@@ -359,11 +359,13 @@ pub struct VerifyOptions {
     pub inputs: Option<Vec<verify::Inputs>>,
     /// Write the output even when verification fails.
     pub force: bool,
+    /// The interpreter's per-tensor limit (`None`: `qdqc_eval::DEFAULT_MAX_TENSOR_BYTES`).
+    pub max_tensor_bytes: Option<usize>,
 }
 
 impl Default for VerifyOptions {
     fn default() -> Self {
-        VerifyOptions { samples: 4, seed: 0, dim: 1, inputs: None, force: false }
+        VerifyOptions { samples: 4, seed: 0, dim: 1, inputs: None, force: false, max_tensor_bytes: None }
     }
 }
 
@@ -387,14 +389,15 @@ fn verify_graphs(
     v: &VerifyOptions,
     progress: Progress,
 ) -> Result<verify::VerifyReport, verify::VerifyError> {
+    let limit = v.max_tensor_bytes.unwrap_or(qdqc_eval::DEFAULT_MAX_TENSOR_BYTES);
     let samples = match &v.inputs {
         Some(given) => given.clone(),
         None => (0..v.samples)
-            .map(|k| verify::random_inputs(orig, v.seed.wrapping_add(k as u64), v.dim))
+            .map(|k| verify::random_inputs_with_limit(orig, v.seed.wrapping_add(k as u64), v.dim, limit))
             .collect::<Result<_, _>>()?,
     };
     let total = samples.len();
-    verify::verify(orig, compiled, &samples, v.seed, &|done| progress(done, total))
+    verify::verify_with_limit(orig, compiled, &samples, v.seed, limit, &|done| progress(done, total))
 }
 
 fn failure(report: &verify::VerifyReport, path: &Path, written: bool) -> Option<Error> {
@@ -432,15 +435,16 @@ pub fn run_file(
     inputs: Option<verify::Inputs>,
     seed: u64,
     dim: usize,
+    max_tensor_bytes: Option<usize>,
 ) -> Result<Vec<(String, qdqc_eval::Value)>, Error> {
     let model = load_with(path, load)?;
     let err = |error| Error::Run { path: path.to_path_buf(), error };
+    let opts = qdqc_eval::RunOptions { max_tensor_bytes, ..Default::default() };
     let inputs = match inputs {
         Some(i) => i,
-        None => verify::random_inputs(&model.graph, seed, dim).map_err(err)?,
+        None => verify::random_inputs_with_limit(&model.graph, seed, dim, opts.limit()).map_err(err)?,
     };
-    let r = qdqc_eval::run(&model.graph, &inputs, &qdqc_eval::RunOptions::default())
-        .map_err(|e| err(verify::VerifyError::Eval(e)))?;
+    let r = qdqc_eval::run(&model.graph, &inputs, &opts).map_err(|e| err(verify::VerifyError::Eval(e)))?;
     Ok(r.outputs)
 }
 

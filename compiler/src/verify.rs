@@ -81,6 +81,17 @@ pub type Inputs = Vec<(String, Value)>;
 /// Deterministic random inputs for every graph input: floats standard normal, integers uniform over
 /// their type's range; symbolic and unknown dims take `dim`.
 pub fn random_inputs(graph: &Graph, seed: u64, dim: usize) -> Result<Inputs, VerifyError> {
+    random_inputs_with_limit(graph, seed, dim, qdqc_eval::DEFAULT_MAX_TENSOR_BYTES)
+}
+
+/// [`random_inputs`], refusing an input larger than `max_tensor_bytes` (counted as the
+/// interpreter counts, at `qdqc_eval::BYTES_PER_ELEMENT` bytes per element) before making it.
+pub fn random_inputs_with_limit(
+    graph: &Graph,
+    seed: u64,
+    dim: usize,
+    max_tensor_bytes: usize,
+) -> Result<Inputs, VerifyError> {
     let mut rng = SplitMix64(seed);
     let mut out = Vec::new();
     for &id in &graph.inputs {
@@ -93,11 +104,21 @@ pub fn random_inputs(graph: &Graph, seed: u64, dim: usize) -> Result<Inputs, Ver
             .ok_or_else(|| err("has unknown rank"))?
             .iter()
             .map(|d| match d {
-                Dim::Known(k) => *k as usize,
-                _ => dim,
+                Dim::Known(k) => usize::try_from(*k).map_err(|_| err(&format!("has a negative dimension {k}"))),
+                _ => Ok(dim),
             })
-            .collect();
-        let n: usize = shape.iter().product();
+            .collect::<Result<_, _>>()?;
+        let n = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|n| n.checked_mul(qdqc_eval::BYTES_PER_ELEMENT).is_some_and(|b| b <= max_tensor_bytes))
+            .ok_or_else(|| {
+                err(&format!(
+                    "shape {shape:?} exceeds the limit of {max_tensor_bytes} bytes per tensor \
+                     (counted at {} bytes per element)",
+                    qdqc_eval::BYTES_PER_ELEMENT
+                ))
+            })?;
         let value = if ty.dtype.is_float() {
             let data: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
             Value::from_f64(ty.dtype, &shape, &data)
@@ -314,7 +335,7 @@ impl Acc {
     }
 }
 
-/// Runs both graphs on `samples` (given, or seeded random when `None`) and compares them.
+/// Runs both graphs on `samples` and compares them.
 pub fn verify(
     orig: &Graph,
     compiled: &Graph,
@@ -322,11 +343,25 @@ pub fn verify(
     seed: u64,
     progress: &dyn Fn(usize),
 ) -> Result<VerifyReport, VerifyError> {
+    verify_with_limit(orig, compiled, samples, seed, qdqc_eval::DEFAULT_MAX_TENSOR_BYTES, progress)
+}
+
+/// [`verify`] with the interpreter's per-tensor limit (see `qdqc_eval::RunOptions::max_tensor_bytes`).
+pub fn verify_with_limit(
+    orig: &Graph,
+    compiled: &Graph,
+    samples: &[Inputs],
+    seed: u64,
+    max_tensor_bytes: usize,
+    progress: &dyn Fn(usize),
+) -> Result<VerifyReport, VerifyError> {
     let names = |g: &Graph| g.inputs.iter().map(|&i| g.node(i).outputs[0].name.clone()).collect::<Vec<_>>();
     if names(orig) != names(compiled) {
         return Err(VerifyError::Interface(format!("{:?} vs {:?}", names(orig), names(compiled))));
     }
-    let (ia, ib) = (Interpreter::new(orig)?, Interpreter::new(compiled)?);
+    let (ia, ib) =
+        (Interpreter::with_limit(orig, max_tensor_bytes)?, Interpreter::with_limit(compiled, max_tensor_bytes)?);
+    let keep_all = RunOptions { max_tensor_bytes: Some(max_tensor_bytes), ..RunOptions::keep_all() };
     let steps = steps(orig);
     let quantizers = quantizers(orig);
     // Integer tensors that changed type with their zero point (same scale): compared and forced
@@ -351,8 +386,8 @@ pub fn verify(
     // Per tensor: the forced (judged) and the free-running comparison.
     let mut accs: Vec<Option<(Acc, Acc)>> = order.iter().map(|_| None).collect();
     for (k, inputs) in samples.iter().enumerate() {
-        let ra = ia.run(inputs, &RunOptions::keep_all())?;
-        let free = ib.run(inputs, &RunOptions::keep_all())?;
+        let ra = ia.run(inputs, &keep_all)?;
+        let free = ib.run(inputs, &keep_all)?;
         let mut reference = ra.values.clone();
         reference.extend(ra.outputs.iter().cloned());
         let compiled_dtype = |name: &str| compiled.lookup(name).and_then(|o| compiled.operand_type(o)).map(|t| t.dtype);
@@ -362,7 +397,7 @@ pub fn verify(
                 reference.insert(name.clone(), shifted);
             }
         }
-        let forced = RunOptions { forced: Some(std::sync::Arc::new(reference)), ..RunOptions::keep_all() };
+        let forced = RunOptions { forced: Some(std::sync::Arc::new(reference)), ..keep_all.clone() };
         let rf = ib.run(inputs, &forced)?;
         let get = |r: &qdqc_eval::RunResult, name: &str| r.output(name).or_else(|| r.values.get(name)).cloned();
         for (slot, name) in order.iter().enumerate() {

@@ -1119,3 +1119,38 @@ fn check_speed_without_a_usable_python_is_a_one_line_error() {
         assert!(!out.exists(), "nothing is written");
     }
 }
+
+#[test]
+fn claimed_sizes_are_refused_before_the_interpreter_allocates() {
+    let dir = tempfile::tempdir().unwrap();
+    // An input that claims 2^64 elements: refused by name when random inputs are made.
+    let mut m = model(vec![node("Relu", "relu", &["x"], &["y"])], vec![], "y");
+    let huge = qdqc::ir::TensorType::known(qdqc::ir::DType::F32, &[1 << 32, 1 << 32]);
+    m.graph.as_mut().unwrap().input[0].r#type = Some(qdqc::ir::onnx::type_proto(&huge));
+    m.graph.as_mut().unwrap().output[0].r#type = Some(qdqc::ir::onnx::type_proto(&huge));
+    let path = dir.path().join("huge.onnx");
+    std::fs::write(&path, m.encode_to_vec()).unwrap();
+    let p = path.to_str().unwrap();
+    let out = dir.path().join("out");
+    for args in [
+        vec!["run", p, "--random", "--out", out.to_str().unwrap()],
+        vec!["verify", p, p],
+        vec!["compile", p, "-o", dir.path().join("c.onnx").to_str().unwrap(), "--verify", "1"],
+    ] {
+        let o = qdqc(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("'x'") && err.contains("exceeds the limit"), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    assert!(!dir.path().join("c.onnx").exists());
+    // The limit is the user's: a [1,4] input fits the default and not 16 bytes.
+    let small = dir.path().join("small.onnx");
+    std::fs::write(&small, model(vec![node("Relu", "relu", &["x"], &["y"])], vec![], "y").encode_to_vec()).unwrap();
+    let s = small.to_str().unwrap();
+    let o = qdqc(&["run", s, "--random", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = qdqc(&["run", s, "--random", "--max-tensor-bytes", "16", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("limit of 16 bytes"), "{}", stderr(&o));
+}

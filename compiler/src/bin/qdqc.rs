@@ -28,6 +28,11 @@ struct Cli {
     /// folder.
     #[arg(long, global = true)]
     follow_symlinks: bool,
+    /// The largest tensor the reference interpreter (run, verify, compile --verify) may build,
+    /// in bytes at 8 bytes per element; a model that needs a larger one fails with an error
+    /// naming the node. Default 4 GiB.
+    #[arg(long, global = true, value_name = "BYTES")]
+    max_tensor_bytes: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -266,6 +271,7 @@ fn check_outputs(input: &Path, output: &Path, others: &[&Path]) -> Result<(), Er
 
 fn run(cli: Cli) -> Result<ExitCode, Error> {
     let load = LoadOptions { follow_symlinks: cli.follow_symlinks };
+    let max_tensor_bytes = cli.max_tensor_bytes;
     match cli.command {
         Command::Show { model, max_const } => {
             let m = qdqc::load_with(&model, &load)?;
@@ -358,8 +364,13 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             if let Some(dir) = &dump_dir {
                 std::fs::create_dir_all(dir).map_err(|e| Error::File { path: dir.clone(), msg: plain_io(&e) })?;
             }
-            let check =
-                verify.map(|samples| VerifyOptions { samples: samples as usize, seed, force, ..Default::default() });
+            let check = verify.map(|samples| VerifyOptions {
+                samples: samples as usize,
+                seed,
+                force,
+                max_tensor_bytes,
+                ..Default::default()
+            });
             let bar = check.as_ref().map(|c| Bar::new("verifying", c.samples));
             let progress = |d, n| {
                 if let Some(b) = &bar {
@@ -440,7 +451,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Run { model, inputs, random, seed, dim, out } => {
             let given = if inputs.is_empty() && random { None } else { Some(parse_inputs(&inputs)?) };
-            let outputs = qdqc::run_file(&model, &load, given, seed, dim)?;
+            let outputs = qdqc::run_file(&model, &load, given, seed, dim, max_tensor_bytes)?;
             std::fs::create_dir_all(&out).map_err(|e| Error::File { path: out.clone(), msg: plain_io(&e) })?;
             for (name, value) in outputs {
                 let path = out.join(format!("{}.npy", file_stem(&name)));
@@ -454,7 +465,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 qdqc::check_writable(path)?;
             }
             let inputs = inputs.map(|dir| read_input_dir(&dir)).transpose()?;
-            let opts = VerifyOptions { samples: samples as usize, seed, dim, inputs, force: false };
+            let opts = VerifyOptions { samples: samples as usize, seed, dim, inputs, force: false, max_tensor_bytes };
             let bar = Bar::new("verifying", opts.inputs.as_ref().map_or(opts.samples, Vec::len));
             let (report, failure) = qdqc::verify_files(&orig, &compiled, &load, &opts, &|d, n| bar.set(d, n))?;
             bar.finish();

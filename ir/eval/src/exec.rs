@@ -9,6 +9,7 @@ use qdqc_ir::{ConstId, Dim, Graph, Node, NodeId, Operand, Outlet};
 
 use crate::error::{EvalError, KernelError};
 use crate::kernels::{Ctx, REGISTRY};
+use crate::limits::{self, DEFAULT_MAX_TENSOR_BYTES};
 use crate::value::Value;
 
 /// Progress of a run, reported after each node.
@@ -36,12 +37,21 @@ pub struct RunOptions {
     /// With a reference run's values this measures each node's own error, not the error it
     /// inherits from the nodes before it.
     pub forced: Option<Arc<HashMap<String, Value>>>,
+    /// The largest tensor a kernel may build, in bytes at 8 bytes per element (default
+    /// [`DEFAULT_MAX_TENSOR_BYTES`]). A node whose output would be larger fails with an error
+    /// naming it before anything is allocated.
+    pub max_tensor_bytes: Option<usize>,
 }
 
 impl RunOptions {
     /// Options that keep every intermediate value.
     pub fn keep_all() -> RunOptions {
         RunOptions { keep_intermediates: true, ..Default::default() }
+    }
+
+    /// The per-tensor limit in bytes.
+    pub fn limit(&self) -> usize {
+        self.max_tensor_bytes.unwrap_or(DEFAULT_MAX_TENSOR_BYTES)
     }
 }
 
@@ -51,6 +61,7 @@ impl fmt::Debug for RunOptions {
             .field("keep_intermediates", &self.keep_intermediates)
             .field("progress", &self.progress.is_some())
             .field("forced", &self.forced.as_ref().map(|f| f.len()))
+            .field("max_tensor_bytes", &self.max_tensor_bytes)
             .finish()
     }
 }
@@ -92,6 +103,17 @@ impl<'g> Interpreter<'g> {
     /// Prepares `graph`. Fails on a cycle; constants that cannot be decoded fail the run that
     /// reads them.
     pub fn new(graph: &'g Graph) -> Result<Interpreter<'g>, EvalError> {
+        Interpreter::with_limit(graph, DEFAULT_MAX_TENSOR_BYTES)
+    }
+
+    /// [`Interpreter::new`], folding constant nodes only while their outputs stay within
+    /// `max_tensor_bytes` (larger ones run, and fail, at run time under the run's own limit).
+    pub fn with_limit(graph: &'g Graph, max_tensor_bytes: usize) -> Result<Interpreter<'g>, EvalError> {
+        let limit = max_tensor_bytes.min(FOLD_LIMIT * limits::BYTES_PER_ELEMENT);
+        limits::with_limit(limit, || Interpreter::prepare(graph))
+    }
+
+    fn prepare(graph: &'g Graph) -> Result<Interpreter<'g>, EvalError> {
         let order = graph.topo_order()?;
         let mut consts = HashMap::new();
         let mut decode = |id: ConstId| {
@@ -194,6 +216,10 @@ impl<'g> Interpreter<'g> {
 
     /// Runs the graph on `inputs` (by graph input name).
     pub fn run(&self, inputs: &[(String, Value)], opts: &RunOptions) -> Result<RunResult, EvalError> {
+        limits::with_limit(opts.limit(), || self.run_limited(inputs, opts))
+    }
+
+    fn run_limited(&self, inputs: &[(String, Value)], opts: &RunOptions) -> Result<RunResult, EvalError> {
         let g = self.graph;
         let mut given: HashMap<&str, &Value> = HashMap::new();
         for (name, v) in inputs {

@@ -27,6 +27,7 @@ mod error;
 pub mod exactness;
 mod exec;
 pub mod kernels;
+mod limits;
 pub mod npy;
 mod num;
 mod value;
@@ -34,6 +35,7 @@ mod value;
 pub use error::{EvalError, KernelError};
 pub use exec::{Interpreter, Progress, ProgressFn, RunOptions, RunResult};
 pub use kernels::contrib::{span_kind, Span};
+pub use limits::{BYTES_PER_ELEMENT, DEFAULT_MAX_TENSOR_BYTES};
 pub use num::{round_half_even, Scalar};
 pub use value::{DataError, Value};
 
@@ -42,7 +44,7 @@ use qdqc_ir::{Graph, Op};
 /// Runs `graph` once on `inputs` (by graph input name). Graph inputs with an initializer of the
 /// same name may be omitted (the initializer is their default).
 pub fn run(graph: &Graph, inputs: &[(String, Value)], opts: &RunOptions) -> Result<RunResult, EvalError> {
-    Interpreter::new(graph)?.run(inputs, opts)
+    Interpreter::with_limit(graph, opts.limit())?.run(inputs, opts)
 }
 
 /// Every op the interpreter has a kernel for (ai.onnx ops outside [`Op`]'s variants appear as

@@ -61,7 +61,11 @@ pub fn read(bytes: &[u8]) -> Result<Value, DataError> {
         .map(|s| s.trim_end_matches('L').parse::<usize>().map_err(|_| err(format!("bad shape {shape_text}"))))
         .collect::<Result<_, _>>()?;
     let data = &bytes[start + hlen..];
-    let n: usize = shape.iter().product();
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|n| n.checked_mul(8).is_some())
+        .ok_or_else(|| err(format!("shape {shape_text} is too large")))?;
 
     fn decode<T: Scalar>(data: &[u8], n: usize, shape: &[usize], fortran: bool, big: bool) -> Result<Value, DataError> {
         let need = n * T::SIZE;
@@ -210,5 +214,15 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         assert!(Value::from_npy(b"hello").is_err());
+        // A shape whose product overflows, and one larger than the data.
+        for shape in ["(4294967296, 4294967296, 16)", "(1000000,)"] {
+            let mut b = MAGIC.to_vec();
+            let h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+            b.extend_from_slice(&[1, 0]);
+            b.extend_from_slice(&(h.len() as u16).to_le_bytes());
+            b.extend_from_slice(h.as_bytes());
+            b.extend_from_slice(&[0; 16]);
+            assert!(Value::from_npy(&b).is_err(), "{shape}");
+        }
     }
 }

@@ -147,6 +147,8 @@ pub enum DataError {
     Tensor(#[from] TensorError),
     #[error("{len} values do not fill shape {shape:?}")]
     Shape { shape: Vec<usize>, len: usize },
+    #[error("shape {0:?} is too large to allocate")]
+    TooLarge(Vec<usize>),
     #[error("value {value} is outside the range of {dtype}")]
     OutOfRange { dtype: DType, value: i64 },
     #[error("{dtype} values cannot be read as {want}")]
@@ -247,6 +249,10 @@ impl Value {
 
     /// A zero-filled tensor (empty strings for `String`).
     pub fn zeros(dtype: DType, shape: &[usize]) -> Result<Value, DataError> {
+        let len = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if len.is_none_or(|n| n > isize::MAX as usize / 8) {
+            return Err(DataError::TooLarge(shape.to_vec()));
+        }
         let sh = IxDyn(shape);
         Ok(match dtype {
             DType::String => Value::Str(ArrayD::default(sh)),

@@ -335,9 +335,10 @@ fn qlinear_average_pool(c: &Ctx) -> KResult<Vec<Value>> {
         .ints("kernel_shape")
         .ok_or_else(|| crate::KernelError::Invalid("kernel_shape is required".into()))?
         .iter()
-        .map(|&k| k as usize)
-        .collect();
+        .map(|&k| usize::try_from(k).map_err(|_| crate::KernelError::Invalid(format!("kernel size {k}"))))
+        .collect::<KResult<_>>()?;
     let g = Geom::new(c, &nchw[2..], &kernel, c.int("ceil_mode", 0) != 0)?;
+    crate::limits::check_shape(&[nchw[0], nchw[1], g.out_len()])?;
     ensure!(g.dilations.iter().all(|&d| d == 1), "dilations are not supported by QLinearAveragePool");
     let planes = nchw[0] * nchw[1];
     let whole_image = g.kernel == nchw[2..] && g.pad_begin.iter().chain(&g.pad_end).all(|&p| p == 0);

@@ -55,8 +55,10 @@ impl Geom {
         let mut pad_begin = vec![0usize; r];
         let mut pad_end = vec![0usize; r];
         let mut out_sp = vec![0usize; r];
+        let overflow = || crate::KernelError::Invalid(format!("window geometry overflows on input {in_sp:?}"));
         for i in 0..r {
-            let ext = dilations[i] * (kernel[i].max(1) - 1) + 1;
+            let ext =
+                dilations[i].checked_mul(kernel[i].max(1) - 1).and_then(|e| e.checked_add(1)).ok_or_else(overflow)?;
             match auto_pad.as_str() {
                 "NOTSET" => {
                     if let Some(p) = c.ints("pads").filter(|p| !p.is_empty()) {
@@ -65,7 +67,10 @@ impl Geom {
                         pad_begin[i] = p[i] as usize;
                         pad_end[i] = p[i + r] as usize;
                     }
-                    let span = in_sp[i] + pad_begin[i] + pad_end[i];
+                    let span = in_sp[i]
+                        .checked_add(pad_begin[i])
+                        .and_then(|s| s.checked_add(pad_end[i]))
+                        .ok_or_else(overflow)?;
                     ensure!(span >= ext, "window {ext} is larger than the padded input {span} on axis {i}");
                     let num = span - ext;
                     out_sp[i] = if ceil_mode { num.div_ceil(strides[i]) + 1 } else { num / strides[i] + 1 };
@@ -80,7 +85,7 @@ impl Geom {
                 }
                 "SAME_UPPER" | "SAME_LOWER" => {
                     out_sp[i] = in_sp[i].div_ceil(strides[i]);
-                    let total = ((out_sp[i] - 1) * strides[i] + ext).saturating_sub(in_sp[i]);
+                    let total = (out_sp[i].saturating_sub(1) * strides[i]).saturating_add(ext).saturating_sub(in_sp[i]);
                     let small = total / 2;
                     (pad_begin[i], pad_end[i]) =
                         if auto_pad == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };
@@ -88,6 +93,7 @@ impl Geom {
                 a => bail!("unknown auto_pad '{a}'"),
             }
         }
+        crate::limits::check_shape(&out_sp)?;
         Ok(Geom { in_sp: in_sp.to_vec(), out_sp, kernel: kernel.to_vec(), strides, dilations, pad_begin, pad_end })
     }
 
@@ -238,6 +244,8 @@ fn conv(c: &Ctx) -> KResult<Vec<Value>> {
     let (cg, mg) = (ch / group, m / group);
     let (kl, ol, il) = (g.kernel_len(), g.out_len(), g.in_len());
     let kk = cg * kl;
+    crate::limits::check_shape(&[n, m, ol])?;
+    crate::limits::check_shape(&[ol, kk])?;
     let mut out = vec![0f32; n * m * ol];
     let pointwise = g.is_pointwise();
     let mut rows = if pointwise { Vec::new() } else { vec![0f32; ol * kk] };
@@ -294,10 +302,24 @@ fn conv_transpose(c: &Ctx) -> KResult<Vec<Value>> {
     let dil = list("dilations", 1)?;
     let out_pad = list("output_padding", 0)?;
     let auto_pad = c.string("auto_pad", "NOTSET");
+    ensure!(
+        strides.iter().chain(&dil).all(|&v| (1..=1 << 20).contains(&v))
+            && out_pad.iter().all(|&v| (0..1 << 20).contains(&v)),
+        "strides {strides:?}, dilations {dil:?} or output_padding {out_pad:?} out of range"
+    );
+    ensure!(c.ints("pads").is_none_or(|p| p.iter().all(|&v| v.unsigned_abs() < 1 << 40)), "pads out of range");
     let mut pb = vec![0i64; r];
     let mut out_sp = vec![0usize; r];
-    let explicit_out = c.ints("output_shape").filter(|v| !v.is_empty()).map(|v| v[v.len() - r..].to_vec());
+    let explicit_out = match c.ints("output_shape").filter(|v| !v.is_empty()) {
+        Some(v) => {
+            ensure!(v.len() >= r && v.iter().all(|&d| (0..1 << 40).contains(&d)), "output_shape {v:?} out of range");
+            Some(v[v.len() - r..].to_vec())
+        }
+        None => None,
+    };
     for i in 0..r {
+        // Kernel and input sizes are dims of real tensors and the attributes are bounded
+        // above, so nothing here overflows i64.
         let ext = (kernel[i] as i64 - 1) * dil[i] + 1;
         let full = strides[i] * (in_sp[i] as i64 - 1) + out_pad[i] + ext;
         let target = match (&explicit_out, auto_pad.as_str()) {
@@ -330,7 +352,9 @@ fn conv_transpose(c: &Ctx) -> KResult<Vec<Value>> {
     }
     let kl: usize = kernel.iter().product();
     let il: usize = in_sp.iter().product();
-    let ol: usize = out_sp.iter().product();
+    let ol = crate::limits::check_shape(&out_sp)?;
+    crate::limits::check_shape(&[n, m, ol])?;
+    crate::limits::check_shape(&[mg, kl, il])?;
     let (xd, wd) = (contiguous(&x), contiguous(&w));
     let mut out = vec![0f32; n * m * ol];
     let rows = mg * kl;

@@ -69,6 +69,7 @@ impl MatMulShape {
         if b.len() > 1 {
             out_shape.push(n);
         }
+        crate::limits::check_shape(&out_shape)?;
         Ok(MatMulShape {
             m,
             k,

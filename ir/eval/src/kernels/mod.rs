@@ -176,6 +176,7 @@ pub(crate) fn broadcast_shapes(a: &[usize], b: &[usize]) -> KResult<Vec<usize>> 
             _ => bail!("shapes {a:?} and {b:?} do not broadcast"),
         };
     }
+    crate::limits::check_shape(&out)?;
     Ok(out)
 }
 

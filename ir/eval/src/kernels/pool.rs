@@ -59,9 +59,11 @@ fn pool_geom(c: &Ctx, x: &Value) -> KResult<Geom> {
         .ints("kernel_shape")
         .ok_or_else(|| crate::KernelError::Invalid("kernel_shape is required".into()))?
         .iter()
-        .map(|&k| k as usize)
-        .collect();
-    Geom::new(c, &x.shape()[2..], &kernel, c.int("ceil_mode", 0) != 0)
+        .map(|&k| usize::try_from(k).map_err(|_| crate::KernelError::Invalid(format!("kernel size {k}"))))
+        .collect::<KResult<_>>()?;
+    let g = Geom::new(c, &x.shape()[2..], &kernel, c.int("ceil_mode", 0) != 0)?;
+    crate::limits::check_shape(&out_shape(x, &g))?;
+    Ok(g)
 }
 
 fn out_shape(x: &Value, g: &Geom) -> Vec<usize> {

@@ -119,6 +119,8 @@ pub(crate) fn int_conv(c: &Ctx, x: &Value, x_zp: i32, w: &Value, w_zp: &[i32]) -
     let (cg, mg) = (ch / group, m / group);
     let (kl, ol, il) = (g.kernel_len(), g.out_len(), g.in_len());
     let kk = cg * kl;
+    crate::limits::check_shape(&[n, m, ol])?;
+    crate::limits::check_shape(&[ol, padded_k(kk)])?;
     // Both operands are packed with rows padded to a multiple of 16 (zeros), as igemm_nt needs.
     let kp = padded_k(kk);
     let mut wq = vec![0i16; m * kp];

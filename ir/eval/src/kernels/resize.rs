@@ -161,9 +161,11 @@ fn parse_coord(s: &str) -> KResult<Coord> {
 impl Plan {
     /// The plan of opset-10 Resize and of Upsample: scales given, asymmetric coordinates, simple
     /// nearest rounding, output dims `floor(scale * dim)`.
-    fn from_scales(scales: Vec<f32>, in_shape: &[usize], mode: Mode) -> Plan {
-        let out_shape = scales.iter().zip(in_shape).map(|(&s, &d)| (s * d as f32) as usize).collect();
-        Plan {
+    fn from_scales(scales: Vec<f32>, in_shape: &[usize], mode: Mode) -> KResult<Plan> {
+        ensure!(scales.iter().all(|&s| s > 0.0 && s.is_finite()), "scales {scales:?} must be positive");
+        let out_shape: Vec<usize> = scales.iter().zip(in_shape).map(|(&s, &d)| (s * d as f32) as usize).collect();
+        crate::limits::check_shape(&out_shape)?;
+        Ok(Plan {
             out_shape,
             scales,
             scales_given: true,
@@ -175,7 +177,7 @@ impl Plan {
             antialias: false,
             cubic_a: -0.75,
             exclude_outside: false,
-        }
+        })
     }
 }
 
@@ -200,7 +202,7 @@ fn plan(c: &Ctx, x: &Value) -> KResult<Plan> {
     if c.opset < 11 {
         let scales = floats(c.input(1)?)?;
         ensure!(scales.len() == rank, "scales {scales:?} do not fit rank {rank}");
-        return Ok(Plan::from_scales(scales, in_shape, mode));
+        return Plan::from_scales(scales, in_shape, mode);
     }
     let coord = parse_coord(&c.string("coordinate_transformation_mode", "half_pixel"))?;
     let nearest = match c.string("nearest_mode", "round_prefer_floor").as_str() {
@@ -269,6 +271,7 @@ fn plan(c: &Ctx, x: &Value) -> KResult<Plan> {
             roi[rank + a] = r[axes.len() + i];
         }
     }
+    crate::limits::check_shape(&out_shape)?;
     Ok(Plan {
         out_shape,
         scales,
@@ -571,7 +574,7 @@ fn upsample(c: &Ctx) -> KResult<Vec<Value>> {
     };
     ensure!(scales.len() == x.rank(), "scales {scales:?} do not fit rank {}", x.rank());
     let mode = parse_mode(&c.string("mode", "nearest"))?;
-    let p = Plan::from_scales(scales, x.shape(), mode);
+    let p = Plan::from_scales(scales, x.shape(), mode)?;
     run(x, p)
 }
 

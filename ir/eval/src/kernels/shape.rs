@@ -188,6 +188,16 @@ fn concat(c: &Ctx) -> KResult<Vec<Value>> {
 pub(crate) fn concat_values(vals: &[&Value], axis: usize) -> KResult<Value> {
     fn go<T: Clone>(arrs: &[&ArrayD<T>], axis: usize) -> KResult<ArrayD<T>> {
         let views: Vec<_> = arrs.iter().map(|a| a.view()).collect();
+        if let Some(first) = arrs.first() {
+            let mut shape = first.shape().to_vec();
+            if axis < shape.len() {
+                shape[axis] = arrs
+                    .iter()
+                    .try_fold(0usize, |acc, a| acc.checked_add(*a.shape().get(axis)?))
+                    .ok_or_else(|| crate::KernelError::Invalid("inputs do not concatenate".into()))?;
+            }
+            crate::limits::check_shape(&shape)?;
+        }
         Ok(ndarray::concatenate(Axis(axis), &views)?)
     }
     Ok(map_list!(vals, arrs => go(&arrs, axis)?))
@@ -208,7 +218,10 @@ fn split(c: &Ctx) -> KResult<Vec<Value>> {
             (0..n).map(|i| chunk.min(dim.saturating_sub(i * chunk))).collect()
         }
     };
-    ensure!(sizes.iter().sum::<usize>() == dim, "split sizes {sizes:?} do not add up to dimension {dim}");
+    ensure!(
+        sizes.iter().try_fold(0usize, |a, &s| a.checked_add(s)) == Some(dim),
+        "split sizes {sizes:?} do not add up to dimension {dim}"
+    );
     let mut out = Vec::with_capacity(sizes.len());
     let mut start = 0;
     for s in sizes {
@@ -238,8 +251,9 @@ fn slice(c: &Ctx) -> KResult<Vec<Value>> {
     let mut slices: Vec<Slice> = vec![Slice::from(..); x.rank()];
     for (i, &axis) in axes.iter().enumerate() {
         let dim = x.shape()[axis] as i64;
-        let step = steps[i];
-        ensure!(step != 0, "step 0 on axis {axis}");
+        ensure!(steps[i] != 0, "step 0 on axis {axis}");
+        // A step longer than the axis takes one element, as a step of dim + 1 does.
+        let step = steps[i].clamp(-dim - 1, dim + 1);
         let clampi = |v: i64, lo: i64, hi: i64| v.clamp(lo, hi);
         let norm = |v: i64| if v < 0 { v + dim } else { v };
         let s = norm(starts[i]);
@@ -282,10 +296,11 @@ fn gather(c: &Ctx) -> KResult<Vec<Value>> {
             }
         })
         .collect::<KResult<_>>()?;
-    let picked = map_all!(x, a => a.select(Axis(axis), &flat));
     let mut shape: Vec<usize> = x.shape()[..axis].to_vec();
     shape.extend_from_slice(idx.shape());
     shape.extend_from_slice(&x.shape()[axis + 1..]);
+    crate::limits::check_shape(&shape)?;
+    let picked = map_all!(x, a => a.select(Axis(axis), &flat));
     Ok(vec![reshape_value(&picked, &shape)?])
 }
 
@@ -328,14 +343,15 @@ fn pad(c: &Ctx) -> KResult<Vec<Value>> {
     }
     let out_shape: Vec<usize> = (0..r)
         .map(|i| {
-            let d = x.shape()[i] as i64 + begin[i] + end[i];
+            let d = x.shape()[i] as i128 + begin[i] as i128 + end[i] as i128;
             if d < 0 {
                 Err(crate::KernelError::Invalid(format!("pads {pads:?} make axis {i} negative")))
             } else {
-                Ok(d as usize)
+                Ok(d)
             }
         })
-        .collect::<KResult<_>>()?;
+        .collect::<KResult<Vec<i128>>>()
+        .and_then(|d| crate::limits::check_dims(&d))?;
     if mode != PadMode::Constant {
         for i in 0..r {
             let d = x.shape()[i];
@@ -471,6 +487,8 @@ fn tile(c: &Ctx) -> KResult<Vec<Value>> {
     let x = c.input(0)?;
     let reps = to_usize_shape(&int_list(c.input(1)?)?, "repeat")?;
     ensure!(reps.len() == x.rank(), "repeats {reps:?} do not fit rank {}", x.rank());
+    let out: Vec<i128> = x.shape().iter().zip(&reps).map(|(&d, &n)| d as i128 * n as i128).collect();
+    crate::limits::check_dims(&out)?;
     let mut v = x.clone();
     for (axis, &n) in reps.iter().enumerate() {
         if n != 1 {
@@ -492,6 +510,7 @@ fn constant_of_shape(c: &Ctx) -> KResult<Vec<Value>> {
         None => Value::scalar(0f32),
     };
     ensure!(fill.len() == 1, "value must have one element");
+    crate::limits::check_shape(&shape)?;
     fn filled<T: Clone>(a: &ArrayD<T>, shape: &[usize]) -> ArrayD<T> {
         ArrayD::from_elem(IxDyn(shape), a.iter().next().expect("one element").clone())
     }
@@ -503,7 +522,9 @@ fn range(c: &Ctx) -> KResult<Vec<Value>> {
     fn go<T: Scalar>(s: T, l: T, d: T) -> KResult<ArrayD<T>> {
         let (sf, lf, df) = (s.to_f64(), l.to_f64(), d.to_f64());
         ensure!(df != 0.0, "delta is 0");
-        let n = ((lf - sf) / df).ceil().max(0.0) as usize;
+        let n = ((lf - sf) / df).ceil().max(0.0);
+        ensure!(n.is_finite(), "start, limit and delta give no finite length");
+        let n = crate::limits::check_dims(&[n as i128])?[0];
         let v: Vec<T> = if T::IS_FLOAT {
             // onnxruntime accumulates start + i·delta in the tensor type.
             (0..n).map(|i| T::from_f64(sf + i as f64 * df)).collect()
