@@ -10,6 +10,8 @@ use qdqc_ir::{DType, Dim};
 const MAX_NODES: usize = 64;
 /// Inputs declaring more elements than this are not run.
 const MAX_INPUT_ELEMS: usize = 65536;
+/// The interpreter's per-tensor limit (`RunOptions::max_tensor_bytes`).
+const MAX_TENSOR_BYTES: usize = 16 << 20;
 
 /// A value of `dtype` and `shape` from the tail bytes, `None` for types without generated values.
 fn input(dtype: DType, shape: &[usize], bytes: &mut qdqc_fuzz::Bytes) -> Option<Value> {
@@ -65,10 +67,10 @@ fuzz_target!(|data: &[u8]| {
         let Some(value) = input(ty.dtype, &shape, &mut bytes) else { return };
         inputs.push((v.name.clone(), value));
     }
-    let Ok(interp) = Interpreter::new(graph) else { return };
-    // RunOptions::max_tensor_bytes (a per-tensor limit) is not in this tree yet; set it to
-    // Some(16 << 20) once it is.
-    let _ = interp.run(&inputs, &RunOptions::default());
+    // A per-tensor limit well under the RSS limit: an input that makes the interpreter build a
+    // huge tensor must fail with an error before allocating it.
+    let Ok(interp) = Interpreter::with_limit(graph, MAX_TENSOR_BYTES) else { return };
+    let _ = interp.run(&inputs, &RunOptions { max_tensor_bytes: Some(MAX_TENSOR_BYTES), ..RunOptions::default() });
 });
 
 fuzz_mutator!(|data: &mut [u8], size: usize, max_size: usize, seed: u32| {
