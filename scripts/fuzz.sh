@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs a cargo-fuzz target for a while: scripts/fuzz.sh TARGET SECONDS, or scripts/fuzz.sh all
-# SECONDS for every target in turn. Builds with `cargo +nightly fuzz build -O`, seeds
+# SECONDS for every target in turn. Builds with `cargo +nightly fuzz build -O -a`, seeds
 # fuzz/corpus/TARGET (gitignored) from the fixtures, runs with a 10 s per-input timeout and a
 # 2 GiB RSS limit, prints libFuzzer's final stats, and exits nonzero on any crash, timeout or OOM
 # (the reproducer is in fuzz/artifacts/TARGET/). See docs/fuzzing.md.
@@ -21,7 +21,8 @@ else
 fi
 
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1}
-(cd fuzz && cargo +nightly fuzz build -O)
+# -a: debug assertions and overflow checks on (-O alone turns them off).
+(cd fuzz && cargo +nightly fuzz build -O -a)
 
 # The seeds: the fixture models for the ONNX targets; for `text`, every graph of the rule tests
 # (passes/tests/rules/*.qdq) and the printed fixtures of the show snapshots.

@@ -1,9 +1,10 @@
-//! Bytes → ONNX model → the checks `compile` makes → the -O2 pipeline (and -O3 on small graphs)
-//! through the library API → export. A pass that fails or leaves an invalid graph is a finding
+//! Bytes → ONNX model → the checks `compile` makes → the -O2 pipeline for both targets (`ort`,
+//! `onnx`), and -O3 for `ort` on small graphs, through the library API → export. A pass that fails or leaves an invalid graph is a finding
 //! (`qdqc::Error::Pass` is a qdqc bug by definition), and so is a panic anywhere.
 #![no_main]
 
 use libfuzzer_sys::{fuzz_mutator, fuzz_target};
+use qdqc::passes::Target;
 use qdqc::{compile, Error, Options};
 use std::path::Path;
 
@@ -21,14 +22,17 @@ fuzz_target!(|data: &[u8]| {
     if qdqc_ir::validate::compilable(&model).is_err() {
         return;
     }
-    let levels: &[&str] = if nodes <= MAX_NODES_O3 { &["O2", "O3"] } else { &["O2"] };
-    for level in levels {
-        let opts = Options { opt_level: Some(level.to_string()), ..Options::default() };
+    let runs: &[(&str, Target)] = &[("O2", Target::Ort), ("O2", Target::Onnx), ("O3", Target::Ort)];
+    for &(level, target) in runs {
+        if level == "O3" && nodes > MAX_NODES_O3 {
+            continue;
+        }
+        let opts = Options { opt_level: Some(level.to_string()), target, ..Options::default() };
         match compile(model.clone(), Path::new("fuzz.onnx"), &opts) {
             Ok(c) => {
                 let _ = qdqc_fuzz::encode(&c.model);
             }
-            Err(e @ Error::Pass { .. }) => panic!("-{level}: {e}"),
+            Err(e @ Error::Pass { .. }) => panic!("-{level} --target {target}: {e}"),
             Err(_) => {}
         }
     }

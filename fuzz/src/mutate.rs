@@ -187,7 +187,11 @@ fn tensors(g: &mut GraphProto) -> Vec<&mut TensorProto> {
     let attr_tensors = g.node.iter_mut().flat_map(|n| {
         n.attribute.iter_mut().flat_map(|a| a.t.iter_mut().map(|b| &mut **b).chain(a.tensors.iter_mut()))
     });
-    g.initializer.iter_mut().chain(g.sparse_initializer.iter_mut().filter_map(|s| s.values.as_mut())).chain(attr_tensors).collect()
+    g.initializer
+        .iter_mut()
+        .chain(g.sparse_initializer.iter_mut().filter_map(|s| s.values.as_mut()))
+        .chain(attr_tensors)
+        .collect()
 }
 
 fn value_infos(g: &mut GraphProto) -> Vec<&mut ValueInfoProto> {
@@ -267,7 +271,9 @@ fn mutate_attribute(a: &mut AttributeProto, r: &mut Rng) {
             }
         }
         5 => a.r#type = Some(r.below(15) as i32),
-        6 => a.s = Some(bytes::Bytes::from_static(r.pick(&[b"" as &[u8], b"NOTSET", b"SAME_UPPER", b"VALID", b"\xff"]))),
+        6 => {
+            a.s = Some(bytes::Bytes::from_static(r.pick(&[b"" as &[u8], b"NOTSET", b"SAME_UPPER", b"VALID", b"\xff"])))
+        }
         _ => {
             if let Some(t) = a.t.as_mut() {
                 mutate_tensor(t, r);
