@@ -206,12 +206,20 @@ pub(crate) fn binary(
             Span::ScalarA => av.iter().flat_map(|&x| bv.iter().map(move |&z| (x, z))).collect(),
             _ => bv.iter().flat_map(|&z| av.iter().map(move |&x| (x, z))).collect(),
         };
-        let exact = pairs.iter().map(|&(x, z)| {
-            let (fa, fb) = (a.dequantize(x), b.dequantize(z));
-            let real = if op == Op::QLinearAdd { fa + fb } else { fa * fb };
-            real / y.scale as f64
-        });
-        Ok(tally(&out, exact, &y))
+        let exact: Vec<f64> = pairs
+            .iter()
+            .map(|&(x, z)| {
+                let (fa, fb) = (a.dequantize(x), b.dequantize(z));
+                let real = if op == Op::QLinearAdd { fa + fb } else { fa * fb };
+                real / y.scale as f64
+            })
+            .collect();
+        // onnxruntime converts to int32 without clamping first: from 2³¹ steps on, a result
+        // wraps to the type's lowest value (the interpreter saturates). Refused from 2³⁰ on.
+        if exact.iter().any(|v| v.abs() + y.zp.abs() as f64 >= (1u64 << 30) as f64) {
+            return Err("the output scale is so fine that onnxruntime's int32 conversion overflows".into());
+        }
+        Ok(tally(&out, exact.into_iter(), &y))
     })
 }
 

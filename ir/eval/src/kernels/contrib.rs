@@ -184,13 +184,13 @@ crate::num::fma_kernel! {
             }
             Span::ScalarB => {
                 for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
-                    let fb = f + b as f32 * rb;
+                    let fb = (b as f32).mul_add(rb, f);
                     *o = rne_sat((a as f32).mul_add(ra, fb), lo, hi);
                 }
             }
             Span::ScalarA => {
                 for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
-                    let fa = f + a as f32 * ra;
+                    let fa = (a as f32).mul_add(ra, f);
                     *o = rne_sat((b as f32).mul_add(rb, fa), lo, hi);
                 }
             }
@@ -207,7 +207,7 @@ pub(crate) fn qlinear_add(c: &Ctx) -> KResult<Vec<Value>> {
     let out = if matches!(q.dtype, DType::U8 | DType::I8) {
         // The kernel sees the vector operand as "A" and a scalar one as "B".
         let (ra, rb) = (q.sa / q.sc, q.sb / q.sc);
-        let fixed = |r1: f32, z1: i32, r2: f32, z2: i32| q.zc as f32 - (r1 * z1 as f32 + r2 * z2 as f32);
+        let fixed = |r1: f32, z1: i32, r2: f32, z2: i32| q.zc as f32 - r1.mul_add(z1 as f32, r2 * z2 as f32);
         let f = match span {
             Span::ScalarA => fixed(rb, q.zb, ra, q.za),
             _ => fixed(ra, q.za, rb, q.zb),
