@@ -1377,3 +1377,48 @@ fn accuracy_layers_measure_every_quantized_tensor_and_rank_them() {
     }
     assert!(top3.windows(2).all(|w| w[0] == w[1]), "the 3 most sensitive tensors do not depend on the seed: {top3:?}");
 }
+
+#[test]
+fn compile_verifies_on_given_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let samples = dir.path().join("samples");
+    std::fs::create_dir(&samples).unwrap();
+    let npy = |shape: &[usize]| {
+        let n: usize = shape.iter().product();
+        qdqc::eval::Value::f32(shape, (0..n).map(|i| (i % 7) as f32 * 0.3 - 1.0).collect()).unwrap().to_npy().unwrap()
+    };
+    for k in 0..2 {
+        let s = samples.join(format!("s{k}"));
+        std::fs::create_dir(&s).unwrap();
+        std::fs::write(s.join("input.npy"), npy(&[1, 3, 32, 32])).unwrap();
+    }
+    let m = fixture("resnet_block.u8.pt.onnx");
+    let out = dir.path().join("c.onnx");
+    let args = |s: &Path| {
+        vec![
+            "compile".to_string(),
+            m.to_str().unwrap().into(),
+            "-o".into(),
+            out.to_str().unwrap().into(),
+            "--verify".into(),
+            "1".into(),
+            "--verify-inputs".into(),
+            s.to_str().unwrap().into(),
+        ]
+    };
+    let a = args(&samples);
+    let o = qdqc(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("over 2 samples"), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(out.exists());
+    std::fs::remove_file(&out).unwrap();
+    // A sample naming an input the model does not have: exit 2, nothing written.
+    let bad = dir.path().join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    std::fs::write(bad.join("nope.npy"), npy(&[1, 3, 32, 32])).unwrap();
+    let a = args(&bad);
+    let o = qdqc(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("graph input 'input' was not given"), "{}", stderr(&o));
+    assert!(!out.exists());
+}

@@ -129,6 +129,10 @@ enum Command {
         /// still 1).
         #[arg(long, requires = "verify")]
         force: bool,
+        /// With --verify: verify on the samples in DIR (read as `verify --inputs` reads them: one
+        /// .npz per sample, or NAME.npy files) instead of N random ones.
+        #[arg(long, value_name = "DIR", requires = "verify")]
+        verify_inputs: Option<PathBuf>,
         /// Measure the output against the input in onnxruntime (at --ort-level, --threads,
         /// --batch; interleaved runs) and print the latency ratio with its spread. Needs a Python
         /// with onnxruntime's package (--python).
@@ -350,6 +354,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             external_threshold,
             verify,
             force,
+            verify_inputs,
             check_speed,
             fallback,
             python,
@@ -403,10 +408,15 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             if let Some(dir) = &dump_dir {
                 std::fs::create_dir_all(dir).map_err(|e| Error::File { path: dir.clone(), msg: plain_io(&e) })?;
             }
+            let inputs = verify_inputs
+                .map(|dir| qdqc::inputs::read_dir(&dir))
+                .transpose()?
+                .map(|samples| samples.into_iter().map(|s| s.inputs).collect::<Vec<_>>());
             let check = verify.map(|samples| VerifyOptions {
-                samples: samples as usize,
+                samples: inputs.as_ref().map_or(samples as usize, Vec::len),
                 seed,
                 force,
+                inputs,
                 max_tensor_bytes,
                 ..Default::default()
             });
