@@ -303,6 +303,8 @@ impl<'a> Parser<'a> {
     fn name(&mut self) -> Result<(String, Pos), ParseError> {
         let pos = self.pos;
         match self.tok {
+            // The printer writes the empty name as `_`, which only operands and node outputs take.
+            Tok::Name(ref n) if n.is_empty() => Err(self.unexpected("a name like %x (a name may not be empty)")),
             Tok::Name(_) => match self.bump()? {
                 Tok::Name(n) => Ok((n.into_owned(), pos)),
                 _ => unreachable!(),

@@ -572,3 +572,13 @@ fn million_nodes() {
     println!("{} bytes: printed in {printed:?}, parsed in {parsed:?}", text.len());
     assert_eq!(back.op_count(), 1_000_000);
 }
+
+/// Found by the `text` fuzz target: `%""` parsed as a graph input with the empty name, which
+/// prints as `_` and does not parse again. The printer writes the empty name only as `_`.
+#[test]
+fn the_empty_name_is_written_as_an_underscore_only() {
+    let msg = error("graph \"g\" opset(ai.onnx=17) {\n  input %\"\"\n}\n");
+    assert!(msg.contains("may not be empty"), "{msg}");
+    let msg = error("graph \"g\" opset(ai.onnx=17) {\n  input %x: f32[1]\n  %\"\" = Relu(%x)\n  output %x\n}\n");
+    assert!(msg.contains("may not be empty"), "{msg}");
+}
