@@ -177,8 +177,11 @@ fn f32_data(v: &Value) -> KResult<std::borrow::Cow<'_, [f32]>> {
 
 /// Quantizes `x` with the given parameters into a value of `dtype`.
 pub(crate) fn quantize(x: &Value, scale: &Value, zp: Option<&Value>, dtype: DType, g: Granularity) -> KResult<Value> {
-    let (lo, hi) =
-        dtype.int_range().ok_or_else(|| crate::KernelError::Invalid(format!("cannot quantize to {dtype}")))?;
+    // ONNX quantizes to integers of at most 16 bits (the rounding below is exact for those).
+    let (lo, hi) = match dtype.int_range() {
+        Some(r) if dtype.bits() <= 16 => r,
+        _ => bail!("cannot quantize to {dtype}"),
+    };
     let (lo, hi) = (lo as i32, hi as i32);
     let xs = f32_data(x)?;
     let scales = scale.to_f32_vec()?;
@@ -290,6 +293,16 @@ mod tests {
         7.5,
         -8.5,
     ];
+
+    /// Found by the `interp` fuzz target: an int32 zero point overflowed `lo − zp`.
+    #[test]
+    fn quantizing_to_wider_than_16_bits_is_refused() {
+        for zp in [Value::scalar(7i32), Value::scalar(-1i64), Value::scalar(1u32)] {
+            let ins = [Some(f32v(&[2], &[1.0, -1.0])), Some(Value::scalar(1f32)), Some(zp)];
+            let e = crate::kernels::tests::try_run_op(Op::QuantizeLinear, vec![], &ins, 21, 1).unwrap_err();
+            assert!(e.to_string().contains("cannot quantize to"), "{e}");
+        }
+    }
 
     #[test]
     fn rounding_ties_saturation_and_nan_match_onnxruntime() {
