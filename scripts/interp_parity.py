@@ -132,20 +132,27 @@ def lower_with_ort(src: Path, dst: Path) -> None:
     inline.unlink()
 
 
-def run_interpreter(qdqc: Path, dump: Path, model: Path, feeds: dict[str, Path], work: Path):
-    """(outputs of `qdqc run` by name, every tensor from dump_tensors by name)."""
-    args = [a for name, f in feeds.items() for a in ("--input", f"{name}={f}")]
-    out_run, out_dump = work / "run", work / "dump"
-    for d in (out_run, out_dump):
-        shutil.rmtree(d, ignore_errors=True)
-    r = subprocess.run([str(qdqc), "run", str(model), *args, "--out", str(out_run)], capture_output=True, text=True)
+def qdqc_run(qdqc: Path, model: Path, args: list[str], out: Path) -> dict[str, np.ndarray]:
+    """The outputs of `qdqc run MODEL ARGS --out OUT`, by name (read back from the .npy files it
+    lists on stdout)."""
+    shutil.rmtree(out, ignore_errors=True)
+    r = subprocess.run([str(qdqc), "run", str(model), *args, "--out", str(out)], capture_output=True, text=True)
     if r.returncode != 0:
-        raise RuntimeError(f"qdqc run failed ({r.returncode}): {r.stderr.strip()}")
+        raise RuntimeError(f"qdqc run failed (exit {r.returncode}): {r.stderr.strip()}")
     outs = {}
     for line in r.stdout.splitlines():
         m = re.match(r"^(.*): \S+ \[.*\] -> (.*)$", line)
         if m:
             outs[m.group(1)] = np.load(m.group(2))
+    return outs
+
+
+def run_interpreter(qdqc: Path, dump: Path, model: Path, feeds: dict[str, Path], work: Path):
+    """(outputs of `qdqc run` by name, every tensor from dump_tensors by name)."""
+    args = [a for name, f in feeds.items() for a in ("--input", f"{name}={f}")]
+    out_dump = work / "dump"
+    shutil.rmtree(out_dump, ignore_errors=True)
+    outs = qdqc_run(qdqc, model, args, work / "run")
     r = subprocess.run([str(dump), str(model), *args, "--out", str(out_dump)], capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"dump_tensors failed ({r.returncode}): {r.stderr.strip()}")

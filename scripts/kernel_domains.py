@@ -70,6 +70,9 @@ from onnx import TensorProto
 from onnx import helper as h
 from onnx import numpy_helper as nh
 
+sys.dont_write_bytecode = True
+from interp_parity import qdqc_run  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 MS = "com.microsoft"
 KERNELS = ["QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearLeakyRelu", "QLinearConv"]
@@ -366,17 +369,7 @@ def run_qdqc(qdqc: Path, model: Model, work: Path) -> dict[str, np.ndarray]:
         f = work / f"{model.path.stem}.{name}.npy"
         np.save(f, v)
         args += ["--input", f"{name}={f}"]
-    out = work / f"{model.path.stem}.out"
-    shutil.rmtree(out, ignore_errors=True)
-    r = subprocess.run([str(qdqc), "run", str(model.path), *args, "--out", str(out)], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"qdqc run failed (exit {r.returncode}): {r.stderr.strip()}")
-    outs = {}
-    for line in r.stdout.splitlines():
-        m = re.match(r"^(.*): \S+ \[.*\] -> (.*)$", line)
-        if m:
-            outs[m.group(1)] = np.load(m.group(2))
-    return outs
+    return qdqc_run(qdqc, model.path, args, work / f"{model.path.stem}.out")
 
 
 @dataclass
