@@ -53,7 +53,6 @@ pub(crate) fn check_shape(shape: &[usize]) -> KResult<usize> {
     let n = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(too_big)?;
     match n.checked_mul(BYTES_PER_ELEMENT) {
         Some(bytes) if bytes <= limit => Ok(n),
-        _ if n == 0 => Ok(0),
         _ => Err(too_big()),
     }
 }
