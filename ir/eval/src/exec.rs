@@ -1,7 +1,7 @@
 //! The executor: runs nodes in topological order, looking each op up in the kernel table, and
 //! frees every value after its last consumer ran (unless intermediates are kept).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -30,6 +30,9 @@ pub struct RunOptions {
     /// Keep every intermediate value (graph inputs and node outputs) in [`RunResult::values`],
     /// keyed by name. Otherwise each value is freed once its last consumer ran.
     pub keep_intermediates: bool,
+    /// Keep these values (graph inputs and node outputs, by name) in [`RunResult::values`] even
+    /// without `keep_intermediates` (e.g. the tensors a calibration observes).
+    pub keep: Option<Arc<HashSet<String>>>,
     /// Called after every node (e.g. to drive a progress bar).
     pub progress: Option<ProgressFn>,
     /// Values to substitute, by name (teacher forcing): a node output whose name is here, with
@@ -53,12 +56,23 @@ impl RunOptions {
     pub fn limit(&self) -> usize {
         self.max_tensor_bytes.unwrap_or(DEFAULT_MAX_TENSOR_BYTES)
     }
+
+    /// Whether the value named `name` is kept in [`RunResult::values`].
+    fn keeps(&self, name: &str) -> bool {
+        self.keep_intermediates || self.keep.as_ref().is_some_and(|k| k.contains(name))
+    }
+
+    /// Whether any value is kept.
+    fn keeps_any(&self) -> bool {
+        self.keep_intermediates || self.keep.as_ref().is_some_and(|k| !k.is_empty())
+    }
 }
 
 impl fmt::Debug for RunOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RunOptions")
             .field("keep_intermediates", &self.keep_intermediates)
+            .field("keep", &self.keep.as_ref().map(|k| k.len()))
             .field("progress", &self.progress.is_some())
             .field("forced", &self.forced.as_ref().map(|f| f.len()))
             .field("max_tensor_bytes", &self.max_tensor_bytes)
@@ -72,7 +86,7 @@ pub struct RunResult {
     /// The graph outputs, in the graph's order, by name.
     pub outputs: Vec<(String, Value)>,
     /// With [`RunOptions::keep_intermediates`]: every graph input and node output by name
-    /// (graph outputs included); otherwise empty.
+    /// (graph outputs included); with [`RunOptions::keep`]: those named there; otherwise empty.
     pub values: HashMap<String, Value>,
 }
 
@@ -277,13 +291,13 @@ impl<'g> Interpreter<'g> {
                 let forced = opts.forced.as_ref().and_then(|f| f.get(&decl.name));
                 if let Some(f) = forced.filter(|f| f.dtype() == v.dtype() && f.shape() == v.shape()) {
                     let computed = std::mem::replace(&mut v, f.clone());
-                    if opts.keep_intermediates || self.last_use.get(&o) == Some(&usize::MAX) {
+                    if opts.keeps(&decl.name) || self.last_use.get(&o) == Some(&usize::MAX) {
                         own.insert(o, computed);
                     }
                 }
                 if self.last_use.contains_key(&o) {
                     env.insert(o, v);
-                } else if opts.keep_intermediates {
+                } else if opts.keeps(&decl.name) {
                     kept.insert(o, v);
                 }
             }
@@ -292,7 +306,7 @@ impl<'g> Interpreter<'g> {
                 if let Operand::Value(o) = *op {
                     if self.last_use.get(&o) == Some(&i) {
                         if let Some(v) = env.remove(&o) {
-                            if opts.keep_intermediates {
+                            if opts.keeps(&g.value(o).name) {
                                 kept.insert(o, v);
                             }
                         }
@@ -321,15 +335,24 @@ impl<'g> Interpreter<'g> {
             outputs.push((out.name().to_string(), v));
         }
         let mut values = HashMap::new();
-        if opts.keep_intermediates {
+        if opts.keeps_any() {
             for (o, v) in kept.into_iter().chain(env) {
-                values.insert(g.value(o).name.clone(), v);
+                let name = &g.value(o).name;
+                if opts.keeps(name) {
+                    values.insert(name.clone(), v);
+                }
             }
             for (o, v) in &self.folded {
-                values.insert(g.value(*o).name.clone(), v.clone());
+                let name = &g.value(*o).name;
+                if opts.keeps(name) {
+                    values.insert(name.clone(), v.clone());
+                }
             }
             for (o, v) in own {
-                values.insert(g.value(o).name.clone(), v);
+                let name = &g.value(o).name;
+                if opts.keeps(name) {
+                    values.insert(name.clone(), v);
+                }
             }
         }
         Ok(RunResult { outputs, values })
@@ -426,5 +449,22 @@ mod tests {
         assert_eq!(r.output("b").unwrap().to_f64_vec().unwrap(), [20.0, 40.0], "b from the forced a");
         let free = Interpreter::new(&g).unwrap().run(&x, &RunOptions::default()).unwrap();
         assert_eq!(free.output("b").unwrap().to_f64_vec().unwrap(), [0.0, 6.0]);
+    }
+
+    #[test]
+    fn keep_holds_only_the_named_values() {
+        let g = qdqc_ir::text::parse(
+            "graph {\n  input %x: f32[2]\n  %a: f32[2] = Relu(%x)\n  %b: f32[2] = Neg(%a)\n  %c: f32[2] = Add(%b, %a)\n  output %c\n}\n",
+        )
+        .unwrap();
+        let x = [("x".to_string(), Value::f32(&[2], vec![-1.0, 3.0]).unwrap())];
+        let keep: HashSet<String> = ["x", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let opts = RunOptions { keep: Some(Arc::new(keep)), ..Default::default() };
+        let r = Interpreter::new(&g).unwrap().run(&x, &opts).unwrap();
+        let mut names: Vec<&str> = r.values.keys().map(|s| s.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["b", "c", "x"]);
+        assert_eq!(r.values["b"].to_f64_vec().unwrap(), [0.0, -3.0]);
+        assert_eq!(r.values["x"].to_f64_vec().unwrap(), [-1.0, 3.0]);
     }
 }
