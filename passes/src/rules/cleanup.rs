@@ -5,6 +5,10 @@
 //! - `q-of-const`: a QuantizeLinear of a constant float tensor is an integer constant, computed
 //!   as onnxruntime does (f32 division, saturation, round half to even), per tensor or per axis,
 //!   so QAT-style float weights behind Q→DQ become integer initializers.
+//! - `q-twin`: a QuantizeLinear that reads the same value as an earlier one, with the same
+//!   parameter operands, attributes and output type, is that one (exact: the same computation).
+//!   Exporters quantize a tensor once per consumer (a residual block's conv and downsample conv);
+//!   one Q lets the Q move before the op that makes the tensor.
 //! - `identity`: an Identity is its input; one producing a graph output gives its name to its
 //!   input, or stays when the input cannot take it (a graph input, a constant, another output).
 //!
@@ -21,13 +25,14 @@
 use super::common::{self, first_difference, QParams};
 use crate::ensure;
 use crate::rule::{Match, Patch, Refusal, Rule};
-use qdqc_ir::{DType, Graph, Op, Operand, Outlet, Tensor};
+use qdqc_ir::{DType, Graph, NodeId, Op, Operand, Outlet, Tensor};
 
 /// The rule table.
 pub fn rules() -> Vec<Rule> {
     vec![
         Rule::new("dq-q-same", "(QuantizeLinear (DequantizeLinear@dq ?q ?s1 ?z1) ?s2 ?z2)", same_params, remove_dq_q),
         Rule::new("q-of-const", "(QuantizeLinear ?x ?s ?z)", float_const_to_integer, fold_q),
+        Rule::new("q-twin", "(QuantizeLinear ?x ?s ?z)", earlier_twin, use_twin),
         Rule::new("identity", "(Identity ?x)", output_name_can_be_kept, remove_identity),
     ]
 }
@@ -95,6 +100,38 @@ fn fold_q(g: &Graph, m: &Match, (values, p): (Vec<f32>, QParams)) -> Result<Patc
     patch.replace(out0(m), c);
     patch.remove(m.root());
     Ok(patch)
+}
+
+// ---- q-twin ------------------------------------------------------------------------------
+
+/// An earlier QuantizeLinear (in graph order) computes exactly what this one computes.
+fn earlier_twin(g: &Graph, m: &Match) -> Result<NodeId, Refusal> {
+    let (Operand::Value(x), me) = (m.get("x"), g.node(m.root())) else { return Err(Refusal::NotApplicable) };
+    let twin = g.consumers(x).into_iter().map(|(c, _)| c).find(|&c| {
+        let n = g.node(c);
+        c != m.root()
+            && n.op == Op::QuantizeLinear
+            && n.inputs() == me.inputs()
+            && n.attrs == me.attrs
+            && n.outputs.len() == me.outputs.len()
+            && n.outputs[0].ty == me.outputs[0].ty
+            && n.order() < me.order()
+    });
+    let twin = twin.ok_or(Refusal::NotApplicable)?;
+    ensure!(
+        !g.is_output(Operand::Value(out0(m))),
+        "its result is graph output '{}', a copy of QuantizeLinear '{}'",
+        g.value(out0(m)).name,
+        g.node(twin).ident()
+    );
+    Ok(twin)
+}
+
+fn use_twin(_: &Graph, m: &Match, twin: NodeId) -> Result<Patch, Refusal> {
+    let mut p = Patch::new();
+    p.replace(out0(m), Operand::Value(Outlet::new(twin, 0)));
+    p.remove(m.root());
+    Ok(p)
 }
 
 // ---- identity ----------------------------------------------------------------------------
