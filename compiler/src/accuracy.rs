@@ -624,17 +624,27 @@ fn fmt_db(v: f64) -> String {
 impl AccuracyReport {
     /// One row per output and model pair.
     pub fn table(&self) -> String {
+        self.table_as("vs float", "qdq")
+    }
+
+    /// The per-output table of a report whose reference is not a float model and whose `qdq`
+    /// side is a compiled model ([`crate::compile_file`] after calibration).
+    pub fn pair_table(&self) -> String {
+        self.table_as("vs input", "compiled")
+    }
+
+    fn table_as(&self, reference: &str, first: &str) -> String {
         let w = self.outputs.iter().map(|o| o.name.len()).max().unwrap_or(0).max("output".len());
         let mut s = format!(
             "{:<w$}  {:<14} {:>9} {:>10} {:>11} {:>11}",
-            "output", "vs float", "SQNR dB", "cosine", "max |err|", "mean |err|"
+            "output", reference, "SQNR dB", "cosine", "max |err|", "mean |err|"
         );
         if self.topk {
             s += &format!(" {:>8} {:>8}", "top-1", "top-5");
         }
         s += "\n";
         for o in &self.outputs {
-            let pairs = [("qdq", Some(&o.qdq)), ("compiled", o.compiled.as_ref())];
+            let pairs = [(first, Some(&o.qdq)), ("compiled", o.compiled.as_ref())];
             for (what, m) in pairs {
                 let Some(m) = m else { continue };
                 s += &format!(

@@ -3,6 +3,7 @@
 
 pub mod accuracy;
 pub mod alloc;
+pub mod calibrate;
 pub mod diff;
 pub mod inputs;
 pub mod report;
@@ -38,6 +39,10 @@ pub struct Options {
     pub load: LoadOptions,
     /// How the output is written; `replace_input` allows the output to be the input itself.
     pub save: SaveOptions,
+    /// Complete the model's Q/DQ placement by calibration before compiling
+    /// ([`calibrate::calibrate`]). This changes what the model computes; with verification, the
+    /// compiled model is measured against the input model ([`VerifyOptions::min_sqnr`]).
+    pub calibrate: Option<calibrate::CalibrateOptions>,
 }
 
 /// Why qdqc failed. [`Error::exit_code`] maps each to the CLI's exit status.
@@ -80,14 +85,27 @@ pub enum Error {
     /// refuses: exit 2).
     #[error("--check-speed: {0}")]
     Speed(String),
+    /// The calibration samples cannot calibrate the model: a tensor they never reach, or on
+    /// which they take one value only (bad input: exit 2).
+    #[error("{}: calibration: {msg}", path.display())]
+    Calibration { path: PathBuf, msg: String },
+    /// A calibrated model's output is further from the input model's than allowed (exit 1).
+    #[error("{}: output '{output}' has SQNR {sqnr_db:.2} dB against the input model, below --min-sqnr {min_db} dB{}", path.display(),
+        if *written { "; the output was written anyway (--force)" } else { "; nothing was written" })]
+    BelowMinSqnr { path: PathBuf, output: String, sqnr_db: f64, min_db: f64, written: bool },
 }
 
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Model(_) | Error::InvalidGraph { .. } | Error::Unsupported { .. } | Error::UnknownPass(_) => 2,
-            Error::Pass { .. } | Error::VerificationFailed { .. } => 1,
-            Error::Run { .. } | Error::File { .. } | Error::Mismatch { .. } | Error::Usage(_) | Error::Speed(_) => 2,
+            Error::Pass { .. } | Error::VerificationFailed { .. } | Error::BelowMinSqnr { .. } => 1,
+            Error::Run { .. }
+            | Error::File { .. }
+            | Error::Mismatch { .. }
+            | Error::Usage(_)
+            | Error::Speed(_)
+            | Error::Calibration { .. } => 2,
         }
     }
 }
@@ -141,8 +159,13 @@ pub struct Compiled {
     pub before: stats::Stats,
     /// Nodes of the input graph in the com.microsoft domain (for [`report::Report`]).
     pub before_microsoft_ops: usize,
-    /// The verification report, when compiling with verification.
+    /// The verification report, when compiling with verification (without calibration).
     pub verify: Option<verify::VerifyReport>,
+    /// The Q/DQ pairs calibration inserted, when compiling with calibration.
+    pub calibration: Option<calibrate::Calibration>,
+    /// With calibration and verification: the compiled model measured against the input model
+    /// on the verification samples (the "float" side of the report is the input model).
+    pub calibrated_check: Option<accuracy::AccuracyReport>,
     /// Why verification failed, if it did (the error to exit with once the report is out).
     pub verify_failure: Option<Error>,
     /// Where the output was written ([`compile_file`] only; `None` when a failed verification
@@ -168,6 +191,7 @@ pub struct Times {
     pub graph_check: std::time::Duration,
     pub check: std::time::Duration,
     pub save: std::time::Duration,
+    pub calibrate: std::time::Duration,
 }
 
 fn pipeline(opts: &Options) -> Result<PassManager, Error> {
@@ -209,6 +233,8 @@ pub fn compile(mut model: Model, path: &Path, opts: &Options) -> Result<Compiled
         remarks: run.remarks,
         converged: run.converged,
         verify: None,
+        calibration: None,
+        calibrated_check: None,
         verify_failure: None,
         written: None,
         times,
@@ -297,15 +323,36 @@ pub fn compile_file(
     onnx::check_save(&model, output, &opts.save)?;
     let load_time = start.elapsed();
     let original = check.map(|_| model.graph.clone());
+    let mut model = model;
+    let (before, before_microsoft_ops) = (stats::stats(&model.graph), report::microsoft_ops(&model.graph));
+    let start = std::time::Instant::now();
+    let calibration = match &opts.calibrate {
+        Some(c) => Some(calibrate::calibrate(&mut model.graph, input, c, &|d, n| progress("calibrating", d, n))?),
+        None => None,
+    };
+    let calibrate_time = start.elapsed();
     let mut compiled = compile(model, input, opts)?;
     compiled.times.load = load_time;
+    compiled.times.calibrate = calibrate_time;
+    // The report compares with the model as read, not as calibration completed it.
+    (compiled.before, compiled.before_microsoft_ops) = (before, before_microsoft_ops);
     let start = std::time::Instant::now();
-    if let (Some(v), Some(orig)) = (check, original) {
-        let report = verify_graphs(&orig, &compiled.model.graph, v, progress)
-            .map_err(|error| Error::Run { path: input.to_path_buf(), error })?;
-        compiled.verify_failure = failure(&report, output, v.force);
-        compiled.verify = Some(report);
+    match (check, original, &calibration) {
+        (Some(v), Some(orig), Some(_)) => {
+            let report = check_calibrated(&orig, input, &compiled.model.graph, output, v)?;
+            compiled.verify_failure = below_min_sqnr(&report, output, v);
+            compiled.calibrated_check = Some(report);
+        }
+        (Some(v), Some(orig), None) => {
+            check_samples(&orig, v)?;
+            let report = verify_graphs(&orig, &compiled.model.graph, v, &|d, n| progress("verifying", d, n))
+                .map_err(|error| Error::Run { path: input.to_path_buf(), error })?;
+            compiled.verify_failure = failure(&report, output, v.force);
+            compiled.verify = Some(report);
+        }
+        _ => {}
     }
+    compiled.calibration = calibration;
     compiled.times.check = start.elapsed();
     if let (Some(s), None) = (speed, &compiled.verify_failure) {
         let dir = tempfile::tempdir().map_err(|e| Error::Speed(format!("a temporary folder: {e}")))?;
@@ -332,6 +379,9 @@ pub fn compile_file(
 pub fn times_text(c: &Compiled) -> String {
     let secs = |d: std::time::Duration| d.as_secs_f64();
     let mut out = format!("time: load {:.3} s\n", secs(c.times.load));
+    if !c.times.calibrate.is_zero() {
+        out += &format!("time: calibrate {:.3} s\n", secs(c.times.calibrate));
+    }
     for (i, r) in c.passes.iter().enumerate() {
         out += &format!(
             "time: #{:<3} {:<14} {:.3} s  (graph check {:.3} s, {} changes)\n",
@@ -350,7 +400,10 @@ pub fn times_text(c: &Compiled) -> String {
         out += &format!("time: verify {:.3} s\n", secs(c.times.check));
     }
     out += &format!("time: save {:.3} s\n", secs(c.times.save));
-    out += &format!("time: total {:.3} s\n", secs(c.times.load + c.times.passes + c.times.check + c.times.save));
+    out += &format!(
+        "time: total {:.3} s\n",
+        secs(c.times.load + c.times.calibrate + c.times.passes + c.times.check + c.times.save)
+    );
     out
 }
 
@@ -361,17 +414,36 @@ pub struct VerifyOptions {
     pub seed: u64,
     /// Value for symbolic and unknown input dims.
     pub dim: usize,
-    /// Given inputs (one entry per sample) instead of seeded random ones.
-    pub inputs: Option<Vec<verify::Inputs>>,
+    /// Given samples instead of seeded random ones (each checked against the original model's
+    /// inputs before anything runs).
+    pub inputs: Option<Vec<inputs::Sample>>,
     /// Write the output even when verification fails.
     pub force: bool,
     /// The interpreter's per-tensor limit (`None`: `qdqc_eval::DEFAULT_MAX_TENSOR_BYTES`).
     pub max_tensor_bytes: Option<usize>,
+    /// With calibration: the lowest SQNR (dB) an output of the compiled model may have against
+    /// the input model's ([`DEFAULT_MIN_SQNR_DB`] when `None`).
+    pub min_sqnr: Option<f64>,
 }
+
+/// The default `--min-sqnr`: the compiled, calibrated model's outputs against the input model's.
+pub const DEFAULT_MIN_SQNR_DB: f64 = 15.0;
+
+/// Seeds of random verification samples after calibration are offset by this from the
+/// calibration seeds, so the two never share a sample.
+pub const HELDOUT_SEED_OFFSET: u64 = 1 << 32;
 
 impl Default for VerifyOptions {
     fn default() -> Self {
-        VerifyOptions { samples: 4, seed: 0, dim: 1, inputs: None, force: false, max_tensor_bytes: None }
+        VerifyOptions {
+            samples: 4,
+            seed: 0,
+            dim: 1,
+            inputs: None,
+            force: false,
+            max_tensor_bytes: None,
+            min_sqnr: None,
+        }
     }
 }
 
@@ -386,24 +458,70 @@ impl VerifyOptions {
     }
 }
 
-/// Called with (samples done, samples in all) as verification proceeds.
-pub type Progress<'a> = &'a dyn Fn(usize, usize);
+/// Called with (phase, samples done, samples in all) as calibration (`"calibrating"`) and
+/// verification (`"verifying"`) proceed.
+pub type Progress<'a> = &'a dyn Fn(&'static str, usize, usize);
+
+/// Measures a calibrated, compiled model against the model it came from on held-out samples
+/// (the given ones, or random ones drawn with seeds [`HELDOUT_SEED_OFFSET`] past the
+/// calibration's): per output SQNR, cosine similarity and top-1/top-5 agreement.
+fn check_calibrated(
+    orig: &qdqc_ir::Graph,
+    input: &Path,
+    compiled: &qdqc_ir::Graph,
+    output: &Path,
+    v: &VerifyOptions,
+) -> Result<accuracy::AccuracyReport, Error> {
+    let samples = match &v.inputs {
+        Some(given) => accuracy::Samples::Files {
+            dir: given.first().and_then(|s| s.path.parent()).map(Path::to_path_buf).unwrap_or_default(),
+            samples: given.clone(),
+        },
+        None => accuracy::Samples::Random {
+            count: v.samples,
+            seed: v.seed.wrapping_add(HELDOUT_SEED_OFFSET),
+            dim: v.dim,
+            dists: Vec::new(),
+        },
+    };
+    let opts = accuracy::AccuracyOptions { samples, topk: true, layers: false, max_tensor_bytes: v.max_tensor_bytes };
+    let reference = accuracy::Model { path: input, graph: orig };
+    let candidate = accuracy::Model { path: output, graph: compiled };
+    accuracy::accuracy(reference, candidate, None, &opts)
+}
+
+fn below_min_sqnr(report: &accuracy::AccuracyReport, path: &Path, v: &VerifyOptions) -> Option<Error> {
+    let min = v.min_sqnr.unwrap_or(DEFAULT_MIN_SQNR_DB);
+    report.outputs.iter().find(|o| o.qdq.sqnr_db.is_nan() || o.qdq.sqnr_db < min).map(|o| Error::BelowMinSqnr {
+        path: path.to_path_buf(),
+        output: o.name.clone(),
+        sqnr_db: o.qdq.sqnr_db,
+        min_db: min,
+        written: v.force,
+    })
+}
 
 fn verify_graphs(
     orig: &qdqc_ir::Graph,
     compiled: &qdqc_ir::Graph,
     v: &VerifyOptions,
-    progress: Progress,
+    progress: &dyn Fn(usize, usize),
 ) -> Result<verify::VerifyReport, verify::VerifyError> {
     let limit = v.max_tensor_bytes.unwrap_or(qdqc_eval::DEFAULT_MAX_TENSOR_BYTES);
-    let samples = match &v.inputs {
-        Some(given) => given.clone(),
+    let samples: Vec<verify::Inputs> = match &v.inputs {
+        Some(given) => given.iter().map(|s| s.inputs.clone()).collect(),
         None => (0..v.samples)
             .map(|k| verify::random_inputs_with_limit(orig, v.seed.wrapping_add(k as u64), v.dim, limit))
             .collect::<Result<_, _>>()?,
     };
     let total = samples.len();
     verify::verify_with_limit(orig, compiled, &samples, v.seed, limit, &|done| progress(done, total))
+}
+
+/// Checks given verification samples against the model's inputs (names, dtypes, shapes, finite
+/// values), naming the file of the first that does not fit.
+fn check_samples(g: &qdqc_ir::Graph, v: &VerifyOptions) -> Result<(), Error> {
+    v.inputs.iter().flatten().try_for_each(|s| inputs::check_sample(g, s))
 }
 
 fn failure(report: &verify::VerifyReport, path: &Path, written: bool) -> Option<Error> {
@@ -428,7 +546,8 @@ pub fn verify_files(
 ) -> Result<(verify::VerifyReport, Option<Error>), Error> {
     v.validate()?;
     let (a, b) = (load_with(orig, load)?, load_with(compiled, load)?);
-    let report = verify_graphs(&a.graph, &b.graph, v, progress)
+    check_samples(&a.graph, v)?;
+    let report = verify_graphs(&a.graph, &b.graph, v, &|d, n| progress("verifying", d, n))
         .map_err(|error| Error::Run { path: compiled.to_path_buf(), error })?;
     let fail = failure(&report, compiled, false);
     Ok((report, fail))

@@ -66,6 +66,12 @@ pub struct Report<'a> {
     pub verify: Option<VerifyReport>,
     /// The speed check against the input (`--check-speed`).
     pub speed: Option<crate::speed::SpeedReport>,
+    /// The Q/DQ pairs calibration inserted (`--calibrate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<crate::calibrate::Calibration>,
+    /// With calibration and verification: the compiled model against the input model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibrated_check: Option<crate::accuracy::AccuracyReport>,
 }
 
 /// Nodes in the com.microsoft domain (QLinearAdd, QGemm, …): the ops only onnxruntime runs. The
@@ -134,6 +140,8 @@ impl<'a> Report<'a> {
             remarks,
             verify: c.verify.clone(),
             speed: c.speed.clone(),
+            calibration: c.calibration.clone(),
+            calibrated_check: c.calibrated_check.clone(),
         }
     }
 

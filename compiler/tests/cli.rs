@@ -1419,6 +1419,7 @@ fn compile_verifies_on_given_samples() {
     let a = args(&bad);
     let o = qdqc(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("graph input 'input' was not given"), "{}", stderr(&o));
+    // Checked before anything runs, naming the file.
+    assert!(stderr(&o).contains("nope.npy: input 'nope': the model has no such input"), "{}", stderr(&o));
     assert!(!out.exists());
 }

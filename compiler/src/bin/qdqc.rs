@@ -36,6 +36,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once per run; boxing `Compile`'s many flags would only add noise.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Print the model's graph as text IR.
     Show {
@@ -131,8 +133,36 @@ enum Command {
         force: bool,
         /// With --verify: verify on the samples in DIR (read as `verify --inputs` reads them: one
         /// .npz per sample, or NAME.npy files) instead of N random ones.
-        #[arg(long, value_name = "DIR", requires = "verify")]
+        #[arg(long, visible_alias = "inputs", value_name = "DIR", requires = "verify")]
         verify_inputs: Option<PathBuf>,
+        /// Complete the model's Q/DQ placement before compiling: measure the float tensors that
+        /// keep it from lowering to integer ops (residual Adds, float BatchNormalization/Relu
+        /// outputs, pooling and Concat inputs, outputs) on the samples in DIR (as --verify-inputs
+        /// reads them) and insert a QuantizeLinear/DequantizeLinear pair on each, reusing the
+        /// model's own scales where it fixes one (docs/calibration.md). This changes numerics:
+        /// it allows `--approx all` unless --approx is given, and --verify then measures the
+        /// output against the input model (SQNR, cosine, top-1; see --min-sqnr).
+        #[arg(long, value_name = "DIR", conflicts_with = "calibrate_random")]
+        calibrate: Option<PathBuf>,
+        /// Like --calibrate, on N seeded random samples (--seed; floats standard normal unless
+        /// --input-dist says otherwise).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        calibrate_random: Option<u32>,
+        /// With --calibrate-random: the distribution of a random float input (repeatable).
+        #[arg(long = "input-dist", value_name = "NAME=normal|uniform:LO,HI", requires = "calibrate_random")]
+        input_dist: Vec<String>,
+        /// With --calibrate: how a range is chosen from the values seen: `mse` (the clipping
+        /// threshold with the least expected squared error over a 2048-bin histogram),
+        /// `minmax`, `percentile` (99.999% of the values, onnxruntime's default; `percentile:P`
+        /// for another), or `entropy` (TensorRT's KL-divergence threshold over a 2048-bin |x|
+        /// histogram quantized to 128 bins). Graph outputs always take min-max.
+        #[arg(long, value_name = "METHOD", default_value = "mse")]
+        calib_method: String,
+        /// With --calibrate and --verify: fail (exit 1) when an output's SQNR against the input
+        /// model is below DB on the verification samples. Default 15: a floor that catches broken
+        /// calibration data, not an accuracy target (docs/calibration.md).
+        #[arg(long, value_name = "DB", requires = "verify")]
+        min_sqnr: Option<f64>,
         /// Measure the output against the input in onnxruntime (at --ort-level, --threads,
         /// --batch; interleaved runs) and print the latency ratio with its spread. Needs a Python
         /// with onnxruntime's package (--python).
@@ -355,6 +385,11 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             verify,
             force,
             verify_inputs,
+            calibrate,
+            calibrate_random,
+            input_dist,
+            calib_method,
+            min_sqnr,
             check_speed,
             fallback,
             python,
@@ -385,8 +420,32 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 SearchArg::Saturate => "O3".to_string(),
             }));
             let save = SaveOptions { external, replace_input: in_place };
+            let method = qdqc::calibrate::Method::parse(&calib_method).map_err(Error::Usage)?;
+            let calib_samples = match (&calibrate, calibrate_random) {
+                (Some(dir), _) => {
+                    Some(qdqc::accuracy::Samples::Files { samples: qdqc::inputs::read_dir(dir)?, dir: dir.clone() })
+                }
+                (None, Some(count)) => Some(qdqc::accuracy::Samples::Random {
+                    count: count as usize,
+                    seed,
+                    dim: 1,
+                    dists: qdqc::accuracy::parse_dists(&input_dist)?,
+                }),
+                (None, None) => None,
+            };
+            if let (Some(c), Some(v)) = (&calibrate, &verify_inputs) {
+                if qdqc::same_file(c, v) {
+                    return Err(Error::Usage(format!(
+                        "--verify-inputs {} is the calibration folder: verify on held-out samples",
+                        v.display()
+                    )));
+                }
+            }
+            let calibrate =
+                calib_samples.map(|samples| qdqc::calibrate::CalibrateOptions { samples, method, max_tensor_bytes });
             let approx = match approx {
                 Some(spec) => qdqc::passes::Approx::parse(&spec).map_err(Error::UnknownPass)?,
+                None if calibrate.is_some() => qdqc::passes::Approx::All,
                 None => qdqc::passes::Approx::None,
             };
             let ort_level = match ort_level {
@@ -403,27 +462,25 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 rounds: speed_rounds as usize,
                 fallback,
             });
-            let opts = Options { passes, opt_level, target, approx, ort_level, instrument, load, save };
+            let opts = Options { passes, opt_level, target, approx, ort_level, instrument, load, save, calibrate };
             check_outputs(&input, &output, &report_file.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
             if let Some(dir) = &dump_dir {
                 std::fs::create_dir_all(dir).map_err(|e| Error::File { path: dir.clone(), msg: plain_io(&e) })?;
             }
-            let inputs = verify_inputs
-                .map(|dir| qdqc::inputs::read_dir(&dir))
-                .transpose()?
-                .map(|samples| samples.into_iter().map(|s| s.inputs).collect::<Vec<_>>());
+            let inputs = verify_inputs.map(|dir| qdqc::inputs::read_dir(&dir)).transpose()?;
             let check = verify.map(|samples| VerifyOptions {
                 samples: inputs.as_ref().map_or(samples as usize, Vec::len),
                 seed,
                 force,
                 inputs,
                 max_tensor_bytes,
+                min_sqnr,
                 ..Default::default()
             });
-            let bar = check.as_ref().map(|c| Bar::new("verifying", c.samples));
-            let progress = |d, n| {
+            let bar = (check.is_some() || opts.calibrate.is_some()).then(|| Bar::new("working", 0));
+            let progress = |what: &'static str, d, n| {
                 if let Some(b) = &bar {
-                    b.set(d, n)
+                    b.set_phase(what, d, n)
                 }
             };
             let mut c = qdqc::compile_file(&input, &output, &opts, check.as_ref(), speed.as_ref(), &progress)?;
@@ -455,8 +512,19 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             if json {
                 emit(&qdqc::remarks_json(&c.remarks));
             } else {
+                if let Some(cal) = &c.calibration {
+                    emit(&cal.text());
+                }
                 if let Some(report) = &c.verify {
                     emit(&report.table(false));
+                }
+                if let Some(report) = &c.calibrated_check {
+                    emit(&format!(
+                        "verification on {} held-out samples: the compiled model against the input model (minimum SQNR {} dB)\n",
+                        report.samples,
+                        min_sqnr.unwrap_or(qdqc::DEFAULT_MIN_SQNR_DB)
+                    ));
+                    emit(&report.pair_table());
                 }
                 if remarks {
                     emit(&qdqc::remarks_text(&c.remarks));
@@ -513,13 +581,11 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             if let Some(path) = &json {
                 qdqc::check_writable(path)?;
             }
-            let inputs = inputs
-                .map(|dir| qdqc::inputs::read_dir(&dir))
-                .transpose()?
-                .map(|samples| samples.into_iter().map(|s| s.inputs).collect());
-            let opts = VerifyOptions { samples: samples as usize, seed, dim, inputs, force: false, max_tensor_bytes };
+            let inputs = inputs.map(|dir| qdqc::inputs::read_dir(&dir)).transpose()?;
+            let opts =
+                VerifyOptions { samples: samples as usize, seed, dim, inputs, max_tensor_bytes, ..Default::default() };
             let bar = Bar::new("verifying", opts.inputs.as_ref().map_or(opts.samples, Vec::len));
-            let (report, failure) = qdqc::verify_files(&orig, &compiled, &load, &opts, &|d, n| bar.set(d, n))?;
+            let (report, failure) = qdqc::verify_files(&orig, &compiled, &load, &opts, &|_, d, n| bar.set(d, n))?;
             bar.finish();
             emit(&report.table(all));
             if let Some(path) = json {
@@ -605,6 +671,15 @@ impl Bar {
             b.set_length(total as u64);
             b.set_position(done as u64);
         }
+    }
+    /// Shows `what` as the bar's message (a new phase restarts the bar's count).
+    fn set_phase(&self, what: &'static str, done: usize, total: usize) {
+        if let Some((b, _)) = &self.0 {
+            if b.message() != what {
+                b.set_message(what);
+            }
+        }
+        self.set(done, total);
     }
     fn finish(&self) {
         if let Some((b, _)) = &self.0 {
