@@ -91,7 +91,7 @@ def check(qdqc: str, fixtures: Path, name: str, samples: int, seed: int, tol: fl
         if run.returncode != 0:
             return [(o, False, f"qdqc accuracy exited {run.returncode}: {run.stderr.strip()}") for o in outputs]
         data = json.loads(report.read_text())
-    assert data["schema_version"] == 1, data["schema_version"]
+    assert data["schema_version"] == 2, data["schema_version"]
     assert data["samples"] == samples, data["samples"]
     got_db = {o["name"]: o["qdq"]["sqnr_db"] for o in data["outputs"]}
     results = []

@@ -26,7 +26,7 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// The version of the JSON report's layout ([`AccuracyReport`]).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// How many of the largest values the top-5 agreement looks at.
 pub const TOP_K: usize = 5;
@@ -86,6 +86,13 @@ fn ser_db<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(if *v > 0.0 { "inf" } else { "-inf" })
     } else {
         s.serialize_f64(*v)
+    }
+}
+
+fn ser_db_opt<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => ser_db(v, s),
+        None => s.serialize_none(),
     }
 }
 
@@ -149,7 +156,14 @@ pub struct LayerReport {
     /// output's rounding), without what it inherits.
     #[serde(serialize_with = "ser_db")]
     pub own_db: f64,
-    /// 1 for the lowest `own_db` (the most sensitive op), and so on.
+    /// How much the outputs' SQNR against the float model (pooled over all outputs) rises when
+    /// this tensor alone is kept in float as `compile --keep-float` keeps it (its Q/DQ removed,
+    /// its op's weights taken from the float model): what keeping it buys. `None` when it
+    /// cannot be kept (a per-axis quantizer, no float weights to restore).
+    #[serde(serialize_with = "ser_db_opt")]
+    pub keep_float_gain_db: Option<f64>,
+    /// 1 for the largest `keep_float_gain_db` (the first tensor to keep in float), and so on;
+    /// tensors without a gain come last, by lowest `own_db`.
     pub rank: usize,
 }
 
@@ -553,17 +567,76 @@ fn layers(
                 elements: acc.n,
                 accumulated_db: acc.metrics(false).sqnr_db,
                 own_db: own.metrics(false).sqnr_db,
+                keep_float_gain_db: None,
                 rank: 0,
             }
         })
         .filter(|l| l.elements > 0)
         .collect();
+    gains(float, qdq, samples, run_opts, &mut rows)?;
     let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by(|&a, &b| rows[a].own_db.total_cmp(&rows[b].own_db).then(a.cmp(&b)));
+    let key = |l: &LayerReport| l.keep_float_gain_db.filter(|g| !g.is_nan()).map_or(f64::INFINITY, |g| -g);
+    order.sort_by(|&a, &b| {
+        key(&rows[a]).total_cmp(&key(&rows[b])).then(rows[a].own_db.total_cmp(&rows[b].own_db)).then(a.cmp(&b))
+    });
     for (rank, i) in order.into_iter().enumerate() {
         rows[i].rank = rank + 1;
     }
     Ok(rows)
+}
+
+/// Fills in each row's [`LayerReport::keep_float_gain_db`]: the QDQ model with that tensor kept
+/// in float ([`crate::keep_float::keep_float`], weights from the float model) against the float
+/// model, minus the QDQ model itself, output SQNR pooled over all outputs and samples.
+fn gains(
+    float: Model,
+    qdq: Model,
+    samples: &[Inputs],
+    run_opts: &RunOptions,
+    rows: &mut [LayerReport],
+) -> Result<(), Error> {
+    let fi = Interpreter::with_limit(float.graph, run_opts.limit()).map_err(run_err(float))?;
+    let names: Vec<String> = float.graph.outputs().iter().map(|o| o.name().to_string()).collect();
+    let refs: Vec<Vec<Vec<f64>>> = samples
+        .par_iter()
+        .map(|inputs| -> Result<Vec<Vec<f64>>, Error> {
+            let r = fi.run(inputs, run_opts).map_err(run_err(float))?;
+            names.iter().map(|n| Ok(output_values(&r, n, float)?.1)).collect()
+        })
+        .collect::<Result<_, _>>()?;
+    let sqnr = |g: &Graph, m: Model| -> Result<f64, Error> {
+        let interp = Interpreter::with_limit(g, run_opts.limit()).map_err(run_err(m))?;
+        let accs: Vec<Acc> = samples
+            .par_iter()
+            .zip(&refs)
+            .map(|(inputs, refs)| -> Result<Acc, Error> {
+                let r = interp.run(inputs, run_opts).map_err(run_err(m))?;
+                let mut acc = Acc::default();
+                for (n, rv) in names.iter().zip(refs) {
+                    let x = output_values(&r, n, m)?.1;
+                    if x.len() == rv.len() {
+                        acc.add(rv, &x, None);
+                    }
+                }
+                Ok(acc)
+            })
+            .collect::<Result<_, _>>()?;
+        let mut all = Acc::default();
+        for a in &accs {
+            all.merge(a);
+        }
+        Ok(all.metrics(false).sqnr_db)
+    };
+    let base = sqnr(qdq.graph, qdq)?;
+    for row in rows.iter_mut() {
+        let mut g = qdq.graph.clone();
+        let kept =
+            crate::keep_float::keep_float(&mut g, qdq.path, std::slice::from_ref(&row.tensor), Some(float.graph));
+        if kept.is_ok() {
+            row.keep_float_gain_db = Some(sqnr(&g, qdq)? - base);
+        }
+    }
+    Ok(())
 }
 
 /// An output's shape and values (widened to f64); an error naming the model when it is missing
@@ -670,14 +743,18 @@ impl AccuracyReport {
         s += &format!("{} samples ({from}); reference: {}\n", self.samples, self.float_model);
         if let Some(layers) = &self.layers {
             let w = layers.iter().map(|l| l.tensor.len()).max().unwrap_or(0).max("tensor".len());
-            s += &format!("\n{:<w$}  {:<20} {:>16} {:>10} {:>5}\n", "tensor", "op", "accumulated dB", "own dB", "rank");
+            s += &format!(
+                "\n{:<w$}  {:<20} {:>16} {:>10} {:>18} {:>5}\n",
+                "tensor", "op", "accumulated dB", "own dB", "keep-float gain dB", "rank"
+            );
             for l in layers {
                 s += &format!(
-                    "{:<w$}  {:<20} {:>16} {:>10} {:>5}\n",
+                    "{:<w$}  {:<20} {:>16} {:>10} {:>18} {:>5}\n",
                     qdqc_ir::escape(&l.tensor),
                     l.op,
                     fmt_db(l.accumulated_db),
                     fmt_db(l.own_db),
+                    l.keep_float_gain_db.map_or("-".to_string(), |g| format!("{g:+.2}")),
                     l.rank
                 );
             }
@@ -789,7 +866,7 @@ mod tests {
         let again = run(FLOAT, QDQ, Some(FLOAT), random(5)).unwrap();
         assert_eq!(r.to_json(), again.to_json());
         let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
-        assert_eq!(json["schema_version"], 1);
+        assert_eq!(json["schema_version"], 2);
         assert_eq!(json["outputs"][0]["compiled"]["sqnr_db"], "inf");
     }
 

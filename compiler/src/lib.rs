@@ -6,6 +6,7 @@ pub mod alloc;
 pub mod calibrate;
 pub mod diff;
 pub mod inputs;
+pub mod keep_float;
 pub mod report;
 pub mod speed;
 pub mod stats;
@@ -43,6 +44,11 @@ pub struct Options {
     /// ([`calibrate::calibrate`]). This changes what the model computes; with verification, the
     /// compiled model is measured against the input model ([`VerifyOptions::min_sqnr`]).
     pub calibrate: Option<calibrate::CalibrateOptions>,
+    /// Tensors (or nodes) to leave in float ([`keep_float::keep_float`]), after calibration.
+    pub keep_float: Vec<String>,
+    /// The float model the QDQ model was quantized from: `keep_float` takes the weights of the
+    /// ops it keeps from it.
+    pub float_model: Option<PathBuf>,
 }
 
 /// Why qdqc failed. [`Error::exit_code`] maps each to the CLI's exit status.
@@ -163,6 +169,8 @@ pub struct Compiled {
     pub verify: Option<verify::VerifyReport>,
     /// The Q/DQ pairs calibration inserted, when compiling with calibration.
     pub calibration: Option<calibrate::Calibration>,
+    /// What `--keep-float` removed.
+    pub kept_float: Vec<keep_float::Kept>,
     /// With calibration and verification: the compiled model measured against the input model
     /// on the verification samples (the "float" side of the report is the input model).
     pub calibrated_check: Option<accuracy::AccuracyReport>,
@@ -234,6 +242,7 @@ pub fn compile(mut model: Model, path: &Path, opts: &Options) -> Result<Compiled
         converged: run.converged,
         verify: None,
         calibration: None,
+        kept_float: Vec::new(),
         calibrated_check: None,
         verify_failure: None,
         written: None,
@@ -331,7 +340,20 @@ pub fn compile_file(
         None => None,
     };
     let calibrate_time = start.elapsed();
+    let float = match (&opts.float_model, opts.keep_float.is_empty()) {
+        (Some(p), false) => Some(load_with(p, &opts.load)?),
+        _ => None,
+    };
+    let kept_float =
+        keep_float::keep_float(&mut model.graph, input, &opts.keep_float, float.as_ref().map(|m| &m.graph))?;
+    // Without calibration, the compile is verified exact against the model as `--keep-float`
+    // edited it (the numerics the user chose); with it, against the input model by SQNR.
+    let original = match original {
+        Some(_) if calibration.is_none() && !kept_float.is_empty() => Some(model.graph.clone()),
+        o => o,
+    };
     let mut compiled = compile(model, input, opts)?;
+    compiled.kept_float = kept_float;
     compiled.times.load = load_time;
     compiled.times.calibrate = calibrate_time;
     // The report compares with the model as read, not as calibration completed it.

@@ -69,6 +69,9 @@ pub struct Report<'a> {
     /// The Q/DQ pairs calibration inserted (`--calibrate`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub calibration: Option<crate::calibrate::Calibration>,
+    /// What `--keep-float` left in float.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept_float: Vec<crate::keep_float::Kept>,
     /// With calibration and verification: the compiled model against the input model.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub calibrated_check: Option<crate::accuracy::AccuracyReport>,
@@ -141,6 +144,7 @@ impl<'a> Report<'a> {
             verify: c.verify.clone(),
             speed: c.speed.clone(),
             calibration: c.calibration.clone(),
+            kept_float: c.kept_float.clone(),
             calibrated_check: c.calibrated_check.clone(),
         }
     }

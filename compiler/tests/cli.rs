@@ -1205,7 +1205,7 @@ fn accuracy_measures_the_qdq_and_compiled_models_against_the_float_one() {
         "2",
         "--topk",
     ]);
-    assert_eq!(j["schema_version"], 1);
+    assert_eq!(j["schema_version"], 2);
     assert_eq!(j["samples"], 3);
     assert_eq!(j["inputs"]["source"], "random");
     let out = &j["outputs"][0];

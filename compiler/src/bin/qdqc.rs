@@ -163,6 +163,15 @@ enum Command {
         /// calibration data, not an accuracy target (docs/calibration.md).
         #[arg(long, value_name = "DB", requires = "verify")]
         min_sqnr: Option<f64>,
+        /// Leave these tensors (rows of `accuracy --layers`) or nodes in float, comma-separated:
+        /// their QuantizeLinear/DequantizeLinear pairs are removed (and a QAT float weight's
+        /// fake quantization); the compile verifies the rest as usual (docs/accuracy.md).
+        #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+        keep_float: Vec<String>,
+        /// With --keep-float: the float model the input was quantized from; a kept op's integer
+        /// weights are replaced by its float ones (same node name and op, same shape).
+        #[arg(long, value_name = "FLOAT.onnx", requires = "keep_float")]
+        float: Option<PathBuf>,
         /// Measure the output against the input in onnxruntime (at --ort-level, --threads,
         /// --batch; interleaved runs) and print the latency ratio with its spread. Needs a Python
         /// with onnxruntime's package (--python).
@@ -390,6 +399,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             input_dist,
             calib_method,
             min_sqnr,
+            keep_float,
+            float,
             check_speed,
             fallback,
             python,
@@ -462,7 +473,19 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 rounds: speed_rounds as usize,
                 fallback,
             });
-            let opts = Options { passes, opt_level, target, approx, ort_level, instrument, load, save, calibrate };
+            let opts = Options {
+                passes,
+                opt_level,
+                target,
+                approx,
+                ort_level,
+                instrument,
+                load,
+                save,
+                calibrate,
+                keep_float,
+                float_model: float,
+            };
             check_outputs(&input, &output, &report_file.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
             if let Some(dir) = &dump_dir {
                 std::fs::create_dir_all(dir).map_err(|e| Error::File { path: dir.clone(), msg: plain_io(&e) })?;
@@ -514,6 +537,16 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             } else {
                 if let Some(cal) = &c.calibration {
                     emit(&cal.text());
+                }
+                for k in &c.kept_float {
+                    let mut line = format!("keep-float: '{}': {} Q/DQ pair(s) removed", k.tensor, k.pairs);
+                    if !k.float_weights.is_empty() {
+                        line += &format!("; float weights {}", k.float_weights.join(", "));
+                    }
+                    if !k.integer_weights.is_empty() {
+                        line += &format!("; integer weights stay dequantized: {}", k.integer_weights.join(", "));
+                    }
+                    emit(&(line + "\n"));
                 }
                 if let Some(report) = &c.verify {
                     emit(&report.table(false));
