@@ -5,6 +5,7 @@ pub mod accuracy;
 pub mod alloc;
 pub mod calibrate;
 pub mod diff;
+pub mod html;
 pub mod inputs;
 pub mod keep_float;
 pub mod report;

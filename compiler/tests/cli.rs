@@ -1423,3 +1423,50 @@ fn compile_verifies_on_given_samples() {
     assert!(stderr(&o).contains("nope.npy: input 'nope': the model has no such input"), "{}", stderr(&o));
     assert!(!out.exists());
 }
+
+#[test]
+fn accuracy_html_is_one_self_contained_page_charting_every_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (qdq, float) = (fixture("mobilenet_block.u8.pt.onnx"), fixture("mobilenet_block.float.onnx"));
+    let compiled = dir.path().join("c.onnx");
+    assert_eq!(qdqc(&["compile", qdq.to_str().unwrap(), "-o", compiled.to_str().unwrap()]).status.code(), Some(0));
+    let (html, json) = (dir.path().join("r.html"), dir.path().join("r.json"));
+    let o = qdqc(&[
+        "accuracy",
+        qdq.to_str().unwrap(),
+        compiled.to_str().unwrap(),
+        "--float",
+        float.to_str().unwrap(),
+        "--samples",
+        "4",
+        "--layers",
+        "--topk",
+        "--html",
+        html.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let page = std::fs::read_to_string(&html).unwrap();
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let layers = j["layers"].as_array().unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>") && page.trim_end().ends_with("</html>"));
+    // Nothing is fetched: the only URL is the SVG namespace.
+    assert_eq!(page.matches("http").count(), 1, "{page}");
+    assert!(!page.contains("<script") && !page.contains("src="));
+    // One chart, two series with a point per layer, the ranked table with a row per layer.
+    assert_eq!(page.matches("<svg").count(), 1);
+    for series in ["accumulated", "own"] {
+        let line = page.split(&format!("<polyline class=\"{series}\"")).nth(1).expect("a series");
+        let points = line.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
+        assert_eq!(points.split(' ').count(), layers.len(), "{series}");
+    }
+    for l in layers {
+        let row = format!("<tr><td>{}</td><td>{}</td>", l["rank"], l["tensor"].as_str().unwrap());
+        assert!(page.contains(&row), "{row}");
+    }
+    // The op table: QDQ model against compiled, e.g. the convs became QLinearConv.
+    assert!(page.contains("<tr><td>QLinearConv</td><td>0</td>"), "{page}");
+    let sqnr = j["outputs"][0]["qdq"]["sqnr_db"].as_f64().unwrap();
+    assert!(page.contains(&format!("<td>{sqnr:.2}</td>")), "the output table holds the SQNR {sqnr:.2}");
+}

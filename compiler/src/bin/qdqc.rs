@@ -279,6 +279,11 @@ enum Command {
         /// Also write the numbers as JSON.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
+        /// Also write the report as one self-contained HTML page (inline SVG chart of the
+        /// per-tensor SQNR with --layers, the ranked table, the op counts before and after with
+        /// a compiled model; nothing fetched).
+        #[arg(long, value_name = "FILE.html")]
+        html: Option<PathBuf>,
     },
     /// Unified diff of the text IR of two models; exit status 1 when they differ (as diff(1)).
     Diff {
@@ -629,8 +634,21 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 return Err(e);
             }
         }
-        Command::Accuracy { qdq, compiled, float, inputs, samples, seed, dim, input_dist, topk, layers, json } => {
-            if let Some(path) = &json {
+        Command::Accuracy {
+            qdq,
+            compiled,
+            float,
+            inputs,
+            samples,
+            seed,
+            dim,
+            input_dist,
+            topk,
+            layers,
+            json,
+            html,
+        } => {
+            for path in json.iter().chain(&html) {
                 qdqc::check_writable(path)?;
                 let models = [Some(&float), Some(&qdq), compiled.as_ref()];
                 if let Some(m) = models.into_iter().flatten().find(|m| *m == path || qdqc::same_file(m, path)) {
@@ -651,6 +669,17 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             emit(&report.table());
             if let Some(path) = json {
                 qdqc::write_atomic(&path, report.to_json().as_bytes())?;
+            }
+            if let Some(path) = html {
+                let ops = match &compiled {
+                    Some(c) => Some((
+                        qdqc::stats::stats(&qdqc::load_with(&qdq, &load)?.graph),
+                        qdqc::stats::stats(&qdqc::load_with(c, &load)?.graph),
+                    )),
+                    None => None,
+                };
+                let page = qdqc::html::accuracy_page(&report, ops.as_ref().map(|(b, a)| (b, a)));
+                qdqc::write_atomic(&path, page.as_bytes())?;
             }
         }
         Command::Diff { a, b, color } => {
