@@ -136,6 +136,30 @@ pub struct AccuracyReport {
     /// computes, in the QDQ model's topological order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layers: Option<Vec<LayerReport>>,
+    /// With `layers`: the three top-ranked tensors kept in float together, against three
+    /// seeded random triples of the tensors that can be kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_float_check: Option<KeepFloatCheck>,
+}
+
+/// Output SQNR against the float model (pooled over outputs and samples) with some tensors kept
+/// in float.
+#[derive(Clone, Debug, Serialize)]
+pub struct Kept {
+    pub tensors: Vec<String>,
+    #[serde(serialize_with = "ser_db")]
+    pub sqnr_db: f64,
+}
+
+/// Whether the ranking's top three buy more than three tensors picked at random.
+#[derive(Clone, Debug, Serialize)]
+pub struct KeepFloatCheck {
+    /// The QDQ model as it is.
+    #[serde(serialize_with = "ser_db")]
+    pub base_db: f64,
+    pub top3: Kept,
+    /// Three triples drawn with a fixed seed.
+    pub random3: Vec<Kept>,
 }
 
 /// A tensor the QDQ model quantizes (the input of one of its QuantizeLinear nodes) that the
@@ -459,7 +483,12 @@ pub fn accuracy(
             }
         })
         .collect();
-    let layers = if opts.layers { Some(layers(float, qdq, &fi, &qi, &samples, &run_opts)?) } else { None };
+    let (layers, keep_float_check) = if opts.layers {
+        let (rows, check) = layers(float, qdq, &fi, &qi, &samples, &run_opts)?;
+        (Some(rows), check)
+    } else {
+        (None, None)
+    };
     Ok(AccuracyReport {
         schema_version: SCHEMA_VERSION,
         float_model: float.path.display().to_string(),
@@ -470,6 +499,7 @@ pub fn accuracy(
         topk: opts.topk,
         outputs,
         layers,
+        keep_float_check,
     })
 }
 
@@ -508,7 +538,7 @@ fn layers(
     qi: &Interpreter,
     samples: &[Inputs],
     run_opts: &RunOptions,
-) -> Result<Vec<LayerReport>, Error> {
+) -> Result<(Vec<LayerReport>, Option<KeepFloatCheck>), Error> {
     let tensors =
         quantized_tensors(float.graph, qdq.graph).map_err(|e| run_err(qdq)(qdqc_eval::EvalError::Graph(e)))?;
     let keep = RunOptions { keep_intermediates: true, ..run_opts.clone() };
@@ -573,28 +603,21 @@ fn layers(
         })
         .filter(|l| l.elements > 0)
         .collect();
-    gains(float, qdq, samples, run_opts, &mut rows)?;
-    let mut order: Vec<usize> = (0..rows.len()).collect();
-    let key = |l: &LayerReport| l.keep_float_gain_db.filter(|g| !g.is_nan()).map_or(f64::INFINITY, |g| -g);
-    order.sort_by(|&a, &b| {
-        key(&rows[a]).total_cmp(&key(&rows[b])).then(rows[a].own_db.total_cmp(&rows[b].own_db)).then(a.cmp(&b))
-    });
-    for (rank, i) in order.into_iter().enumerate() {
-        rows[i].rank = rank + 1;
-    }
-    Ok(rows)
+    let check = rank_by_gain(float, qdq, samples, run_opts, &mut rows)?;
+    Ok((rows, check))
 }
 
-/// Fills in each row's [`LayerReport::keep_float_gain_db`]: the QDQ model with that tensor kept
+/// Fills in each row's [`LayerReport::keep_float_gain_db`] — the QDQ model with that tensor kept
 /// in float ([`crate::keep_float::keep_float`], weights from the float model) against the float
-/// model, minus the QDQ model itself, output SQNR pooled over all outputs and samples.
-fn gains(
+/// model, minus the QDQ model itself, output SQNR pooled over all outputs and samples — ranks the
+/// rows by it, and measures the top three kept together against three random triples.
+fn rank_by_gain(
     float: Model,
     qdq: Model,
     samples: &[Inputs],
     run_opts: &RunOptions,
     rows: &mut [LayerReport],
-) -> Result<(), Error> {
+) -> Result<Option<KeepFloatCheck>, Error> {
     let fi = Interpreter::with_limit(float.graph, run_opts.limit()).map_err(run_err(float))?;
     let names: Vec<String> = float.graph.outputs().iter().map(|o| o.name().to_string()).collect();
     let refs: Vec<Vec<Vec<f64>>> = samples
@@ -604,16 +627,21 @@ fn gains(
             names.iter().map(|n| Ok(output_values(&r, n, float)?.1)).collect()
         })
         .collect::<Result<_, _>>()?;
-    let sqnr = |g: &Graph, m: Model| -> Result<f64, Error> {
-        let interp = Interpreter::with_limit(g, run_opts.limit()).map_err(run_err(m))?;
+    // The output SQNR with `keep` kept in float; `None` when they cannot be kept.
+    let sqnr = |keep: &[String]| -> Result<Option<f64>, Error> {
+        let mut g = qdq.graph.clone();
+        if crate::keep_float::keep_float(&mut g, qdq.path, keep, Some(float.graph)).is_err() {
+            return Ok(None);
+        }
+        let interp = Interpreter::with_limit(&g, run_opts.limit()).map_err(run_err(qdq))?;
         let accs: Vec<Acc> = samples
             .par_iter()
             .zip(&refs)
             .map(|(inputs, refs)| -> Result<Acc, Error> {
-                let r = interp.run(inputs, run_opts).map_err(run_err(m))?;
+                let r = interp.run(inputs, run_opts).map_err(run_err(qdq))?;
                 let mut acc = Acc::default();
                 for (n, rv) in names.iter().zip(refs) {
-                    let x = output_values(&r, n, m)?.1;
+                    let x = output_values(&r, n, qdq)?.1;
                     if x.len() == rv.len() {
                         acc.add(rv, &x, None);
                     }
@@ -625,18 +653,44 @@ fn gains(
         for a in &accs {
             all.merge(a);
         }
-        Ok(all.metrics(false).sqnr_db)
+        Ok(Some(all.metrics(false).sqnr_db))
     };
-    let base = sqnr(qdq.graph, qdq)?;
+    let base = sqnr(&[])?.unwrap_or(f64::NAN);
     for row in rows.iter_mut() {
-        let mut g = qdq.graph.clone();
-        let kept =
-            crate::keep_float::keep_float(&mut g, qdq.path, std::slice::from_ref(&row.tensor), Some(float.graph));
-        if kept.is_ok() {
-            row.keep_float_gain_db = Some(sqnr(&g, qdq)? - base);
-        }
+        row.keep_float_gain_db = sqnr(std::slice::from_ref(&row.tensor))?.map(|s| s - base);
     }
-    Ok(())
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    let key = |l: &LayerReport| l.keep_float_gain_db.filter(|g| !g.is_nan()).map_or(f64::INFINITY, |g| -g);
+    order.sort_by(|&a, &b| {
+        key(&rows[a]).total_cmp(&key(&rows[b])).then(rows[a].own_db.total_cmp(&rows[b].own_db)).then(a.cmp(&b))
+    });
+    for (rank, &i) in order.iter().enumerate() {
+        rows[i].rank = rank + 1;
+    }
+    let keepable: Vec<&String> =
+        order.iter().map(|&i| &rows[i]).filter(|l| l.keep_float_gain_db.is_some()).map(|l| &l.tensor).collect();
+    if keepable.len() < 4 {
+        return Ok(None);
+    }
+    let measure = |tensors: Vec<String>| -> Result<Option<Kept>, Error> {
+        Ok(sqnr(&tensors)?.map(|sqnr_db| Kept { tensors, sqnr_db }))
+    };
+    let Some(top3) = measure(keepable[..3].iter().map(|t| t.to_string()).collect())? else { return Ok(None) };
+    // A linear congruential sequence: the same triples on every run.
+    let mut x: u64 = 0x5eed;
+    let mut random3 = Vec::new();
+    for _ in 0..3 {
+        let mut pick: Vec<String> = Vec::new();
+        while pick.len() < 3 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let t = keepable[(x >> 33) as usize % keepable.len()];
+            if !pick.contains(t) {
+                pick.push(t.clone());
+            }
+        }
+        random3.extend(measure(pick)?);
+    }
+    Ok(Some(KeepFloatCheck { base_db: base, top3, random3 }))
 }
 
 /// An output's shape and values (widened to f64); an error naming the model when it is missing
@@ -756,6 +810,15 @@ impl AccuracyReport {
                     fmt_db(l.own_db),
                     l.keep_float_gain_db.map_or("-".to_string(), |g| format!("{g:+.2}")),
                     l.rank
+                );
+            }
+            if let Some(c) = &self.keep_float_check {
+                s += &format!(
+                    "\nkept in float: the top 3 ({}) {} dB; 3 random triples {} dB; none {} dB\n",
+                    c.top3.tensors.join(", "),
+                    fmt_db(c.top3.sqnr_db),
+                    c.random3.iter().map(|k| fmt_db(k.sqnr_db)).collect::<Vec<_>>().join(", "),
+                    fmt_db(c.base_db)
                 );
             }
         }

@@ -110,6 +110,18 @@ pub fn accuracy_page(r: &AccuracyReport, ops: Option<(&Stats, &Stats)>) -> Strin
         }
         h += "</table>\n";
     }
+    if let Some(c) = &r.keep_float_check {
+        h += "<h2>Keeping three tensors in float</h2>\n<p class=\"muted\">Output SQNR against the float model \
+              (all outputs pooled) with the three top-ranked tensors kept in float together, and with three \
+              triples drawn at random (fixed seed).</p>\n<table><tr><th>kept in float</th><th>SQNR dB</th></tr>\n";
+        let _ = writeln!(h, "<tr><td>none</td><td>{}</td></tr>", db(c.base_db));
+        let _ =
+            writeln!(h, "<tr><th>top 3: {}</th><th>{}</th></tr>", esc(&c.top3.tensors.join(", ")), db(c.top3.sqnr_db));
+        for k in &c.random3 {
+            let _ = writeln!(h, "<tr><td>random: {}</td><td>{}</td></tr>", esc(&k.tensors.join(", ")), db(k.sqnr_db));
+        }
+        h += "</table>\n";
+    }
     if let Some((before, after)) = ops {
         h += "<h2>Ops: QDQ model and compiled model</h2>\n<table><tr><th>op</th><th>QDQ</th><th>compiled</th></tr>\n";
         let names: std::collections::BTreeSet<&String> = before.ops.keys().chain(after.ops.keys()).collect();
