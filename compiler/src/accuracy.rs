@@ -50,6 +50,8 @@ pub struct AccuracyOptions {
     pub topk: bool,
     /// Also measure every quantized tensor that stands for a float tensor ([`LayerReport`]).
     pub layers: bool,
+    /// Also measure each model's task accuracy against these labels ([`TaskAccuracy`]).
+    pub labels: Option<Labels>,
     /// The interpreter's per-tensor limit (`None`: `qdqc_eval::DEFAULT_MAX_TENSOR_BYTES`).
     pub max_tensor_bytes: Option<usize>,
 }
@@ -132,6 +134,9 @@ pub struct AccuracyReport {
     pub topk: bool,
     /// In the float model's output order.
     pub outputs: Vec<OutputReport>,
+    /// With labels: each model's task accuracy on the first output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskAccuracy>,
     /// With `layers`: every QuantizeLinear of the QDQ model whose input the float model also
     /// computes, in the QDQ model's topological order.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -140,6 +145,91 @@ pub struct AccuracyReport {
     /// seeded random triples of the tensors that can be kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_float_check: Option<KeepFloatCheck>,
+}
+
+/// The share of the first output's rows whose largest value is at the labelled class.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskAccuracy {
+    /// The labels file.
+    pub labels: String,
+    /// Rows judged (one label each).
+    pub rows: usize,
+    pub float: f64,
+    pub qdq: f64,
+    pub compiled: Option<f64>,
+}
+
+/// Labels for `--labels`: one class index per row of the first output, over the samples in order.
+#[derive(Clone, Debug)]
+pub struct Labels {
+    pub path: PathBuf,
+    pub classes: Vec<usize>,
+}
+
+impl Labels {
+    /// Reads a text file with one non-negative integer per line (blank lines and `#` comments
+    /// skipped); an error names the file and the line.
+    pub fn read(path: &Path) -> Result<Labels, Error> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::File { path: path.to_path_buf(), msg: e.to_string() })?;
+        let mut classes = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let t = line.split('#').next().unwrap_or("").trim();
+            if t.is_empty() {
+                continue;
+            }
+            let c = t.parse::<usize>().map_err(|_| Error::File {
+                path: path.to_path_buf(),
+                msg: format!("line {}: '{t}' is not a class index (a non-negative integer)", i + 1),
+            })?;
+            classes.push(c);
+        }
+        if classes.is_empty() {
+            return Err(Error::File { path: path.to_path_buf(), msg: "holds no labels".into() });
+        }
+        Ok(Labels { path: path.to_path_buf(), classes })
+    }
+}
+
+/// The index of the largest value of each `width`-wide row (the first on ties; NaN never wins).
+fn argmax_rows(v: &[f64], width: usize) -> Vec<usize> {
+    v.chunks(width.max(1))
+        .map(|row| row.iter().enumerate().fold((0, f64::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0)
+        .collect()
+}
+
+fn task_accuracy(
+    labels: &Labels,
+    per_sample: &[(Vec<(Vec<usize>, Acc, Option<Acc>)>, Option<[Vec<usize>; 3]>)],
+    compiled: bool,
+) -> Result<TaskAccuracy, Error> {
+    let mut predicted: [Vec<usize>; 3] = Default::default();
+    for (_, classes) in per_sample {
+        if let Some(c) = classes {
+            for (all, mine) in predicted.iter_mut().zip(c) {
+                all.extend(mine);
+            }
+        }
+    }
+    let rows = predicted[0].len();
+    if labels.classes.len() != rows {
+        return Err(Error::Mismatch {
+            path: labels.path.clone(),
+            msg: format!(
+                "holds {} labels; the first output has {rows} rows over the {} samples (one label per row)",
+                labels.classes.len(),
+                per_sample.len()
+            ),
+        });
+    }
+    let share = |p: &[usize]| p.iter().zip(&labels.classes).filter(|(a, b)| a == b).count() as f64 / rows as f64;
+    Ok(TaskAccuracy {
+        labels: labels.path.display().to_string(),
+        rows,
+        float: share(&predicted[0]),
+        qdq: share(&predicted[1]),
+        compiled: compiled.then(|| share(&predicted[2])),
+    })
 }
 
 /// Output SQNR against the float model (pooled over outputs and samples) with some tensors kept
@@ -424,7 +514,9 @@ pub fn accuracy(
     let ci = compiled.map(|c| Interpreter::with_limit(c.graph, limit).map_err(run_err(c))).transpose()?;
     let run_opts = RunOptions { max_tensor_bytes: Some(limit), ..Default::default() };
     let names: Vec<String> = float.graph.outputs().iter().map(|o| o.name().to_string()).collect();
-    type PerSample = Vec<(Vec<usize>, Acc, Option<Acc>)>;
+    // Per sample: per output (shape, QDQ vs float, compiled vs float), and with labels the
+    // predicted class of each row of the first output (float, QDQ, compiled).
+    type PerSample = (Vec<(Vec<usize>, Acc, Option<Acc>)>, Option<[Vec<usize>; 3]>);
     let per_sample: Vec<PerSample> = samples
         .par_iter()
         .map(|inputs| -> Result<PerSample, Error> {
@@ -434,7 +526,21 @@ pub fn accuracy(
                 (Some(i), Some(c)) => Some((i.run(inputs, &run_opts).map_err(run_err(c))?, c)),
                 _ => None,
             };
-            names
+            let classes = match (&opts.labels, names.first()) {
+                (Some(_), Some(first)) => {
+                    let predict = |res: &qdqc_eval::RunResult, m: Model| -> Result<Vec<usize>, Error> {
+                        let (shape, v) = output_values(res, first, m)?;
+                        Ok(argmax_rows(&v, shape.last().copied().unwrap_or(1)))
+                    };
+                    let c = match &rc {
+                        Some((res, m)) => predict(res, *m)?,
+                        None => Vec::new(),
+                    };
+                    Some([predict(&rf, float)?, predict(&rq, qdq)?, c])
+                }
+                _ => None,
+            };
+            let per_output = names
                 .iter()
                 .map(|name| {
                     let r = output_values(&rf, name, float)?;
@@ -460,9 +566,15 @@ pub fn accuracy(
                     let c = rc.as_ref().map(|(res, m)| pair(res, *m)).transpose()?;
                     Ok((r.0, q, c))
                 })
-                .collect()
+                .collect::<Result<_, Error>>()?;
+            Ok((per_output, classes))
         })
         .collect::<Result<_, _>>()?;
+    let task = match &opts.labels {
+        Some(labels) => Some(task_accuracy(labels, &per_sample, compiled.is_some())?),
+        None => None,
+    };
+    let per_sample: Vec<Vec<(Vec<usize>, Acc, Option<Acc>)>> = per_sample.into_iter().map(|(o, _)| o).collect();
     let outputs = names
         .iter()
         .enumerate()
@@ -498,6 +610,7 @@ pub fn accuracy(
         inputs: info,
         topk: opts.topk,
         outputs,
+        task,
         layers,
         keep_float_check,
     })
@@ -795,6 +908,16 @@ impl AccuracyReport {
             InputsInfo::Random { seed, .. } => format!("random, seed {seed}"),
         };
         s += &format!("{} samples ({from}); reference: {}\n", self.samples, self.float_model);
+        if let Some(t) = &self.task {
+            s += &format!(
+                "task accuracy on {} labelled rows ({}): float {:.2}%, qdq {:.2}%{}\n",
+                t.rows,
+                t.labels,
+                100.0 * t.float,
+                100.0 * t.qdq,
+                t.compiled.map_or(String::new(), |c| format!(", compiled {:.2}%", 100.0 * c))
+            );
+        }
         if let Some(layers) = &self.layers {
             let w = layers.iter().map(|l| l.tensor.len()).max().unwrap_or(0).max("tensor".len());
             s += &format!(
@@ -904,7 +1027,7 @@ mod tests {
         let (f, q) = (qdqc_ir::text::parse(float).unwrap(), qdqc_ir::text::parse(qdq).unwrap());
         let c = compiled.map(|c| qdqc_ir::text::parse(c).unwrap());
         let m = |p: &'static str, g| Model { path: Path::new(p), graph: g };
-        let opts = AccuracyOptions { samples, topk: true, layers: false, max_tensor_bytes: None };
+        let opts = AccuracyOptions { samples, topk: true, layers: false, labels: None, max_tensor_bytes: None };
         accuracy(m("float", &f), m("qdq", &q), c.as_ref().map(|c| m("compiled", c)), &opts)
     }
 

@@ -86,6 +86,17 @@ pub fn accuracy_page(r: &AccuracyReport, ops: Option<(&Stats, &Stats)>) -> Strin
         }
     }
     h += "</table>\n";
+    if let Some(t) = &r.task {
+        let _ = writeln!(
+            h,
+            "<h2>Task accuracy</h2>\n<p>{} labelled rows (<code>{}</code>): float {:.2}%, QDQ {:.2}%{}.</p>",
+            t.rows,
+            esc(&t.labels),
+            100.0 * t.float,
+            100.0 * t.qdq,
+            t.compiled.map_or(String::new(), |c| format!(", compiled {:.2}%", 100.0 * c))
+        );
+    }
     if let Some(layers) = &r.layers {
         h += "<h2>Quantized tensors in graph order</h2>\n<p class=\"muted\">Accumulated: the tensor in the \
               quantized run. Own: its op fed the float run's values, quantized as the model quantizes them \

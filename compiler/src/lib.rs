@@ -507,7 +507,13 @@ fn check_calibrated(
             dists: Vec::new(),
         },
     };
-    let opts = accuracy::AccuracyOptions { samples, topk: true, layers: false, max_tensor_bytes: v.max_tensor_bytes };
+    let opts = accuracy::AccuracyOptions {
+        samples,
+        topk: true,
+        layers: false,
+        labels: None,
+        max_tensor_bytes: v.max_tensor_bytes,
+    };
     let reference = accuracy::Model { path: input, graph: orig };
     let candidate = accuracy::Model { path: output, graph: compiled };
     accuracy::accuracy(reference, candidate, None, &opts)

@@ -1470,3 +1470,60 @@ fn accuracy_html_is_one_self_contained_page_charting_every_layer() {
     let sqnr = j["outputs"][0]["qdq"]["sqnr_db"].as_f64().unwrap();
     assert!(page.contains(&format!("<td>{sqnr:.2}</td>")), "the output table holds the SQNR {sqnr:.2}");
 }
+
+#[test]
+fn accuracy_labels_measure_each_models_task_accuracy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (qdq, float) = (fixture("resnet_block.u8.pt.onnx"), fixture("resnet_block.float.onnx"));
+    let (q, f) = (qdq.to_str().unwrap(), float.to_str().unwrap());
+    let compiled = dir.path().join("c.onnx");
+    assert_eq!(qdqc(&["compile", q, "-o", compiled.to_str().unwrap()]).status.code(), Some(0));
+    // Six samples; the labels are the float model's own predictions (from `qdqc run`), the
+    // third one changed: the float model then scores exactly 5/6.
+    let samples = dir.path().join("samples");
+    std::fs::create_dir(&samples).unwrap();
+    let mut labels = Vec::new();
+    for k in 0..6 {
+        let x = wave(&[1, 3, 32, 32], k as f32 * 0.9);
+        let file = dir.path().join(format!("x{k}.npy"));
+        std::fs::write(&file, x.to_npy().unwrap()).unwrap();
+        write_npz(&samples.join(format!("{k}.npz")), &[("input", x)], false);
+        let out = dir.path().join(format!("run{k}"));
+        let input = format!("input={}", file.display());
+        let o = qdqc(&["run", f, "--input", &input, "--out", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let logits = qdqc::read_npy(&out.join("logits.npy")).unwrap().to_f64_vec().unwrap();
+        let best = (0..logits.len()).fold(0, |b, i| if logits[i] > logits[b] { i } else { b });
+        labels.push(if k == 2 { (best + 1) % logits.len() } else { best });
+    }
+    let file = dir.path().join("labels.txt");
+    let text: String = labels.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&file, format!("# one class per sample\n{text}")).unwrap();
+    let args = [q, compiled.to_str().unwrap(), "--float", f, "--inputs", samples.to_str().unwrap(), "--topk"];
+    let mut with_labels = args.to_vec();
+    with_labels.extend(["--labels", file.to_str().unwrap()]);
+    let (table, j) = accuracy_json(&with_labels);
+    let task = &j["task"];
+    assert_eq!(task["rows"], 6, "{j}");
+    assert_eq!(task["float"].as_f64().unwrap(), 5.0 / 6.0, "{j}");
+    // The compiled model computes what the QDQ model computes.
+    assert_eq!(task["qdq"], task["compiled"], "{j}");
+    // The QDQ model's score follows from its top-1 agreement with the float model.
+    let agree = (j["outputs"][0]["qdq"]["top1"].as_f64().unwrap() * 6.0).round();
+    let qdq_score = task["qdq"].as_f64().unwrap() * 6.0;
+    assert!((agree - 1.0..=agree).contains(&qdq_score.round()), "{j}");
+    assert!(table.contains("task accuracy on 6 labelled rows"), "{table}");
+    // A label count that is not one per row, or a line that is not a class: exit 2.
+    for (content, needle) in
+        [("1\n2\n", "holds 2 labels; the first output has 6 rows"), ("1\nbird\n", "line 2: 'bird'")]
+    {
+        std::fs::write(&file, content).unwrap();
+        let mut a = args.to_vec();
+        a.extend(["--labels", file.to_str().unwrap()]);
+        let mut all = vec!["accuracy"];
+        all.extend(a);
+        let o = qdqc(&all);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains("labels.txt") && stderr(&o).contains(needle), "{}", stderr(&o));
+    }
+}

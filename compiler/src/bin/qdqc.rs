@@ -284,6 +284,11 @@ enum Command {
         /// a compiled model; nothing fetched).
         #[arg(long, value_name = "FILE.html")]
         html: Option<PathBuf>,
+        /// A text file with one class index per line, one per row of the first output over the
+        /// samples in order (one per sample for a batch of 1): also measure each model's task
+        /// accuracy (top-1 against the label).
+        #[arg(long, value_name = "FILE")]
+        labels: Option<PathBuf>,
     },
     /// Unified diff of the text IR of two models; exit status 1 when they differ (as diff(1)).
     Diff {
@@ -647,6 +652,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             layers,
             json,
             html,
+            labels,
         } => {
             for path in json.iter().chain(&html) {
                 qdqc::check_writable(path)?;
@@ -664,7 +670,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                     dists: qdqc::accuracy::parse_dists(&input_dist)?,
                 },
             };
-            let opts = qdqc::accuracy::AccuracyOptions { samples, topk, layers, max_tensor_bytes };
+            let labels = labels.map(|p| qdqc::accuracy::Labels::read(&p)).transpose()?;
+            let opts = qdqc::accuracy::AccuracyOptions { samples, topk, layers, labels, max_tensor_bytes };
             let report = qdqc::accuracy::accuracy_files(&float, &qdq, compiled.as_deref(), &load, &opts)?;
             emit(&report.table());
             if let Some(path) = json {
