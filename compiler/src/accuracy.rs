@@ -191,6 +191,12 @@ impl Labels {
     }
 }
 
+/// One sample's results per output: its shape, the QDQ model's and the compiled model's sums.
+type PerOutput = Vec<(Vec<usize>, Acc, Option<Acc>)>;
+/// One sample's [`PerOutput`] and, with labels, the predicted class of each row of the first
+/// output (float, QDQ, compiled).
+type PerSample = (PerOutput, Option<[Vec<usize>; 3]>);
+
 /// The index of the largest value of each `width`-wide row (the first on ties; NaN never wins).
 fn argmax_rows(v: &[f64], width: usize) -> Vec<usize> {
     v.chunks(width.max(1))
@@ -200,7 +206,7 @@ fn argmax_rows(v: &[f64], width: usize) -> Vec<usize> {
 
 fn task_accuracy(
     labels: &Labels,
-    per_sample: &[(Vec<(Vec<usize>, Acc, Option<Acc>)>, Option<[Vec<usize>; 3]>)],
+    per_sample: &[PerSample],
     compiled: bool,
 ) -> Result<TaskAccuracy, Error> {
     let mut predicted: [Vec<usize>; 3] = Default::default();
@@ -514,9 +520,6 @@ pub fn accuracy(
     let ci = compiled.map(|c| Interpreter::with_limit(c.graph, limit).map_err(run_err(c))).transpose()?;
     let run_opts = RunOptions { max_tensor_bytes: Some(limit), ..Default::default() };
     let names: Vec<String> = float.graph.outputs().iter().map(|o| o.name().to_string()).collect();
-    // Per sample: per output (shape, QDQ vs float, compiled vs float), and with labels the
-    // predicted class of each row of the first output (float, QDQ, compiled).
-    type PerSample = (Vec<(Vec<usize>, Acc, Option<Acc>)>, Option<[Vec<usize>; 3]>);
     let per_sample: Vec<PerSample> = samples
         .par_iter()
         .map(|inputs| -> Result<PerSample, Error> {
@@ -574,7 +577,7 @@ pub fn accuracy(
         Some(labels) => Some(task_accuracy(labels, &per_sample, compiled.is_some())?),
         None => None,
     };
-    let per_sample: Vec<Vec<(Vec<usize>, Acc, Option<Acc>)>> = per_sample.into_iter().map(|(o, _)| o).collect();
+    let per_sample: Vec<PerOutput> = per_sample.into_iter().map(|(o, _)| o).collect();
     let outputs = names
         .iter()
         .enumerate()
