@@ -141,8 +141,8 @@ pub struct AccuracyReport {
     /// computes, in the QDQ model's topological order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layers: Option<Vec<LayerReport>>,
-    /// With `layers`: the three top-ranked tensors kept in float together, against three
-    /// seeded random triples of the tensors that can be kept.
+    /// With `layers`: three tensors kept in float together — chosen greedily among the
+    /// best-ranked — against three seeded random triples of the tensors that can be kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_float_check: Option<KeepFloatCheck>,
 }
@@ -191,6 +191,18 @@ impl Labels {
     }
 }
 
+/// How many of the best-ranked tensors the greedy choice of three to keep in float looks at.
+const GREEDY_POOL: usize = 8;
+
+/// Runs a closure when dropped (a progress step counted however its scope is left).
+struct OnDrop<F: Fn()>(F);
+
+impl<F: Fn()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
 /// One sample's results per output: its shape, the QDQ model's and the compiled model's sums.
 type PerOutput = Vec<(Vec<usize>, Acc, Option<Acc>)>;
 /// One sample's [`PerOutput`] and, with labels, the predicted class of each row of the first
@@ -204,11 +216,7 @@ fn argmax_rows(v: &[f64], width: usize) -> Vec<usize> {
         .collect()
 }
 
-fn task_accuracy(
-    labels: &Labels,
-    per_sample: &[PerSample],
-    compiled: bool,
-) -> Result<TaskAccuracy, Error> {
+fn task_accuracy(labels: &Labels, per_sample: &[PerSample], compiled: bool) -> Result<TaskAccuracy, Error> {
     let mut predicted: [Vec<usize>; 3] = Default::default();
     for (_, classes) in per_sample {
         if let Some(c) = classes {
@@ -247,12 +255,14 @@ pub struct Kept {
     pub sqnr_db: f64,
 }
 
-/// Whether the ranking's top three buy more than three tensors picked at random.
+/// Whether the three tensors the ranking points to buy more than three picked at random.
 #[derive(Clone, Debug, Serialize)]
 pub struct KeepFloatCheck {
     /// The QDQ model as it is.
     #[serde(serialize_with = "ser_db")]
     pub base_db: f64,
+    /// The first-ranked tensor, then each next one (among the 8 best-ranked) that gives the
+    /// highest SQNR kept with those before it.
     pub top3: Kept,
     /// Three triples drawn with a fixed seed.
     pub random3: Vec<Kept>,
@@ -480,6 +490,10 @@ fn not_float(path: &Path, name: &str, dtype: &str) -> Error {
     }
 }
 
+/// Called with (phase, steps done, steps in all) as [`accuracy_with_progress`] proceeds, from
+/// any thread.
+pub type Progress<'a> = &'a (dyn Fn(&'static str, usize, usize) + Sync);
+
 /// Runs the float, QDQ and (optional) compiled models on the same samples and measures each
 /// output of the QDQ and compiled models against the float model's.
 pub fn accuracy(
@@ -488,6 +502,23 @@ pub fn accuracy(
     compiled: Option<Model>,
     opts: &AccuracyOptions,
 ) -> Result<AccuracyReport, Error> {
+    accuracy_with_progress(float, qdq, compiled, opts, &|_, _, _| {})
+}
+
+/// [`accuracy`], reporting progress: `"measuring"` and `"layers"` count samples, `"keep-float
+/// gains"` counts model variants run over all samples.
+pub fn accuracy_with_progress(
+    float: Model,
+    qdq: Model,
+    compiled: Option<Model>,
+    opts: &AccuracyOptions,
+    progress: Progress,
+) -> Result<AccuracyReport, Error> {
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    let step = |what: &'static str, total: usize| {
+        let done = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        progress(what, done, total);
+    };
     check_interface(float, qdq)?;
     check_interface(qdq, float)?;
     if let Some(c) = compiled {
@@ -523,6 +554,7 @@ pub fn accuracy(
     let per_sample: Vec<PerSample> = samples
         .par_iter()
         .map(|inputs| -> Result<PerSample, Error> {
+            let _done = OnDrop(|| step("measuring", samples.len()));
             let rf = fi.run(inputs, &run_opts).map_err(run_err(float))?;
             let rq = qi.run(inputs, &run_opts).map_err(run_err(qdq))?;
             let rc = match (&ci, compiled) {
@@ -599,7 +631,8 @@ pub fn accuracy(
         })
         .collect();
     let (layers, keep_float_check) = if opts.layers {
-        let (rows, check) = layers(float, qdq, &fi, &qi, &samples, &run_opts)?;
+        counter.store(0, std::sync::atomic::Ordering::Relaxed);
+        let (rows, check) = layers(float, qdq, &fi, &qi, &samples, &run_opts, &step)?;
         (Some(rows), check)
     } else {
         (None, None)
@@ -654,6 +687,7 @@ fn layers(
     qi: &Interpreter,
     samples: &[Inputs],
     run_opts: &RunOptions,
+    step: &(dyn Fn(&'static str, usize) + Sync),
 ) -> Result<(Vec<LayerReport>, Option<KeepFloatCheck>), Error> {
     let tensors =
         quantized_tensors(float.graph, qdq.graph).map_err(|e| run_err(qdq)(qdqc_eval::EvalError::Graph(e)))?;
@@ -661,6 +695,7 @@ fn layers(
     let per_sample: Vec<Vec<(Acc, Acc)>> = samples
         .par_iter()
         .map(|inputs| -> Result<Vec<(Acc, Acc)>, Error> {
+            let _done = OnDrop(|| step("layers", samples.len()));
             let rf = fi.run(inputs, &keep).map_err(run_err(float))?;
             let rq = qi.run(inputs, &keep).map_err(run_err(qdq))?;
             let get = |r: &qdqc_eval::RunResult, name: &str| r.output(name).or_else(|| r.values.get(name)).cloned();
@@ -719,7 +754,7 @@ fn layers(
         })
         .filter(|l| l.elements > 0)
         .collect();
-    let check = rank_by_gain(float, qdq, samples, run_opts, &mut rows)?;
+    let check = rank_by_gain(float, qdq, samples, run_opts, &mut rows, step)?;
     Ok((rows, check))
 }
 
@@ -733,7 +768,12 @@ fn rank_by_gain(
     samples: &[Inputs],
     run_opts: &RunOptions,
     rows: &mut [LayerReport],
+    step: &(dyn Fn(&'static str, usize) + Sync),
 ) -> Result<Option<KeepFloatCheck>, Error> {
+    // The variants: the model as it is, one per row, the greedy pairs and triples, and three
+    // random triples.
+    let pool = rows.len().min(GREEDY_POOL);
+    let variants = 1 + rows.len() + pool.saturating_sub(1) + pool.saturating_sub(2) + 3;
     let fi = Interpreter::with_limit(float.graph, run_opts.limit()).map_err(run_err(float))?;
     let names: Vec<String> = float.graph.outputs().iter().map(|o| o.name().to_string()).collect();
     let refs: Vec<Vec<Vec<f64>>> = samples
@@ -745,6 +785,7 @@ fn rank_by_gain(
         .collect::<Result<_, _>>()?;
     // The output SQNR with `keep` kept in float; `None` when they cannot be kept.
     let sqnr = |keep: &[String]| -> Result<Option<f64>, Error> {
+        let _done = OnDrop(|| step("keep-float gains", variants));
         let mut g = qdq.graph.clone();
         if crate::keep_float::keep_float(&mut g, qdq.path, keep, Some(float.graph)).is_err() {
             return Ok(None);
@@ -791,7 +832,27 @@ fn rank_by_gain(
     let measure = |tensors: Vec<String>| -> Result<Option<Kept>, Error> {
         Ok(sqnr(&tensors)?.map(|sqnr_db| Kept { tensors, sqnr_db }))
     };
-    let Some(top3) = measure(keepable[..3].iter().map(|t| t.to_string()).collect())? else { return Ok(None) };
+    // Gains do not add up, so the three are chosen greedily among the GREEDY_POOL best: each
+    // next one is the one that, kept with those already chosen, gives the highest SQNR.
+    let pool: Vec<String> = keepable.iter().take(GREEDY_POOL).map(|t| t.to_string()).collect();
+    let mut chosen = vec![pool[0].clone()];
+    let mut top3 = None;
+    while chosen.len() < 3 {
+        let mut best: Option<Kept> = None;
+        for t in pool.iter().filter(|t| !chosen.contains(t)) {
+            let mut trial = chosen.clone();
+            trial.push(t.clone());
+            if let Some(k) = measure(trial)? {
+                if best.as_ref().is_none_or(|b| k.sqnr_db > b.sqnr_db) {
+                    best = Some(k);
+                }
+            }
+        }
+        let Some(b) = best else { return Ok(None) };
+        chosen = b.tensors.clone();
+        top3 = Some(b);
+    }
+    let Some(top3) = top3 else { return Ok(None) };
     // A linear congruential sequence: the same triples on every run.
     let mut x: u64 = 0x5eed;
     let mut random3 = Vec::new();
@@ -830,12 +891,19 @@ pub fn accuracy_files(
     compiled: Option<&Path>,
     load: &LoadOptions,
     opts: &AccuracyOptions,
+    progress: Progress,
 ) -> Result<AccuracyReport, Error> {
     let f = crate::load_with(float, load)?;
     let q = crate::load_with(qdq, load)?;
     let c = compiled.map(|p| crate::load_with(p, load)).transpose()?;
     let cm = compiled.zip(c.as_ref()).map(|(path, m)| Model { path, graph: &m.graph });
-    accuracy(Model { path: float, graph: &f.graph }, Model { path: qdq, graph: &q.graph }, cm, opts)
+    accuracy_with_progress(
+        Model { path: float, graph: &f.graph },
+        Model { path: qdq, graph: &q.graph },
+        cm,
+        opts,
+        progress,
+    )
 }
 
 /// `--input-dist NAME=DIST` arguments.
@@ -940,7 +1008,7 @@ impl AccuracyReport {
             }
             if let Some(c) = &self.keep_float_check {
                 s += &format!(
-                    "\nkept in float: the top 3 ({}) {} dB; 3 random triples {} dB; none {} dB\n",
+                    "\nkept in float: 3 chosen by gain ({}) {} dB; 3 random triples {} dB; none {} dB\n",
                     c.top3.tensors.join(", "),
                     fmt_db(c.top3.sqnr_db),
                     c.random3.iter().map(|k| fmt_db(k.sqnr_db)).collect::<Vec<_>>().join(", "),

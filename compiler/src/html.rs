@@ -123,11 +123,12 @@ pub fn accuracy_page(r: &AccuracyReport, ops: Option<(&Stats, &Stats)>) -> Strin
     }
     if let Some(c) = &r.keep_float_check {
         h += "<h2>Keeping three tensors in float</h2>\n<p class=\"muted\">Output SQNR against the float model \
-              (all outputs pooled) with the three top-ranked tensors kept in float together, and with three \
+              (all outputs pooled) with three tensors kept in float together: the first-ranked, then each next \
+              one among the 8 best-ranked that gives the highest SQNR with those before it; and with three \
               triples drawn at random (fixed seed).</p>\n<table><tr><th>kept in float</th><th>SQNR dB</th></tr>\n";
         let _ = writeln!(h, "<tr><td>none</td><td>{}</td></tr>", db(c.base_db));
         let _ =
-            writeln!(h, "<tr><th>top 3: {}</th><th>{}</th></tr>", esc(&c.top3.tensors.join(", ")), db(c.top3.sqnr_db));
+            writeln!(h, "<tr><th>chosen: {}</th><th>{}</th></tr>", esc(&c.top3.tensors.join(", ")), db(c.top3.sqnr_db));
         for k in &c.random3 {
             let _ = writeln!(h, "<tr><td>random: {}</td><td>{}</td></tr>", esc(&k.tensors.join(", ")), db(k.sqnr_db));
         }

@@ -672,7 +672,12 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             };
             let labels = labels.map(|p| qdqc::accuracy::Labels::read(&p)).transpose()?;
             let opts = qdqc::accuracy::AccuracyOptions { samples, topk, layers, labels, max_tensor_bytes };
-            let report = qdqc::accuracy::accuracy_files(&float, &qdq, compiled.as_deref(), &load, &opts)?;
+            let bar = Bar::new("measuring", 0);
+            let report =
+                qdqc::accuracy::accuracy_files(&float, &qdq, compiled.as_deref(), &load, &opts, &|what, d, n| {
+                    bar.set_phase(what, d, n)
+                })?;
+            bar.finish();
             emit(&report.table());
             if let Some(path) = json {
                 qdqc::write_atomic(&path, report.to_json().as_bytes())?;
@@ -726,7 +731,7 @@ impl Bar {
         Bar(std::io::stderr().is_terminal().then(|| {
             let b =
                 indicatif::ProgressBar::with_draw_target(Some(total as u64), indicatif::ProgressDrawTarget::hidden());
-            let style = indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} samples [{elapsed}]");
+            let style = indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} [{elapsed}]");
             b.set_style(style.expect("valid template"));
             b.set_message(what);
             (b, std::time::Instant::now())
