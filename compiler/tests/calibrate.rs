@@ -1,38 +1,10 @@
 //! `qdqc compile --calibrate`: completing a TensorRT-style placement, its report, the held-out
 //! check and every kind of bad calibration data.
 
+mod common;
+
+use common::{fixture, qdqc, stderr, wave};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn qdqc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qdqc")).args(args).output().expect("qdqc runs")
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn write_npz(path: &Path, members: &[(&str, qdqc::eval::Value)]) {
-    use std::io::Write;
-    let mut w = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
-    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    for (name, v) in members {
-        w.start_file(format!("{name}.npy"), opts).unwrap();
-        w.write_all(&v.to_npy().unwrap()).unwrap();
-    }
-    w.finish().unwrap();
-}
-
-/// A deterministic float input of `shape`, a sum of two waves in about [-2.5, 2.5].
-fn wave(shape: &[usize], phase: f32) -> qdqc::eval::Value {
-    let n: usize = shape.iter().product();
-    let v = (0..n).map(|i| 2.0 * (i as f32 * 0.37 + phase).sin() + 0.5 * (i as f32 * 0.011 * (1.0 + phase)).cos());
-    qdqc::eval::Value::f32(shape, v.collect()).unwrap()
-}
 
 /// `count` samples for trt_style.onnx (input `input: f32[N,3,32,32]`) in a new folder.
 fn samples(dir: &Path, name: &str, first_phase: usize, count: usize) -> PathBuf {
@@ -40,7 +12,7 @@ fn samples(dir: &Path, name: &str, first_phase: usize, count: usize) -> PathBuf 
     std::fs::create_dir(&d).unwrap();
     for k in 0..count {
         let phase = (first_phase + k) as f32 * 0.7;
-        write_npz(&d.join(format!("{k:03}.npz")), &[("input", wave(&[1, 3, 32, 32], phase))]);
+        common::write_npz(&d.join(format!("{k:03}.npz")), &[("input", wave(&[1, 3, 32, 32], phase))], false);
     }
     d
 }
@@ -165,7 +137,7 @@ fn bad_calibration_data_is_refused_with_exit_2_and_one_line() {
     let case = |name: &str, members: &[(&str, qdqc::eval::Value)]| {
         let d = dir.path().join(name);
         std::fs::create_dir(&d).unwrap();
-        write_npz(&d.join("s0.npz"), members);
+        common::write_npz(&d.join("s0.npz"), members, false);
         d
     };
     let f64_input =

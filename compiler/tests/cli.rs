@@ -5,20 +5,11 @@ use prost::Message;
 use qdqc::ir::proto::{
     self, tensor_proto::DataLocation, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto,
 };
+mod common;
+
+use common::{fixture, qdqc, stderr, wave, write_npz};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn qdqc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qdqc")).args(args).output().expect("qdqc runs")
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn f32_input(name: &str) -> ValueInfoProto {
     let ty = qdqc::ir::TensorType::known(qdqc::ir::DType::F32, &[1, 4]);
@@ -1153,25 +1144,6 @@ fn claimed_sizes_are_refused_before_the_interpreter_allocates() {
     let o = qdqc(&["run", s, "--random", "--max-tensor-bytes", "16", "--out", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("limit of 16 bytes"), "{}", stderr(&o));
-}
-
-/// Writes one `.npz` sample (as numpy's `np.savez`: a zip of `NAME.npy` members).
-fn write_npz(path: &Path, members: &[(&str, qdqc::eval::Value)], deflate: bool) {
-    use std::io::Write;
-    let mut w = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
-    let method = if deflate { zip::CompressionMethod::Deflated } else { zip::CompressionMethod::Stored };
-    let opts = zip::write::SimpleFileOptions::default().compression_method(method);
-    for (name, v) in members {
-        w.start_file(format!("{name}.npy"), opts).unwrap();
-        w.write_all(&v.to_npy().unwrap()).unwrap();
-    }
-    w.finish().unwrap();
-}
-
-/// A deterministic float input of `shape` in about [-2, 2].
-fn wave(shape: &[usize], phase: f32) -> qdqc::eval::Value {
-    let n: usize = shape.iter().product();
-    qdqc::eval::Value::f32(shape, (0..n).map(|i| 2.0 * (i as f32 * 0.37 + phase).sin()).collect()).unwrap()
 }
 
 fn accuracy_json(args: &[&str]) -> (String, serde_json::Value) {

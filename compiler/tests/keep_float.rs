@@ -2,24 +2,10 @@
 //! more accuracy than tensors picked at random; the edit is verified and refused when it names
 //! nothing quantized.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn qdqc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qdqc")).args(args).output().expect("qdqc runs")
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+use common::{fixture, json, qdqc, stderr};
+use std::path::Path;
 
 /// Compiles `qdq` keeping `keep` in float (weights from `float`), verifying it on 4 samples, and
 /// returns the compiled model's output SQNR against the float model on 16 samples.
