@@ -447,6 +447,8 @@ pub struct VerifyOptions {
     /// With calibration: the lowest SQNR (dB) an output of the compiled model may have against
     /// the input model's ([`DEFAULT_MIN_SQNR_DB`] when `None`).
     pub min_sqnr: Option<f64>,
+    /// Distributions of random float inputs by name (standard normal otherwise).
+    pub dists: Vec<(String, verify::Dist)>,
 }
 
 /// The default `--min-sqnr`: the compiled, calibrated model's outputs against the input model's.
@@ -466,6 +468,7 @@ impl Default for VerifyOptions {
             force: false,
             max_tensor_bytes: None,
             min_sqnr: None,
+            dists: Vec::new(),
         }
     }
 }
@@ -504,7 +507,7 @@ fn check_calibrated(
             count: v.samples,
             seed: v.seed.wrapping_add(HELDOUT_SEED_OFFSET),
             dim: v.dim,
-            dists: Vec::new(),
+            dists: v.dists.clone(),
         },
     };
     let opts = accuracy::AccuracyOptions {
@@ -540,7 +543,7 @@ fn verify_graphs(
     let samples: Vec<verify::Inputs> = match &v.inputs {
         Some(given) => given.iter().map(|s| s.inputs.clone()).collect(),
         None => (0..v.samples)
-            .map(|k| verify::random_inputs_with_limit(orig, v.seed.wrapping_add(k as u64), v.dim, limit))
+            .map(|k| verify::random_inputs_with_dists(orig, v.seed.wrapping_add(k as u64), v.dim, limit, &v.dists))
             .collect::<Result<_, _>>()?,
     };
     let total = samples.len();

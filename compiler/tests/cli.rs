@@ -1499,3 +1499,24 @@ fn accuracy_labels_measure_each_models_task_accuracy() {
         assert!(stderr(&o).contains("labels.txt") && stderr(&o).contains(needle), "{}", stderr(&o));
     }
 }
+
+#[test]
+fn compile_verify_draws_random_inputs_from_input_dist() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("c.onnx");
+    let m = fixture("resnet_block.u8.pt.onnx");
+    let args = |dist: &str| {
+        let mut a = vec!["compile".to_string(), m.to_str().unwrap().into(), "-o".into(), out.to_str().unwrap().into()];
+        a.extend(["--verify".into(), "2".into(), "--input-dist".into(), dist.into()]);
+        a
+    };
+    let run = |dist: &str| qdqc(&args(dist).iter().map(String::as_str).collect::<Vec<_>>());
+    let o = run("input=uniform:-0.5,0.5");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("over 2 samples"));
+    std::fs::remove_file(&out).unwrap();
+    let o = run("nope=uniform:-0.5,0.5");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("input 'nope': the model has no such input"), "{}", stderr(&o));
+    assert!(!out.exists());
+}

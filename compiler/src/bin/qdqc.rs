@@ -148,8 +148,9 @@ enum Command {
         /// --input-dist says otherwise).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         calibrate_random: Option<u32>,
-        /// With --calibrate-random: the distribution of a random float input (repeatable).
-        #[arg(long = "input-dist", value_name = "NAME=normal|uniform:LO,HI", requires = "calibrate_random")]
+        /// The distribution of a random float input for --calibrate-random and --verify N
+        /// (repeatable); the default is standard normal.
+        #[arg(long = "input-dist", value_name = "NAME=normal|uniform:LO,HI")]
         input_dist: Vec<String>,
         /// With --calibrate: how a range is chosen from the values seen: `mse` (the clipping
         /// threshold with the least expected squared error over a 2048-bin histogram),
@@ -442,16 +443,14 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             }));
             let save = SaveOptions { external, replace_input: in_place };
             let method = qdqc::calibrate::Method::parse(&calib_method).map_err(Error::Usage)?;
+            let dists = qdqc::accuracy::parse_dists(&input_dist)?;
             let calib_samples = match (&calibrate, calibrate_random) {
                 (Some(dir), _) => {
                     Some(qdqc::accuracy::Samples::Files { samples: qdqc::inputs::read_dir(dir)?, dir: dir.clone() })
                 }
-                (None, Some(count)) => Some(qdqc::accuracy::Samples::Random {
-                    count: count as usize,
-                    seed,
-                    dim: 1,
-                    dists: qdqc::accuracy::parse_dists(&input_dist)?,
-                }),
+                (None, Some(count)) => {
+                    Some(qdqc::accuracy::Samples::Random { count: count as usize, seed, dim: 1, dists: dists.clone() })
+                }
                 (None, None) => None,
             };
             if let (Some(c), Some(v)) = (&calibrate, &verify_inputs) {
@@ -508,6 +507,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 inputs,
                 max_tensor_bytes,
                 min_sqnr,
+                dists: dists.clone(),
                 ..Default::default()
             });
             let bar = (check.is_some() || opts.calibrate.is_some()).then(|| Bar::new("working", 0));
