@@ -24,7 +24,8 @@ pub use qdqc_passes as passes;
 /// What to run and how to write the result.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
-    /// Comma-separated pass names, `none` for a lossless round trip; `None` for the named pipeline.
+    /// Comma-separated pass names, `none` for a lossless round trip, or `+NAME`/`-NAME` items
+    /// that edit the named pipeline; `None` for the named pipeline.
     pub passes: Option<String>,
     /// A named pipeline (`O0`, `O2`, `O3`; the `O` may be left out) when `passes` is `None`; `None`
     /// for the default (`O2`).
@@ -212,7 +213,16 @@ fn pipeline(opts: &Options) -> Result<PassManager, Error> {
         }
     }
     let pm = match (&opts.passes, &opts.opt_level) {
-        (Some(spec), _) => PassManager::parse(spec).map_err(Error::UnknownPass)?,
+        (Some(spec), level) if PassManager::is_edit(spec) => {
+            PassManager::edited(level.as_deref().unwrap_or("O2"), spec).map_err(Error::UnknownPass)?
+        }
+        (Some(_), Some(level)) => {
+            return Err(Error::Usage(format!(
+                "--passes LIST and -O{} both choose the pipeline: give one of them, or edit the -O pipeline with --passes +NAME,-NAME",
+                level.strip_prefix('O').unwrap_or(level)
+            )))
+        }
+        (Some(spec), None) => PassManager::parse(spec).map_err(Error::UnknownPass)?,
         (None, Some(level)) => PassManager::named(level).map_err(Error::UnknownPass)?,
         (None, None) => PassManager::default_pipeline(),
     };

@@ -156,14 +156,17 @@ impl<'a> Report<'a> {
 
     /// The before/after table: ops whose count changed, totals, Q/DQ, compute ops, and a remarks
     /// summary (counts per rule; with `all_remarks` false also the first [`REMARKS_SHOWN`] reasons).
-    pub fn table(&self, all_remarks: bool) -> String {
+    pub fn table(&self, all_remarks: bool, all_ops: bool) -> String {
         let (b, a) = (&self.before, &self.after);
         let mut rows: Vec<(String, usize, usize)> = Vec::new();
         let ops: std::collections::BTreeSet<&String> = b.ops.keys().chain(a.ops.keys()).collect();
+        let mut unchanged = 0;
         for op in ops {
             let (nb, na) = (b.ops.get(op).copied().unwrap_or(0), a.ops.get(op).copied().unwrap_or(0));
-            if nb != na {
+            if nb != na || all_ops {
                 rows.push((op.clone(), nb, na));
+            } else {
+                unchanged += 1;
             }
         }
         let op_rows = rows.len();
@@ -182,6 +185,10 @@ impl<'a> Report<'a> {
                 let _ = writeln!(s, "{}", "-".repeat(width + 18));
             }
             let _ = writeln!(s, "{name:<width$}  {nb:>7}  {na:>7}");
+        }
+        if unchanged > 0 {
+            let _ =
+                writeln!(s, "({unchanged} op types whose count did not change are not listed; --all-ops lists them)");
         }
         if !self.approximations.is_empty() {
             let list: Vec<String> = self.approximations.iter().map(|(n, k)| format!("{n} {k}")).collect();

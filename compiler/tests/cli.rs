@@ -1520,3 +1520,65 @@ fn compile_verify_draws_random_inputs_from_input_dist() {
     assert!(stderr(&o).contains("input 'nope': the model has no such input"), "{}", stderr(&o));
     assert!(!out.exists());
 }
+
+#[test]
+fn cli_conventions_pass_edits_quiet_and_all_ops() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("c.onnx");
+    let (m, o) = (fixture("resnet_block.i8.pc.onnx"), out.to_str().unwrap());
+    let m = m.to_str().unwrap();
+    let stdout = |o: &Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    // -NAME removes a pass from the -O2 pipeline, +NAME appends one.
+    let r = qdqc(&["compile", m, "-o", o, "--passes=-int8-to-uint8"]);
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    assert!(!stdout(&r).contains("int8-to-uint8 ("), "{}", stdout(&r));
+    assert!(stdout(&r).contains("fuse ("), "{}", stdout(&r));
+    let r = qdqc(&["compile", m, "-o", o, "-O3", "--passes", "-int8-to-uint8,+dce"]);
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    assert!(stdout(&r).contains("saturate (") && !stdout(&r).contains("int8-to-uint8 ("), "{}", stdout(&r));
+    for (args, needle) in [
+        (vec!["--passes", "-nope"], "the -O2 pipeline has no pass 'nope'"),
+        (vec!["--passes", "+nope"], "unknown pass 'nope'"),
+        (vec!["--passes", "fuse,-dce"], "bad pass list"),
+        (vec!["--passes", "fuse", "-O3"], "--passes LIST and -O3 both choose the pipeline"),
+    ] {
+        let mut a = vec!["compile", m, "-o", o];
+        a.extend(args);
+        let r = qdqc(&a);
+        assert_eq!(r.status.code(), Some(2), "{a:?}: {}", stderr(&r));
+        assert!(stderr(&r).contains(needle), "{a:?}: {}", stderr(&r));
+    }
+    // The table says which ops it hides; --all-ops lists them.
+    let r = qdqc(&["compile", m, "-o", o]);
+    let table = stdout(&r);
+    assert!(table.contains("op types whose count did not change are not listed; --all-ops lists them"), "{table}");
+    assert!(!table.contains("\nMaxPool "), "{table}");
+    let r = qdqc(&["compile", m, "-o", o, "--all-ops"]);
+    assert!(stdout(&r).contains("\nMaxPool "), "{}", stdout(&r));
+    assert!(!stdout(&r).contains("are not listed"), "{}", stdout(&r));
+    // --quiet: nothing on stdout, the output and the report still written.
+    std::fs::remove_file(&out).unwrap();
+    let report = dir.path().join("r.json");
+    let r = qdqc(&["--quiet", "compile", m, "-o", o, "--verify", "2", "--report", report.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    assert!(r.stdout.is_empty() && r.stderr.is_empty(), "{}{}", stdout(&r), stderr(&r));
+    assert!(out.exists() && report.exists());
+    let r = qdqc(&["verify", m, o, "-q"]);
+    assert_eq!(r.status.code(), Some(0));
+    assert!(r.stdout.is_empty());
+    // Errors still reach stderr.
+    let r = qdqc(&["-q", "compile", "missing.onnx", "-o", o]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(stderr(&r).starts_with("qdqc: error: "), "{}", stderr(&r));
+    // --color is global: before or after the subcommand.
+    let a = fixture("resnet_block.u8.pt.onnx");
+    let b = fixture("resnet_block.u8.pc.onnx");
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let before = qdqc(&["--color", "always", "diff", a, b]);
+    let after = qdqc(&["diff", a, b, "--color", "always"]);
+    assert_eq!(before.status.code(), Some(1));
+    assert_eq!(before.stdout, after.stdout);
+    assert!(String::from_utf8_lossy(&before.stdout).contains("\u{1b}["), "colored");
+    let plain = qdqc(&["diff", a, b, "--color", "never"]);
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("\u{1b}["));
+}

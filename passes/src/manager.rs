@@ -105,6 +105,37 @@ impl PassManager {
         PassManager::from_names(&names)
     }
 
+    /// The named pipeline `level` edited by `spec`, a comma-separated list of `+NAME` (append
+    /// the pass to the pipeline) and `-NAME` (remove every run of it), applied in order.
+    pub fn edited(level: &str, spec: &str) -> Result<PassManager, PassError> {
+        let shown = format!("O{}", level.strip_prefix('O').unwrap_or(level));
+        let mut names = pipeline(level).ok_or(PassError::UnknownPipeline { name: shown.clone() })?;
+        for item in spec.split(',').map(str::trim) {
+            match (item.strip_prefix('+'), item.strip_prefix('-')) {
+                (Some(add), _) if !add.is_empty() => {
+                    let known = entry(add).ok_or_else(|| PassError::Unknown {
+                        name: add.to_string(),
+                        known: PASSES.iter().map(|e| e.name).collect::<Vec<_>>().join(", "),
+                    })?;
+                    names.push(known.name);
+                }
+                (_, Some(drop)) if !drop.is_empty() => {
+                    if !names.contains(&drop) {
+                        return Err(PassError::NotInPipeline { name: drop.to_string(), pipeline: shown });
+                    }
+                    names.retain(|n| *n != drop);
+                }
+                _ => return Err(PassError::BadList { spec: spec.to_string() }),
+            }
+        }
+        PassManager::from_names(&names)
+    }
+
+    /// Whether `spec` edits a pipeline (`+NAME`/`-NAME` items) rather than listing passes.
+    pub fn is_edit(spec: &str) -> bool {
+        spec.split(',').map(str::trim).any(|i| i.starts_with('+') || i.starts_with('-'))
+    }
+
     /// A named pipeline (`O0`, `O2`, see [`pipeline`]).
     pub fn named(name: &str) -> Result<PassManager, PassError> {
         let shown = format!("O{}", name.strip_prefix('O').unwrap_or(name));

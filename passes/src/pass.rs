@@ -182,8 +182,10 @@ impl std::fmt::Display for OrtLevel {
 pub enum PassError {
     #[error("unknown pass '{name}' (known: {known})")]
     Unknown { name: String, known: String },
-    #[error("bad pass list '{spec}': give pass names separated by commas, or 'none' alone")]
+    #[error("bad pass list '{spec}': give pass names separated by commas, 'none' alone, or +NAME/-NAME items that edit the -O level's pipeline")]
     BadList { spec: String },
+    #[error("-{name}: the -{pipeline} pipeline has no pass '{name}'")]
+    NotInPipeline { name: String, pipeline: String },
     #[error("unknown approximation '{name}' (known: {known})")]
     UnknownApprox { name: String, known: String },
     #[error("unknown pipeline '{name}' (known: O0, O2, O3)")]

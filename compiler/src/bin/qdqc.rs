@@ -33,6 +33,14 @@ struct Cli {
     /// naming the node. Default 4 GiB.
     #[arg(long, global = true, value_name = "BYTES")]
     max_tensor_bytes: Option<usize>,
+    /// Print no summary on stdout (compile's table and messages, verify's and accuracy's tables;
+    /// --report, --json and --html still write theirs) and no progress bar. Errors still go to
+    /// stderr.
+    #[arg(long, short = 'q', global = true)]
+    quiet: bool,
+    /// Color in diffs: `auto` (when stdout is a terminal), `always` or `never`.
+    #[arg(long, value_enum, global = true, default_value_t = Color::Auto)]
+    color: Color,
 }
 
 #[derive(Subcommand)]
@@ -67,8 +75,9 @@ enum Command {
         /// the old model does not read; a crash leaves the old model or the new one).
         #[arg(long, conflicts_with = "output")]
         in_place: bool,
-        /// Comma-separated passes to run, or `none` for a lossless round trip. Default: the -O2 pipeline.
-        #[arg(long, value_name = "LIST|none", conflicts_with = "opt_level")]
+        /// Comma-separated passes to run, `none` for a lossless round trip, or +NAME,-NAME to add
+        /// passes to or remove them from the -O level's pipeline. Default: the -O2 pipeline.
+        #[arg(long, value_name = "LIST|none|+NAME,-NAME", allow_hyphen_values = true)]
         passes: Option<String>,
         /// Named pipeline: -O0 (no passes), -O2 (the default, greedy rewriting) or -O3 (equality
         /// saturation, docs/saturate.md).
@@ -194,11 +203,16 @@ enum Command {
         /// With --check-speed: interleaved rounds to measure.
         #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(3..), requires = "check_speed")]
         speed_rounds: u32,
+        /// The first seed of random samples (--verify N, --calibrate-random N): sample k uses
+        /// seed + k.
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Write the report (stats before/after, pass changes, remarks, verify result) as JSON.
         #[arg(long, value_name = "FILE.json")]
         report: Option<PathBuf>,
+        /// List every op in the before/after table, not only those whose count changed.
+        #[arg(long)]
+        all_ops: bool,
     },
     /// Run a model with the reference interpreter and write one .npy per output.
     Run {
@@ -210,11 +224,13 @@ enum Command {
         /// Seeded random inputs (floats standard normal, integers uniform).
         #[arg(long)]
         random: bool,
+        /// The seed of --random inputs.
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Size of symbolic dims (such as the batch N) in random inputs.
         #[arg(long, default_value_t = 1)]
         dim: usize,
+        /// The folder to write OUTPUT.npy files into (created if missing).
         #[arg(long)]
         out: PathBuf,
     },
@@ -227,6 +243,7 @@ enum Command {
         /// Seeded random samples to run (ignored with --inputs).
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
         samples: u32,
+        /// The first seed of random samples: sample k uses seed + k.
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Size of symbolic dims (such as the batch N) in random inputs.
@@ -260,6 +277,7 @@ enum Command {
         /// Seeded random samples to run (without --inputs).
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
         samples: u32,
+        /// The first seed of random samples: sample k uses seed + k.
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Size of symbolic dims (such as the batch N) in random inputs.
@@ -297,8 +315,6 @@ enum Command {
         a: PathBuf,
         /// The second model.
         b: PathBuf,
-        #[arg(long, value_enum, default_value_t = Color::Auto)]
-        color: Color,
     },
 }
 
@@ -362,9 +378,18 @@ fn check_outputs(input: &Path, output: &Path, others: &[&Path]) -> Result<(), Er
     Ok(())
 }
 
+/// `--quiet`: no summary on stdout and no progress bar.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn quiet() -> bool {
+    QUIET.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 fn run(cli: Cli) -> Result<ExitCode, Error> {
     let load = LoadOptions { follow_symlinks: cli.follow_symlinks };
     let max_tensor_bytes = cli.max_tensor_bytes;
+    QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
+    let color = cli.color;
     match cli.command {
         Command::Show { model, max_const } => {
             let m = qdqc::load_with(&model, &load)?;
@@ -420,6 +445,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             speed_rounds,
             seed,
             report: report_file,
+            all_ops,
         } => {
             let output = output.unwrap_or_else(|| input.clone());
             let external = match external_data {
@@ -544,7 +570,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             if json {
                 emit(&qdqc::remarks_json(&c.remarks));
-            } else {
+            } else if !quiet() {
                 if let Some(cal) = &c.calibration {
                     emit(&cal.text());
                 }
@@ -572,7 +598,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 if remarks {
                     emit(&qdqc::remarks_text(&c.remarks));
                 }
-                emit(&summary.table(remarks));
+                emit(&summary.table(remarks, all_ops));
                 let runs: Vec<String> =
                     c.passes.iter().map(|r| format!("{} ({} changes)", r.pass, r.changes)).collect();
                 let mut runs = if runs.is_empty() { "none".to_string() } else { runs.join(", ") };
@@ -593,7 +619,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 let line = sp.line() + "\n";
                 if json {
                     eprint!("{line}");
-                } else {
+                } else if !quiet() {
                     emit(&line);
                 }
                 if sp.kept_input {
@@ -630,7 +656,9 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let bar = Bar::new("verifying", opts.inputs.as_ref().map_or(opts.samples, Vec::len));
             let (report, failure) = qdqc::verify_files(&orig, &compiled, &load, &opts, &|_, d, n| bar.set(d, n))?;
             bar.finish();
-            emit(&report.table(all));
+            if !quiet() {
+                emit(&report.table(all));
+            }
             if let Some(path) = json {
                 let text = serde_json::to_string_pretty(&report).expect("report serializes") + "\n";
                 qdqc::write_atomic(&path, text.as_bytes())?;
@@ -678,7 +706,9 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                     bar.set_phase(what, d, n)
                 })?;
             bar.finish();
-            emit(&report.table());
+            if !quiet() {
+                emit(&report.table());
+            }
             if let Some(path) = json {
                 qdqc::write_atomic(&path, report.to_json().as_bytes())?;
             }
@@ -694,7 +724,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 qdqc::write_atomic(&path, page.as_bytes())?;
             }
         }
-        Command::Diff { a, b, color } => {
+        Command::Diff { a, b } => {
             let (ga, gb) = (qdqc::load_with(&a, &load)?, qdqc::load_with(&b, &load)?);
             let color = match color {
                 Color::Always => true,
@@ -728,7 +758,7 @@ const BAR_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Bar {
     fn new(what: &'static str, total: usize) -> Bar {
-        Bar(std::io::stderr().is_terminal().then(|| {
+        Bar((std::io::stderr().is_terminal() && !quiet()).then(|| {
             let b =
                 indicatif::ProgressBar::with_draw_target(Some(total as u64), indicatif::ProgressDrawTarget::hidden());
             let style = indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} [{elapsed}]");
@@ -779,8 +809,9 @@ fn file_stem(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect()
 }
 
-/// `compile --approx`'s long help, listing every approximation with its worst case (from
-/// `passes::APPROXIMATIONS`, so the list cannot drift from the code).
+/// `compile --approx`'s and `--passes`' long help, listing every approximation with its worst
+/// case (from `passes::APPROXIMATIONS`) and every pass (from the registry), so the lists cannot
+/// drift from the code.
 fn with_approximations(cmd: clap::Command) -> clap::Command {
     let mut help = String::from(
         "Approximations to allow, comma-separated, or `all`: rewrites that compute close to, not exactly, \
@@ -789,7 +820,17 @@ fn with_approximations(cmd: clap::Command) -> clap::Command {
     for a in qdqc::passes::APPROXIMATIONS {
         help += &format!("\n  {}: {}. Worst case: {}", a.name, a.what, a.worst);
     }
-    cmd.mut_subcommand("compile", |c| c.mut_arg("approx", |a| a.long_help(help)))
+    let passes: Vec<&str> = qdqc::passes::registry().iter().map(|p| p.name()).collect();
+    let o2 = qdqc::passes::pipeline("O2").unwrap_or_default().join(",");
+    let passes_help = format!(
+        "Comma-separated passes to run, `none` for a lossless round trip, or +NAME,-NAME to add passes to \
+         or remove them from the -O level's pipeline (e.g. `--passes=-int8-to-uint8`). Default: the -O2 \
+         pipeline, repeated to a fixed point: {o2}.\nPasses: {}",
+        passes.join(", ")
+    );
+    cmd.mut_subcommand("compile", |c| {
+        c.mut_arg("approx", |a| a.long_help(help)).mut_arg("passes", |a| a.long_help(passes_help))
+    })
 }
 
 fn main() -> ExitCode {
@@ -812,6 +853,38 @@ fn main() -> ExitCode {
             // One line, whatever the names in it hold.
             eprintln!("qdqc: error: {}", escape(&e.to_string()));
             ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every positional and option of every subcommand says what it is.
+    #[test]
+    fn every_argument_has_help() {
+        let cmd = with_approximations(Cli::command());
+        let mut missing = Vec::new();
+        for sub in std::iter::once(&cmd).chain(cmd.get_subcommands()) {
+            for a in sub.get_arguments() {
+                let id = a.get_id().as_str();
+                if id != "help" && id != "version" && a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{} {id}", sub.get_name()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+
+    #[test]
+    fn passes_help_lists_every_pass() {
+        let mut cmd = with_approximations(Cli::command());
+        let compile = cmd.find_subcommand_mut("compile").unwrap();
+        let help =
+            compile.get_arguments().find(|a| a.get_id() == "passes").unwrap().get_long_help().unwrap().to_string();
+        for p in qdqc::passes::registry() {
+            assert!(help.contains(p.name()), "{} missing from: {help}", p.name());
         }
     }
 }
