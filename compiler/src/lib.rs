@@ -53,6 +53,11 @@ pub struct Options {
     pub float_model: Option<PathBuf>,
 }
 
+/// The version of the layout of compile's `--report`, `--remarks --json`, `stats --json` and
+/// `verify --json` (docs/json.md); `accuracy --json` has its own
+/// ([`accuracy::SCHEMA_VERSION`]).
+pub const REPORT_SCHEMA_VERSION: u32 = 1;
+
 /// Why qdqc failed. [`Error::exit_code`] maps each to the CLI's exit status.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -655,7 +660,8 @@ pub fn remarks_json(remarks: &Remarks) -> String {
             serde_json::json!({"kind": kind, "pass": r.pass, "rule": r.rule, "op": r.op, "node": r.node, "reason": r.reason})
         })
         .collect();
-    serde_json::to_string_pretty(&serde_json::json!({ "remarks": list })).expect("remarks serialize") + "\n"
+    let doc = serde_json::json!({ "schema_version": REPORT_SCHEMA_VERSION, "remarks": list });
+    serde_json::to_string_pretty(&doc).expect("remarks serialize") + "\n"
 }
 
 /// The remarks as text, one per line.

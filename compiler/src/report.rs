@@ -46,6 +46,8 @@ pub struct RemarkEntry<'a> {
 /// Before/after summary of one compilation.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report<'a> {
+    /// [`crate::REPORT_SCHEMA_VERSION`].
+    pub schema_version: u32,
     pub before: Stats,
     pub after: Stats,
     /// Nodes in the com.microsoft domain, before and after.
@@ -131,6 +133,7 @@ impl<'a> Report<'a> {
             })
             .collect();
         Report {
+            schema_version: crate::REPORT_SCHEMA_VERSION,
             before: c.before.clone(),
             microsoft_ops_before: c.before_microsoft_ops,
             microsoft_ops_after: microsoft_ops(&c.model.graph),

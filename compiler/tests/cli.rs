@@ -1582,3 +1582,28 @@ fn cli_conventions_pass_edits_quiet_and_all_ops() {
     let plain = qdqc(&["diff", a, b, "--color", "never"]);
     assert!(!String::from_utf8_lossy(&plain.stdout).contains("\u{1b}["));
 }
+
+#[test]
+fn every_json_document_carries_its_schema_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = fixture("resnet_block.u8.pt.onnx");
+    let m = m.to_str().unwrap();
+    let out = dir.path().join("c.onnx");
+    let o = out.to_str().unwrap();
+    let (report, verify) = (dir.path().join("r.json"), dir.path().join("v.json"));
+    let parse = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).unwrap();
+    let r = qdqc(&["compile", m, "-o", o, "--remarks", "--json", "--report", report.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    assert_eq!(parse(&r.stdout)["schema_version"], 1);
+    let rep = parse(&std::fs::read(&report).unwrap());
+    assert_eq!(rep["schema_version"], 1);
+    for field in ["before", "after", "passes", "changes_by_pass", "converged", "remarks", "approximations"] {
+        assert!(rep.get(field).is_some(), "docs/json.md lists '{field}': {rep}");
+    }
+    assert_eq!(parse(&qdqc(&["stats", m, "--json"]).stdout)["schema_version"], 1);
+    let r = qdqc(&["verify", m, o, "--json", verify.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    let v = parse(&std::fs::read(&verify).unwrap());
+    assert_eq!(v["schema_version"], 1);
+    assert!(v["tensors"][0]["bit_equal"].is_number() && v["passed"] == true, "{v}");
+}

@@ -402,6 +402,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             emit(&if json {
                 let mut v = serde_json::to_value(&s).expect("stats serialize");
                 v["predicted"] = serde_json::to_value(&p).expect("prediction serializes");
+                v["schema_version"] = qdqc::REPORT_SCHEMA_VERSION.into();
                 serde_json::to_string_pretty(&v).expect("stats serialize") + "\n"
             } else {
                 format!("{s}{p}")
@@ -660,7 +661,9 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 emit(&report.table(all));
             }
             if let Some(path) = json {
-                let text = serde_json::to_string_pretty(&report).expect("report serializes") + "\n";
+                let mut v = serde_json::to_value(&report).expect("report serializes");
+                v["schema_version"] = qdqc::REPORT_SCHEMA_VERSION.into();
+                let text = serde_json::to_string_pretty(&v).expect("report serializes") + "\n";
                 qdqc::write_atomic(&path, text.as_bytes())?;
             }
             if let Some(e) = failure {
