@@ -266,7 +266,7 @@ pub struct Site {
 }
 
 /// The float tensors calibration quantizes, in graph order: every float tensor computed from a
-/// graph input by a [`quantizable`] op (or a graph input itself) that is a graph output or is
+/// graph input by a quantizable op (or a graph input itself) that is a graph output or is
 /// read in float by a quantizable op. Call it after BatchNormalization is folded into the Conv
 /// before it, so the Conv's result is not quantized twice.
 pub fn sites(g: &Graph) -> Result<Vec<Site>, qdqc_ir::GraphError> {

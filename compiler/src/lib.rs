@@ -1,5 +1,27 @@
 //! qdqc's library API: [`compile`] a QDQ model, [`stats`] about a model, [`diff`] of two models'
-//! text forms. The `qdqc` binary only parses flags and prints what these return.
+//! text forms, [`verify`] and [`accuracy`] measurements, [`calibrate`] a partial placement. The
+//! `qdqc` binary only parses flags and prints what these return.
+//!
+//! Compile a model and check the result with the reference interpreter:
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::path::Path;
+//! let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/resnet_block.u8.pc.onnx"));
+//! let model = qdqc::load(path)?;
+//! let original = model.graph.clone();
+//! let compiled = qdqc::compile(model, path, &qdqc::Options::default())?;
+//! println!("{} nodes, was {}", compiled.model.graph.op_count(), compiled.input_nodes);
+//! assert_eq!(compiled.report_stats().float_compute, 0);
+//!
+//! let samples: Vec<_> = (0..2).map(|k| qdqc::verify::random_inputs(&original, k, 1)).collect::<Result<_, _>>()?;
+//! let report = qdqc::verify::verify(&original, &compiled.model.graph, &samples, 0, &|_| {})?;
+//! assert!(report.passed);
+//! # Ok(()) }
+//! ```
+//!
+//! [`compile_file`] does the same from file to file (atomic writes, external data, verification
+//! and the speed check); `compiler/examples/embed.rs` runs chosen passes and one of its own.
 
 pub mod accuracy;
 pub mod alloc;
@@ -195,6 +217,13 @@ pub struct Compiled {
     pub times: Times,
     /// The speed check against the input, when compiling with one.
     pub speed: Option<speed::SpeedReport>,
+}
+
+impl Compiled {
+    /// [`stats::stats`] of the compiled graph.
+    pub fn report_stats(&self) -> stats::Stats {
+        stats::stats(&self.model.graph)
+    }
 }
 
 /// Wall times of a [`compile_file`] run (zero for phases that did not run).

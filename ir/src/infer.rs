@@ -9,7 +9,7 @@
 //! - `nn`: Conv/ConvTranspose, pooling, normalization, MatMul/Gemm;
 //! - `shape_ops`: Reshape, Flatten, Transpose, Squeeze/Unsqueeze, Concat, Slice, Gather, Split,
 //!   Pad, Resize, DepthToSpace/SpaceToDepth, Expand, Tile, Shape, the reductions;
-//! - `quant`: QuantizeLinear/DequantizeLinear, the QLinear/Integer ops and the [`Quant`]
+//! - `quant`: QuantizeLinear/DequantizeLinear, the QLinear/Integer ops and the [`crate::Quant`]
 //!   parameters of values.
 //!
 //! What is unknown stays unknown (`Dim::Unknown`, unknown rank, no type) and is never an error;

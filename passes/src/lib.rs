@@ -1,6 +1,6 @@
 //! qdqc passes: the [`Pass`] trait, the [`PassManager`] that runs named pipelines and checks the
 //! graph after every pass, rewrite rules as data ([`rule`]), the greedy worklist driver
-//! ([`driver`]), the table of passes and pipelines ([`pipeline`]) and the passes themselves.
+//! ([`driver`]), the table of passes and pipelines ([`mod@pipeline`]) and the passes themselves.
 //!
 //! # Adding a rule (one rule file, one test file)
 //!
@@ -19,6 +19,32 @@
 //!
 //! A new family is a new file in `src/rules/` with a `rules()` table and one line in
 //! [`pipeline::PASSES`].
+//!
+//! # Running passes on a graph
+//!
+//! ```
+//! use qdqc_passes::PassManager;
+//! let mut g = qdqc_ir::text::parse(
+//!     "graph {
+//!   input %x: f32[4]
+//!   const %s: f32[] 0.5
+//!   const %z: u8[] 128
+//!   %q = QuantizeLinear(%x, %s, %z)
+//!   %d = DequantizeLinear(%q, %s, %z)
+//!   %r = QuantizeLinear(%d, %s, %z)
+//!   %y = DequantizeLinear(%r, %s, %z)
+//!   output %y
+//! }",
+//! )
+//! .unwrap();
+//! // `cleanup` removes the DequantizeLinear → QuantizeLinear pair with equal parameters.
+//! let runs = PassManager::parse("cleanup,dce").unwrap().run(&mut g).unwrap();
+//! assert!(runs.iter().any(|r| r.pass == "cleanup" && r.changes == 1));
+//! assert_eq!(g.op_count(), 2);
+//! ```
+//!
+//! A program's own pass implements [`Pass`] and joins a pipeline with
+//! [`PassManager::with_pass`].
 
 pub mod cost;
 pub mod diff;

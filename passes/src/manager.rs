@@ -153,10 +153,25 @@ impl PassManager {
         self.configured(config)
     }
 
-    /// The same passes, built for `config`.
+    /// The same passes, built for `config` (passes added with [`PassManager::with_pass`] stay as
+    /// they are).
     pub fn configured(self, config: Config) -> PassManager {
-        let names = self.names();
-        PassManager::from_names_for(&names, &config).expect("the names came from the registry")
+        let passes = self
+            .passes
+            .into_iter()
+            .map(|p| match entry(p.name()) {
+                Some(e) => e.build(&config),
+                None => p,
+            })
+            .collect();
+        PassManager { passes, config }
+    }
+
+    /// The pipeline with `pass` appended: a pass of the embedding program's own, run in every
+    /// repetition after the others.
+    pub fn with_pass(mut self, pass: Box<dyn Pass>) -> PassManager {
+        self.passes.push(pass);
+        self
     }
 
     pub fn target(&self) -> Target {
@@ -312,6 +327,38 @@ mod tests {
     use super::*;
     use crate::pipeline::pipeline;
     use qdqc_ir::text::parse;
+
+    struct Mine;
+
+    impl Pass for Mine {
+        fn name(&self) -> &'static str {
+            "mine"
+        }
+        fn run(&self, _: &mut Graph, _: &mut Remarks) -> Result<usize, PassError> {
+            Ok(0)
+        }
+    }
+
+    #[test]
+    fn a_custom_pass_joins_and_survives_configuration() {
+        let pm = PassManager::parse("cleanup,dce").unwrap().with_pass(Box::new(Mine));
+        let pm = pm.configured(Config { target: Target::Onnx, ..Config::default() });
+        assert_eq!(pm.names(), ["cleanup", "dce", "mine"]);
+        assert_eq!(pm.target(), Target::Onnx);
+    }
+
+    #[test]
+    fn edits_add_and_remove_passes_of_a_named_pipeline() {
+        let o2 = pipeline("O2").unwrap();
+        let pm = PassManager::edited("O2", "-int8-to-uint8,+dce").unwrap();
+        let mut want: Vec<&str> = o2.iter().copied().filter(|n| *n != "int8-to-uint8").collect();
+        want.push("dce");
+        assert_eq!(pm.names(), want);
+        assert!(matches!(PassManager::edited("O2", "-saturate"), Err(PassError::NotInPipeline { .. })));
+        assert!(matches!(PassManager::edited("O2", "+nope"), Err(PassError::Unknown { .. })));
+        assert!(matches!(PassManager::edited("O2", "dce,-fuse"), Err(PassError::BadList { .. })));
+        assert!(PassManager::is_edit("-dce") && !PassManager::is_edit("fuse,dce"));
+    }
 
     #[test]
     fn pipelines_parse_and_reject_unknown_names() {

@@ -11,7 +11,7 @@ pub trait Pass {
     fn name(&self) -> &'static str;
     /// Runs the pass to its own fixed point; why rules did not fire goes to `remarks`.
     fn run(&self, graph: &mut Graph, remarks: &mut Remarks) -> Result<usize, PassError>;
-    /// Runs the pass within a [`PassManager`] pipeline, which repeats until a repetition changes
+    /// Runs the pass within a [`crate::PassManager`] pipeline, which repeats until a repetition changes
     /// nothing: an iterative pass may take one step towards its fixed point (and report remarks
     /// only from a step that changed nothing). By default, [`Pass::run`].
     fn run_once(&self, graph: &mut Graph, remarks: &mut Remarks) -> Result<usize, PassError> {

@@ -3,7 +3,7 @@
 //! It is the oracle behind `qdqc run` and `qdqc verify`: float ops compute in f32 (elementwise
 //! math in f64, rounded once, so `+ - * / sqrt` are bit-exact f32), QuantizeLinear /
 //! DequantizeLinear and the integer ops reproduce onnxruntime's arithmetic bit for bit (see
-//! [`kernels::quant`] and [`kernels::qlinear`] for the exact formulas), and integer kernels
+//! `kernels::quant` and `kernels::qlinear` for the exact formulas), and integer kernels
 //! accumulate exactly in i32.
 //!
 //! ```no_run

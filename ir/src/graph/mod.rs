@@ -1,4 +1,4 @@
-//! The IR graph: [`Node`]s in a stable-index arena ([`crate::arena`], O(1) edge removal) whose values are addressed as
+//! The IR graph: [`Node`]s in a stable-index arena (`crate::arena`, O(1) edge removal) whose values are addressed as
 //! [`Outlet`] `{node, slot}`; constants live once in a side table ([`ConstId`]), never as graph
 //! nodes, so a scale shared by thousands of Q/DQ nodes costs no edges.
 //!

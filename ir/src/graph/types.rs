@@ -366,7 +366,7 @@ impl GraphOutput {
     }
 }
 
-/// A structural problem found by [`Graph::verify`] or while editing.
+/// A structural problem found by [`crate::Graph::verify`] or while editing.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GraphError {
     #[error("node {node} ({op}) is part of a cycle")]

@@ -115,7 +115,7 @@ impl Patch {
     }
 
     /// Passes the new nodes' one-element quantization parameters as scalars
-    /// ([`crate::rules::common::is_param_input`]): the fused ops' schemas take a per-tensor scale
+    /// (`rules::common::is_param_input`): the fused ops' schemas take a per-tensor scale
     /// or zero point as a scalar (onnxruntime refuses a `[1]` in QLinearAdd and QLinearMul: "Scale
     /// and Zero-point must be a scalar"), while exporters may write per-tensor parameters as
     /// `[1]`. Such an input gets a rank-0 copy of the constant (one per value: equal constants are

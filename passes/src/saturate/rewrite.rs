@@ -1,4 +1,4 @@
-//! Running a qdqc [`Rule`] on the e-graph: its [`Pattern`] is matched on e-nodes, the match is
+//! Running a qdqc [`crate::rule::Rule`] on the e-graph: its [`Pattern`] is matched on e-nodes, the match is
 //! materialized as a small qdqc [`Graph`] *fragment*, the rule's own guards and builder run on
 //! the fragment ([`RuleSet::try_at`]), the [`Patch`](crate::rule::Patch) is applied there, and every
 //! value the patch replaced is lowered back and united with the e-class it replaced.

@@ -3,7 +3,7 @@
 //!
 //! | op | onnxruntime computes (all f32) |
 //! |---|---|
-//! | QLinearAdd | `rA = sA/sC`, `rB = sB/sC`, `F = zC − (rA·zA + rB·zB)`; `y = sat(rne(fma(a, rA, fma(b, rB, F))))`; when one operand is constant along the innermost broadcast span it is folded into `F` first (`F += s·r`, unfused) — see [`qlinear_add`] |
+//! | QLinearAdd | `rA = sA/sC`, `rB = sB/sC`, `F = zC − (rA·zA + rB·zB)`; `y = sat(rne(fma(a, rA, fma(b, rB, F))))`; when one operand is constant along the innermost broadcast span it is folded into `F` first (`F += s·r`, unfused) — see `qlinear_add` |
 //! | QLinearMul | `r = sA·sB/sC`; `y = sat(rne(f32((a−zA)(b−zB))·r + zC))` |
 //! | QLinearGlobalAveragePool | `acc = Σx − zX·n` (i32); `y = requantize(acc, sX/(sY·f32(n)), zY)`; refused for n ≥ 2²⁴ or a factor outside [2⁻³², 256) |
 //! | QLinearAveragePool | dequantize `sX·(x−zX)`, sum the window in order, `/ count`, `y = sat(rne(avg/sY + zY))`; count_include_pad counts the whole kernel; a window that is the whole unpadded image takes the global pool's integer path |
