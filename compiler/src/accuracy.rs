@@ -42,6 +42,43 @@ pub enum Samples {
     Random { count: usize, seed: u64, dim: usize, dists: Vec<(String, Dist)> },
 }
 
+impl Samples {
+    /// The samples' inputs for `graph` (read from `path`): the files' values, each checked
+    /// against the graph's inputs, or the random ones drawn. `what` names the command in the
+    /// error for no samples.
+    pub fn inputs(
+        &self,
+        graph: &Graph,
+        path: &Path,
+        limit: usize,
+        what: &str,
+    ) -> Result<(Vec<Inputs>, InputsInfo), Error> {
+        let none = || Error::Usage(format!("{what} needs at least one sample"));
+        match self {
+            Samples::Files { dir, samples } => {
+                if samples.is_empty() {
+                    return Err(none());
+                }
+                for s in samples {
+                    inputs::check_sample(graph, s)?;
+                }
+                let info = InputsInfo::Files { path: dir.display().to_string() };
+                Ok((samples.iter().map(|s| s.inputs.clone()).collect(), info))
+            }
+            Samples::Random { count, seed, dim, dists } => {
+                if *count == 0 {
+                    return Err(none());
+                }
+                let samples = (0..*count)
+                    .map(|k| verify::random_inputs_with_dists(graph, seed.wrapping_add(k as u64), *dim, limit, dists))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|error| Error::Run { path: path.to_path_buf(), error })?;
+                Ok((samples, InputsInfo::Random { seed: *seed, dim: *dim, dists: dists.clone() }))
+            }
+        }
+    }
+}
+
 /// What `accuracy` runs and measures.
 #[derive(Clone, Debug)]
 pub struct AccuracyOptions {
@@ -525,27 +562,7 @@ pub fn accuracy_with_progress(
         check_interface(c, qdq)?;
     }
     let limit = opts.max_tensor_bytes.unwrap_or(qdqc_eval::DEFAULT_MAX_TENSOR_BYTES);
-    let (samples, info): (Vec<Inputs>, InputsInfo) = match &opts.samples {
-        Samples::Files { dir, samples: given } => {
-            if given.is_empty() {
-                return Err(Error::Usage("accuracy needs at least one input sample".into()));
-            }
-            for s in given {
-                inputs::check_sample(qdq.graph, s)?;
-            }
-            (given.iter().map(|s| s.inputs.clone()).collect(), InputsInfo::Files { path: dir.display().to_string() })
-        }
-        Samples::Random { count, seed, dim, dists } => {
-            if *count == 0 {
-                return Err(Error::Usage("accuracy needs at least one sample".into()));
-            }
-            let samples = (0..*count)
-                .map(|k| verify::random_inputs_with_dists(qdq.graph, seed.wrapping_add(k as u64), *dim, limit, dists))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|error| Error::Run { path: qdq.path.to_path_buf(), error })?;
-            (samples, InputsInfo::Random { seed: *seed, dim: *dim, dists: dists.clone() })
-        }
-    };
+    let (samples, info) = opts.samples.inputs(qdq.graph, qdq.path, limit, "accuracy")?;
     let fi = Interpreter::with_limit(float.graph, limit).map_err(run_err(float))?;
     let qi = Interpreter::with_limit(qdq.graph, limit).map_err(run_err(qdq))?;
     let ci = compiled.map(|c| Interpreter::with_limit(c.graph, limit).map_err(run_err(c))).transpose()?;
@@ -922,7 +939,7 @@ pub fn parse_dists(args: &[String]) -> Result<Vec<(String, Dist)>, Error> {
     Ok(out)
 }
 
-fn fmt_db(v: f64) -> String {
+pub(crate) fn fmt_db(v: f64) -> String {
     if v.is_nan() {
         "nan".into()
     } else if v.is_infinite() {

@@ -19,8 +19,6 @@
 //! pair is listed in [`Calibration::inserted`] with its range, scale and zero point.
 
 use crate::accuracy::Samples;
-use crate::inputs;
-use crate::verify::{self, Inputs};
 use crate::Error;
 use qdqc_eval::{Interpreter, RunOptions, Value};
 use qdqc_ir::{DType, Graph, NodeId, NodeMeta, Op, Operand, Outlet, Port, Tensor, TensorType, Value as Decl};
@@ -609,10 +607,10 @@ pub fn calibrate(
     let sites = sites(graph).map_err(|error| Error::InvalidGraph { path: path.to_path_buf(), error })?;
     let mut plans = plan(graph, &sites);
     let (dtype, symmetric) = style(graph);
-    let samples = samples(graph, path, &opts.samples, opts.max_tensor_bytes)?;
+    let limit = opts.max_tensor_bytes.unwrap_or(qdqc_eval::DEFAULT_MAX_TENSOR_BYTES);
+    let (samples, _) = opts.samples.inputs(graph, path, limit, "calibration")?;
     // Every site is observed (the report shows what each saw); only measured ones need histograms.
     let names: Vec<String> = sites.iter().map(|s| graph.value(s.outlet).name.clone()).collect();
-    let limit = opts.max_tensor_bytes.unwrap_or(qdqc_eval::DEFAULT_MAX_TENSOR_BYTES);
     let interp = Interpreter::with_limit(graph, limit)
         .map_err(|error| Error::Run { path: path.to_path_buf(), error: error.into() })?;
     let keep: Arc<HashSet<String>> = Arc::new(names.iter().cloned().collect());
@@ -820,31 +818,6 @@ fn describe_producer(g: &Graph, o: Outlet) -> String {
 
 fn describe(g: &Graph, s: &Site) -> String {
     format!("tensor '{}' (output of {})", g.value(s.outlet).name, describe_producer(g, s.outlet))
-}
-
-/// Reads (or draws) the calibration samples and checks each against the graph's inputs.
-fn samples(g: &Graph, path: &Path, s: &Samples, limit: Option<usize>) -> Result<Vec<Inputs>, Error> {
-    let limit = limit.unwrap_or(qdqc_eval::DEFAULT_MAX_TENSOR_BYTES);
-    match s {
-        Samples::Files { samples, dir } => {
-            if samples.is_empty() {
-                return Err(Error::File { path: dir.clone(), msg: "holds no calibration samples".into() });
-            }
-            for sample in samples {
-                inputs::check_sample(g, sample)?;
-            }
-            Ok(samples.iter().map(|s| s.inputs.clone()).collect())
-        }
-        Samples::Random { count, seed, dim, dists } => {
-            if *count == 0 {
-                return Err(Error::Usage("calibration needs at least one sample".into()));
-            }
-            (0..*count)
-                .map(|k| verify::random_inputs_with_dists(g, seed.wrapping_add(k as u64), *dim, limit, dists))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|error| Error::Run { path: path.to_path_buf(), error })
-        }
-    }
 }
 
 /// Points the site's float uses (and graph outputs) at a DequantizeLinear of the QuantizeLinear

@@ -3,7 +3,7 @@
 //! quantized tensor's accumulated and own SQNR in graph order and the table ranked by what
 //! keeping each in float buys, and with a compiled model the op counts before and after.
 
-use crate::accuracy::{AccuracyReport, LayerReport, Metrics};
+use crate::accuracy::{fmt_db as db, AccuracyReport, LayerReport, Metrics};
 use crate::stats::Stats;
 use std::fmt::Write;
 
@@ -21,16 +21,6 @@ fn esc(s: &str) -> String {
         }
     }
     out
-}
-
-fn db(v: f64) -> String {
-    if v.is_nan() {
-        "nan".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "∞" } else { "−∞" }.into()
-    } else {
-        format!("{v:.2}")
-    }
 }
 
 fn pct(v: Option<f64>) -> String {

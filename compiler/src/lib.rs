@@ -368,7 +368,7 @@ pub fn compile_file(
         .into());
     }
     let start = std::time::Instant::now();
-    let model = load_with(input, &opts.load)?;
+    let mut model = load_with(input, &opts.load)?;
     if !round_trip {
         // A compile without passes writes what it read; one with passes must be able to write it.
         qdqc_ir::validate::compilable(&model)
@@ -377,7 +377,6 @@ pub fn compile_file(
     onnx::check_save(&model, output, &opts.save)?;
     let load_time = start.elapsed();
     let original = check.map(|_| model.graph.clone());
-    let mut model = model;
     let (before, before_microsoft_ops) = (stats::stats(&model.graph), report::microsoft_ops(&model.graph));
     let start = std::time::Instant::now();
     let calibration = match &opts.calibrate {
