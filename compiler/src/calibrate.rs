@@ -209,12 +209,12 @@ fn passes_params(g: &Graph, node: &qdqc_ir::Node) -> bool {
     }
 }
 
-/// Per-tensor parameters of an activation QuantizeLinear: scale, zero point and integer type.
+/// Per-tensor parameters of a QuantizeLinear: scale, zero point and integer type.
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct Params {
-    scale: f32,
-    zero_point: i64,
-    dtype: DType,
+pub(crate) struct Params {
+    pub scale: f32,
+    pub zero_point: i64,
+    pub dtype: DType,
 }
 
 /// A QuantizeLinear that reads a dynamic tensor with per-tensor constant parameters.
@@ -579,7 +579,7 @@ fn entropy_threshold(hist: &[u64]) -> usize {
 /// point rounding `qmin − lo / scale`.
 fn params_for(lo: f32, hi: f32, dtype: DType, symmetric: bool) -> (f32, i64, [f32; 2]) {
     let (lo, hi) = (lo.min(0.0), hi.max(0.0));
-    let (qmin, qmax) = if dtype == DType::I8 { (-128i64, 127i64) } else { (0, 255) };
+    let (qmin, qmax) = dtype.int_range().expect("an integer type");
     if symmetric {
         let amax = lo.abs().max(hi);
         let scale = amax / 127.0;
@@ -801,9 +801,9 @@ fn requantize(g: &mut Graph, q: NodeId, p: Params) -> Result<(), qdqc_ir::GraphE
     Ok(())
 }
 
-/// The range a per-tensor parameter set represents.
-fn represented(p: Params) -> [f32; 2] {
-    let (qmin, qmax) = if p.dtype == DType::I8 { (-128i64, 127i64) } else { (0, 255) };
+/// The range a per-tensor parameter set represents: its integer type's extremes dequantized.
+pub(crate) fn represented(p: Params) -> [f32; 2] {
+    let (qmin, qmax) = p.dtype.int_range().expect("an integer type");
     [(qmin - p.zero_point) as f32 * p.scale, (qmax - p.zero_point) as f32 * p.scale]
 }
 

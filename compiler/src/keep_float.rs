@@ -11,6 +11,7 @@
 //! of its node of the same name and op, with the same shape; without one it stays dequantized
 //! (the report says so).
 
+use crate::calibrate::{represented, Params};
 use crate::Error;
 use qdqc_ir::{Graph, NodeId, NodeMeta, Op, Operand, Outlet, Tensor, Value};
 use serde::Serialize;
@@ -158,11 +159,10 @@ fn remove_pairs(g: &mut Graph, t: Outlet, path: &Path) -> Result<usize, Error> {
                 g.opset()
             )));
         }
-        let (lo, hi) = dtype.int_range().expect("an integer type");
-        let bound = |v: i64| ((v - zero[0]) as f64 * scale[0] as f64) as f32;
+        let [lo, hi] = represented(Params { scale: scale[0], zero_point: zero[0], dtype });
         let name = g.value(t).name.clone();
-        let lo = g.add_initializer(&format!("{name}_keep_float_min"), Tensor::from_f32("", &[], &[bound(lo)]));
-        let hi = g.add_initializer(&format!("{name}_keep_float_max"), Tensor::from_f32("", &[], &[bound(hi)]));
+        let lo = g.add_initializer(&format!("{name}_keep_float_min"), Tensor::from_f32("", &[], &[lo]));
+        let hi = g.add_initializer(&format!("{name}_keep_float_max"), Tensor::from_f32("", &[], &[hi]));
         let out = g.fresh_name(&format!("{name}_kept_float"));
         let ty = g.value(t).ty.clone();
         let clip = g
