@@ -33,6 +33,24 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding
 td:first-child,th:first-child{text-align:left}th{background:#f2f2f2}.muted{color:#666}\
 svg text{font:11px system-ui,sans-serif}";
 
+/// [`accuracy_page`] for a report on files: with a compiled model, the op counts of the QDQ
+/// model and the compiled one are read from `qdq` and `compiled`.
+pub fn accuracy_page_files(
+    r: &AccuracyReport,
+    qdq: &std::path::Path,
+    compiled: Option<&std::path::Path>,
+    load: &qdqc_ir::onnx::LoadOptions,
+) -> Result<String, crate::Error> {
+    let ops = match compiled {
+        Some(c) => Some((
+            crate::stats::stats(&crate::load_with(qdq, load)?.graph),
+            crate::stats::stats(&crate::load_with(c, load)?.graph),
+        )),
+        None => None,
+    };
+    Ok(accuracy_page(r, ops.as_ref().map(|(b, a)| (b, a))))
+}
+
 /// The page. `ops` is the op table of the QDQ model and of the compiled one, when given.
 pub fn accuracy_page(r: &AccuracyReport, ops: Option<(&Stats, &Stats)>) -> String {
     let mut h = String::new();

@@ -131,6 +131,38 @@ pub enum Error {
 }
 
 impl Error {
+    /// The file the error concerns, when one does (the model, a sample, a report).
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Error::Model(e) => Some(&e.path),
+            Error::InvalidGraph { path, .. }
+            | Error::Unsupported { path, .. }
+            | Error::Pass { path, .. }
+            | Error::Run { path, .. }
+            | Error::File { path, .. }
+            | Error::VerificationFailed { path, .. }
+            | Error::Mismatch { path, .. }
+            | Error::Calibration { path, .. }
+            | Error::BelowMinSqnr { path, .. } => Some(path),
+            Error::UnknownPass(_) | Error::Usage(_) | Error::Speed(_) => None,
+        }
+    }
+
+    /// The node at fault, when one is, as messages name it: `'NAME'`, or `(producing 'VALUE')`
+    /// for a node without a name.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            Error::Model(e) => e.error.node(),
+            Error::InvalidGraph { error, .. } => error.node(),
+            Error::Unsupported { error, .. } => error.node(),
+            Error::Pass { error, .. } => error.node(),
+            Error::Run { error: verify::VerifyError::Eval(e), .. } => e.node(),
+            _ => None,
+        }
+    }
+
+    /// The CLI's exit status for this error: 2 for bad input or usage, 1 for a failed check or a
+    /// qdqc bug.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Model(_) | Error::InvalidGraph { .. } | Error::Unsupported { .. } | Error::UnknownPass(_) => 2,

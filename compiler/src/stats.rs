@@ -78,6 +78,15 @@ impl Stats {
     }
 }
 
+/// The `qdqc stats --json` document: [`stats`] and the [`predicted`] latency of `graph`, with
+/// the `schema_version` (docs/json.md).
+pub fn stats_json(graph: &Graph) -> String {
+    let mut v = serde_json::to_value(stats(graph)).expect("stats serialize");
+    v["predicted"] = serde_json::to_value(predicted(graph)).expect("prediction serializes");
+    v["schema_version"] = crate::REPORT_SCHEMA_VERSION.into();
+    serde_json::to_string_pretty(&v).expect("stats serialize") + "\n"
+}
+
 /// The latency the measured cost table predicts for a graph in onnxruntime, one thread.
 #[derive(Clone, Debug, Serialize)]
 pub struct Predicted {

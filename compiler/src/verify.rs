@@ -532,6 +532,13 @@ pub fn verify_with_limit(
 }
 
 impl VerifyReport {
+    /// The `qdqc verify --json` document: the report with its `schema_version` (docs/json.md).
+    pub fn to_json(&self) -> String {
+        let mut v = serde_json::to_value(self).expect("report serializes");
+        v["schema_version"] = crate::REPORT_SCHEMA_VERSION.into();
+        serde_json::to_string_pretty(&v).expect("report serializes") + "\n"
+    }
+
     /// A table: one row per compared tensor (all failures, and the outputs).
     pub fn table(&self, all: bool) -> String {
         let mut s = format!(

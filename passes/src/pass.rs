@@ -196,6 +196,17 @@ pub enum PassError {
     Failed { pass: &'static str, error: GraphError },
 }
 
+impl PassError {
+    /// The node at fault, when one is, as messages name it: `'NAME'`, or `(producing 'VALUE')`
+    /// for a node without a name.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            PassError::Invalid { error, .. } | PassError::Failed { error, .. } => error.node(),
+            _ => None,
+        }
+    }
+}
+
 /// What the output may contain, as `qdqc compile --target` says.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Target {

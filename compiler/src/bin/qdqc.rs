@@ -398,14 +398,10 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Stats { model, json } => {
             let graph = qdqc::load_with(&model, &load)?.graph;
-            let (s, p) = (qdqc::stats::stats(&graph), qdqc::stats::predicted(&graph));
             emit(&if json {
-                let mut v = serde_json::to_value(&s).expect("stats serialize");
-                v["predicted"] = serde_json::to_value(&p).expect("prediction serializes");
-                v["schema_version"] = qdqc::REPORT_SCHEMA_VERSION.into();
-                serde_json::to_string_pretty(&v).expect("stats serialize") + "\n"
+                qdqc::stats::stats_json(&graph)
             } else {
-                format!("{s}{p}")
+                format!("{}{}", qdqc::stats::stats(&graph), qdqc::stats::predicted(&graph))
             });
         }
         Command::Compile {
@@ -661,10 +657,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 emit(&report.table(all));
             }
             if let Some(path) = json {
-                let mut v = serde_json::to_value(&report).expect("report serializes");
-                v["schema_version"] = qdqc::REPORT_SCHEMA_VERSION.into();
-                let text = serde_json::to_string_pretty(&v).expect("report serializes") + "\n";
-                qdqc::write_atomic(&path, text.as_bytes())?;
+                qdqc::write_atomic(&path, report.to_json().as_bytes())?;
             }
             if let Some(e) = failure {
                 return Err(e);
@@ -716,14 +709,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 qdqc::write_atomic(&path, report.to_json().as_bytes())?;
             }
             if let Some(path) = html {
-                let ops = match &compiled {
-                    Some(c) => Some((
-                        qdqc::stats::stats(&qdqc::load_with(&qdq, &load)?.graph),
-                        qdqc::stats::stats(&qdqc::load_with(c, &load)?.graph),
-                    )),
-                    None => None,
-                };
-                let page = qdqc::html::accuracy_page(&report, ops.as_ref().map(|(b, a)| (b, a)));
+                let page = qdqc::html::accuracy_page_files(&report, &qdq, compiled.as_deref(), &load)?;
                 qdqc::write_atomic(&path, page.as_bytes())?;
             }
         }

@@ -32,6 +32,18 @@ pub enum EvalError {
 }
 
 impl EvalError {
+    /// The node at fault, when one is, as messages name it: `'NAME'`, or `(producing 'VALUE')`
+    /// for a node without a name.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            EvalError::Unsupported { node, .. }
+            | EvalError::UnsupportedFeature { node, .. }
+            | EvalError::Kernel { node, .. } => Some(node),
+            EvalError::Graph(e) => e.node(),
+            _ => None,
+        }
+    }
+
     /// If the model is valid but uses something the interpreter does not implement, what that
     /// is (`op Foo`, `Resize: mode 'cubic'`, `f8e4m3fn tensors`); `None` for every other error.
     /// Conformance runners count these as skipped rather than failed.

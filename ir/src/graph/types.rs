@@ -380,3 +380,14 @@ pub enum GraphError {
     #[error("{0}")]
     Invariant(String),
 }
+
+impl GraphError {
+    /// The node at fault, when one is, as messages name it: `'NAME'`, or `(producing 'VALUE')`
+    /// for a node without a name.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            GraphError::Cycle { node, .. } | GraphError::Node { node, .. } => Some(node),
+            _ => None,
+        }
+    }
+}

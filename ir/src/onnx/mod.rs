@@ -66,6 +66,18 @@ pub enum Error {
     TooLarge { size: usize },
 }
 
+impl Error {
+    /// The node at fault, when one is, as messages name it: `'NAME'`, or `(producing 'VALUE')`
+    /// for a node without a name.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            Error::UndefinedInput { node, .. } => Some(node),
+            Error::Graph(e) => e.node(),
+            _ => None,
+        }
+    }
+}
+
 /// An [`Error`] with the file it concerns. Displays as `PATH: message`.
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {error}", path.display())]

@@ -93,6 +93,17 @@ pub enum Error {
     Model(String),
 }
 
+impl Error {
+    /// The node at fault, when one is, as messages name it: `'NAME'`, or `(producing 'VALUE')`
+    /// for a node without a name.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            Error::Node { node, .. } => Some(node),
+            Error::Model(_) => None,
+        }
+    }
+}
+
 const CONVERT: &str = "onnx.version_converter.convert_version(model";
 
 /// Checks that qdqc can compile `model` (see the module documentation). `qdqc compile` runs it
