@@ -323,6 +323,12 @@ pub struct LayerReport {
     /// output's rounding), without what it inherits.
     #[serde(serialize_with = "ser_db")]
     pub own_db: f64,
+    /// The tensor in the compiled model's run: the integer tensor that stands for it there (the
+    /// QuantizeLinear output of the QDQ model, under the same name), dequantized with its own
+    /// scale and zero point. `None` without a compiled model, or when the compiled model has
+    /// no such integer tensor (a rewrite gave the value another name, or left it in float).
+    #[serde(serialize_with = "ser_db_opt")]
+    pub compiled_db: Option<f64>,
     /// How much the outputs' SQNR against the float model (pooled over all outputs) rises when
     /// this tensor alone is kept in float as `compile --keep-float` keeps it (its Q/DQ removed,
     /// its op's weights taken from the float model): what keeping it buys. `None` when it
@@ -649,7 +655,8 @@ pub fn accuracy_with_progress(
         .collect();
     let (layers, keep_float_check) = if opts.layers {
         counter.store(0, std::sync::atomic::Ordering::Relaxed);
-        let (rows, check) = layers(float, qdq, &fi, &qi, &samples, &run_opts, &step)?;
+        let compiled = compiled.zip(ci.as_ref());
+        let (rows, check) = layers(float, qdq, compiled, &fi, &qi, &samples, &run_opts, &step)?;
         (Some(rows), check)
     } else {
         (None, None)
@@ -669,9 +676,21 @@ pub fn accuracy_with_progress(
     })
 }
 
-/// The tensors [`LayerReport`] measures: (float tensor, the DequantizeLinear output that stands
-/// for it, the op computing it), in the QDQ model's topological order.
-fn quantized_tensors(float: &Graph, qdq: &Graph) -> Result<Vec<(String, String, String)>, qdqc_ir::GraphError> {
+/// A tensor [`LayerReport`] measures ([`quantized_tensors`] lists them in the QDQ model's
+/// topological order).
+struct Quantized {
+    /// The float tensor, in the float model and the QDQ model.
+    tensor: String,
+    /// The QuantizeLinear output: the integer tensor that stands for it, under the same name in
+    /// the compiled model.
+    q: String,
+    /// The DequantizeLinear output that stands for it in the QDQ model.
+    dq: String,
+    /// The op that computes it (`input` for a graph input).
+    op: String,
+}
+
+fn quantized_tensors(float: &Graph, qdq: &Graph) -> Result<Vec<Quantized>, qdqc_ir::GraphError> {
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for id in qdq.topo_order()? {
@@ -690,16 +709,19 @@ fn quantized_tensors(float: &Graph, qdq: &Graph) -> Result<Vec<(String, String, 
             qdqc_ir::Operand::Value(o) if !qdq.inputs.contains(&o.node) => qdq.node(o.node).op.to_string(),
             _ => "input".to_string(),
         };
-        out.push((name, dq.outputs[0].name.clone(), op));
+        out.push(Quantized { tensor: name, q: n.outputs[0].name.clone(), dq: dq.outputs[0].name.clone(), op });
     }
     Ok(out)
 }
 
 /// Runs the float model, the QDQ model, and the QDQ model with every tensor the float model
-/// shares forced to the float run's value, on every sample; measures each quantized tensor.
+/// shares forced to the float run's value, on every sample; measures each quantized tensor, and
+/// the integer tensor of the same name in the compiled model when there is one.
+#[allow(clippy::too_many_arguments)]
 fn layers(
     float: Model,
     qdq: Model,
+    compiled: Option<(Model, &Interpreter)>,
     fi: &Interpreter,
     qi: &Interpreter,
     samples: &[Inputs],
@@ -709,12 +731,15 @@ fn layers(
     let tensors =
         quantized_tensors(float.graph, qdq.graph).map_err(|e| run_err(qdq)(qdqc_eval::EvalError::Graph(e)))?;
     let keep = RunOptions { keep_intermediates: true, ..run_opts.clone() };
-    let per_sample: Vec<Vec<(Acc, Acc)>> = samples
+    // The compiled model's integer tensors by name, with their (scale, zero point).
+    let params = compiled.map(|(c, _)| crate::verify::int_params(c.graph)).unwrap_or_default();
+    let per_sample: Vec<Vec<[Acc; 3]>> = samples
         .par_iter()
-        .map(|inputs| -> Result<Vec<(Acc, Acc)>, Error> {
+        .map(|inputs| -> Result<Vec<[Acc; 3]>, Error> {
             let _done = OnDrop(|| step("layers", samples.len()));
             let rf = fi.run(inputs, &keep).map_err(run_err(float))?;
             let rq = qi.run(inputs, &keep).map_err(run_err(qdq))?;
+            let rc = compiled.map(|(c, ci)| ci.run(inputs, &keep).map_err(run_err(c))).transpose()?;
             let get = |r: &qdqc_eval::RunResult, name: &str| r.output(name).or_else(|| r.values.get(name)).cloned();
             let forced: std::collections::HashMap<String, Value> = rq
                 .values
@@ -728,24 +753,32 @@ fn layers(
             let forced = RunOptions { forced: Some(std::sync::Arc::new(forced)), ..keep.clone() };
             let quantized = qi.run(inputs, &forced).map_err(run_err(qdq))?;
             let forced: std::collections::HashMap<String, Value> =
-                tensors.iter().filter_map(|(_, dq, _)| Some((dq.clone(), get(&quantized, dq)?))).collect();
+                tensors.iter().filter_map(|t| Some((t.dq.clone(), get(&quantized, &t.dq)?))).collect();
             // ...feed every op, whose own result is then quantized by its own Q/DQ.
             let forced = RunOptions { forced: Some(std::sync::Arc::new(forced)), ..keep.clone() };
             let rown = qi.run(inputs, &forced).map_err(run_err(qdq))?;
             let floats = |v: Option<Value>| v.filter(|v| v.dtype().is_float()).and_then(|v| v.to_f64_vec().ok());
+            // The compiled model's integer tensor, dequantized with its own parameters.
+            let dequantized = |name: &str| -> Option<Vec<f64>> {
+                let (scale, zp) = params.get(name)?;
+                let v = get(rc.as_ref()?, name).filter(|v| !v.dtype().is_float())?;
+                // As DequantizeLinear computes it (in f32), so an exact compile measures the same.
+                let scale = f32::from_bits(*scale);
+                Some(v.to_i64_vec().ok()?.into_iter().map(|q| f64::from((q - zp) as f32 * scale)).collect())
+            };
             Ok(tensors
                 .iter()
-                .map(|(x, dq, _)| {
-                    let (mut acc, mut own) = (Acc::default(), Acc::default());
-                    if let Some(r) = floats(get(&rf, x)) {
-                        if let Some(q) = floats(get(&rq, dq)).filter(|q| q.len() == r.len()) {
-                            acc.add(&r, &q, None);
-                        }
-                        if let Some(o) = floats(get(&rown, dq)).filter(|o| o.len() == r.len()) {
-                            own.add(&r, &o, None);
+                .map(|t| {
+                    let mut accs: [Acc; 3] = Default::default();
+                    if let Some(r) = floats(get(&rf, &t.tensor)) {
+                        let measured = [floats(get(&rq, &t.dq)), floats(get(&rown, &t.dq)), dequantized(&t.q)];
+                        for (acc, x) in accs.iter_mut().zip(measured) {
+                            if let Some(x) = x.filter(|x| x.len() == r.len()) {
+                                acc.add(&r, &x, None);
+                            }
                         }
                     }
-                    (acc, own)
+                    accs
                 })
                 .collect())
         })
@@ -753,18 +786,21 @@ fn layers(
     let mut rows: Vec<LayerReport> = tensors
         .iter()
         .enumerate()
-        .map(|(i, (x, _, op))| {
-            let (mut acc, mut own) = (Acc::default(), Acc::default());
+        .map(|(i, t)| {
+            let mut accs: [Acc; 3] = Default::default();
             for s in &per_sample {
-                acc.merge(&s[i].0);
-                own.merge(&s[i].1);
+                for (acc, a) in accs.iter_mut().zip(&s[i]) {
+                    acc.merge(a);
+                }
             }
+            let [acc, own, comp] = accs;
             LayerReport {
-                tensor: x.clone(),
-                op: op.clone(),
+                tensor: t.tensor.clone(),
+                op: t.op.clone(),
                 elements: acc.n,
                 accumulated_db: acc.metrics(false).sqnr_db,
                 own_db: own.metrics(false).sqnr_db,
+                compiled_db: (comp.n > 0).then(|| comp.metrics(false).sqnr_db),
                 keep_float_gain_db: None,
                 rank: 0,
             }
@@ -1008,16 +1044,25 @@ impl AccuracyReport {
         }
         if let Some(layers) = &self.layers {
             let w = layers.iter().map(|l| l.tensor.len()).max().unwrap_or(0).max("tensor".len());
+            // With a compiled model: the same tensor in its run.
+            let compiled = |v: String| if self.compiled_model.is_some() { format!(" {v:>12}") } else { String::new() };
             s += &format!(
-                "\n{:<w$}  {:<20} {:>16} {:>10} {:>18} {:>5}\n",
-                "tensor", "op", "accumulated dB", "own dB", "keep-float gain dB", "rank"
+                "\n{:<w$}  {:<20} {:>16}{} {:>10} {:>18} {:>5}\n",
+                "tensor",
+                "op",
+                "accumulated dB",
+                compiled("compiled dB".into()),
+                "own dB",
+                "keep-float gain dB",
+                "rank"
             );
             for l in layers {
                 s += &format!(
-                    "{:<w$}  {:<20} {:>16} {:>10} {:>18} {:>5}\n",
+                    "{:<w$}  {:<20} {:>16}{} {:>10} {:>18} {:>5}\n",
                     qdqc_ir::escape(&l.tensor),
                     l.op,
                     fmt_db(l.accumulated_db),
+                    compiled(l.compiled_db.map_or("-".to_string(), fmt_db)),
                     fmt_db(l.own_db),
                     l.keep_float_gain_db.map_or("-".to_string(), |g| format!("{g:+.2}")),
                     l.rank

@@ -106,19 +106,25 @@ pub fn accuracy_page(r: &AccuracyReport, ops: Option<(&Stats, &Stats)>) -> Strin
         );
     }
     if let Some(layers) = &r.layers {
+        let compiled = r.compiled_model.is_some();
         h += "<h2>Quantized tensors in graph order</h2>\n<p class=\"muted\">Accumulated: the tensor in the \
               quantized run. Own: its op fed the float run's values, quantized as the model quantizes them \
               (the error it adds). Bars: what keeping it alone in float adds to the outputs' SQNR \
-              (<code>compile --keep-float</code>).</p>\n";
+              (<code>compile --keep-float</code>).";
+        if compiled {
+            h += " Compiled: the integer tensor that stands for it in the compiled model's run, dequantized.";
+        }
+        h += "</p>\n";
         h += &chart(layers);
         h += "<h2>Ranked: the first tensors to keep in float</h2>\n<table><tr><th>rank</th><th>tensor</th>\
-              <th>op</th><th>keep-float gain dB</th><th>own dB</th><th>accumulated dB</th></tr>\n";
+              <th>op</th><th>keep-float gain dB</th><th>own dB</th><th>accumulated dB</th>";
+        h += if compiled { "<th>compiled dB</th></tr>\n" } else { "</tr>\n" };
         let mut ranked: Vec<&LayerReport> = layers.iter().collect();
         ranked.sort_by_key(|l| l.rank);
         for l in ranked {
-            let _ = writeln!(
+            let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
                 l.rank,
                 esc(&l.tensor),
                 esc(&l.op),
@@ -126,6 +132,10 @@ pub fn accuracy_page(r: &AccuracyReport, ops: Option<(&Stats, &Stats)>) -> Strin
                 db(l.own_db),
                 db(l.accumulated_db)
             );
+            if compiled {
+                let _ = write!(h, "<td>{}</td>", l.compiled_db.map_or("–".into(), db));
+            }
+            h += "</tr>\n";
         }
         h += "</table>\n";
     }
@@ -169,7 +179,12 @@ fn chart(layers: &[LayerReport]) -> String {
     let (w, h, left, right, top, bottom) = (1100.0, 420.0, 60.0, 60.0, 20.0, 150.0);
     let n = layers.len().max(1) as f64;
     let finite = |v: f64| v.is_finite().then_some(v);
-    let vals: Vec<f64> = layers.iter().flat_map(|l| [l.accumulated_db, l.own_db]).filter_map(finite).collect();
+    let vals: Vec<f64> = layers
+        .iter()
+        .flat_map(|l| [Some(l.accumulated_db), Some(l.own_db), l.compiled_db])
+        .flatten()
+        .filter_map(finite)
+        .collect();
     let (mut lo, mut hi) = vals.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
     if !lo.is_finite() {
         (lo, hi) = (0.0, 1.0);
@@ -236,20 +251,25 @@ fn chart(layers: &[LayerReport]) -> String {
             );
         }
     }
-    // Lines.
-    for (series, color, label) in [(0, "#1f5fbf", "accumulated"), (1, "#e07b00", "own")] {
-        let pts: Vec<String> = layers
-            .iter()
-            .enumerate()
-            .map(|(i, l)| format!("{:.1},{:.1}", x(i), y(if series == 0 { l.accumulated_db } else { l.own_db })))
-            .collect();
+    // Lines: accumulated, own, and the compiled model's (dashed, through the tensors it has).
+    let series: [(fn(&LayerReport) -> Option<f64>, &str, &str, &str); 3] = [
+        (|l| Some(l.accumulated_db), "#1f5fbf", "accumulated", ""),
+        (|l| Some(l.own_db), "#e07b00", "own", ""),
+        (|l| l.compiled_db, "#6a3d9a", "compiled", " stroke-dasharray=\"5 3\""),
+    ];
+    for (value, color, label, dash) in series {
+        let pts: Vec<String> =
+            layers.iter().enumerate().filter_map(|(i, l)| Some(format!("{:.1},{:.1}", x(i), y(value(l)?)))).collect();
+        if pts.is_empty() {
+            continue;
+        }
         let _ = writeln!(
             s,
-            "<polyline class=\"{label}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
+            "<polyline class=\"{label}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"{dash} points=\"{}\"/>",
             pts.join(" ")
         );
         for (i, l) in layers.iter().enumerate() {
-            let v = if series == 0 { l.accumulated_db } else { l.own_db };
+            let Some(v) = value(l) else { continue };
             let _ = writeln!(
                 s,
                 "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{color}\"><title>{} ({label}): {} dB</title></circle>",
@@ -287,6 +307,15 @@ fn chart(layers: &[LayerReport]) -> String {
         left + 186.0,
         ly + 5.0
     );
+    if layers.iter().any(|l| l.compiled_db.is_some()) {
+        let _ = writeln!(
+            s,
+            "<rect x=\"{}\" y=\"{ly}\" width=\"12\" height=\"3\" fill=\"#6a3d9a\"/><text x=\"{}\" y=\"{}\">compiled</text>",
+            left + 300.0,
+            left + 316.0,
+            ly + 5.0
+        );
+    }
     s += "</svg>\n";
     s
 }

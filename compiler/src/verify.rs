@@ -203,7 +203,7 @@ pub fn random_inputs_with_dists(
 /// The per-tensor (scale bits, zero point) of each integer value with a quantization annotation,
 /// by name: a pass may move a value to another integer type with a shifted zero point (int8 `q`
 /// with `z` holds the same reals as uint8 `q + 128` with `z + 128`).
-fn int_params(graph: &Graph) -> HashMap<String, (u32, i64)> {
+pub(crate) fn int_params(graph: &Graph) -> HashMap<String, (u32, i64)> {
     let mut out = HashMap::new();
     for id in graph.node_ids() {
         for v in &graph.node(id).outputs {

@@ -1355,6 +1355,44 @@ fn accuracy_layers_measure_every_quantized_tensor_and_rank_them() {
 }
 
 #[test]
+fn accuracy_layers_measure_the_compiled_model_through_its_own_quantization() {
+    // int8 tensors of the QDQ model become uint8 (zero point + 128) in the compiled one; each
+    // is dequantized with its own parameters. Exact (-O2) gives the QDQ model's numbers (up to
+    // ties);
+    // `--approx all` may not, and both tensors differ from the float model.
+    let dir = tempfile::tempdir().unwrap();
+    let (qdq, float) = (fixture("resnet_block.i8.pc.onnx"), fixture("resnet_block.float.onnx"));
+    for (flags, exact) in [(&[][..], true), (&["--approx", "all"][..], false)] {
+        let out = dir.path().join("c.onnx");
+        let mut args = vec!["compile", qdq.to_str().unwrap(), "-o", out.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        assert_eq!(qdqc(&args).status.code(), Some(0));
+        let (table, j) = accuracy_json(&[
+            qdq.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--float",
+            float.to_str().unwrap(),
+            "--samples",
+            "4",
+            "--layers",
+        ]);
+        assert!(table.contains("compiled dB"), "{table}");
+        let layers = j["layers"].as_array().unwrap();
+        let measured: Vec<_> = layers.iter().filter(|l| !l["compiled_db"].is_null()).collect();
+        assert!(measured.len() + 2 >= layers.len() && measured.len() >= 8, "{table}");
+        for l in measured {
+            let (c, a) = (l["compiled_db"].as_f64().unwrap(), l["accumulated_db"].as_f64().unwrap());
+            if exact {
+                // Equal up to rounding ties, which the float reference breaks either way.
+                assert!((c - a).abs() < 0.01, "{l}");
+            } else {
+                assert!(c > 20.0 && (c - a).abs() < 3.0, "{l}");
+            }
+        }
+    }
+}
+
+#[test]
 fn compile_verifies_on_given_samples() {
     let dir = tempfile::tempdir().unwrap();
     let samples = dir.path().join("samples");
@@ -1432,10 +1470,18 @@ fn accuracy_html_is_one_self_contained_page_charting_every_layer() {
     assert!(!page.contains("<script") && !page.contains("src="));
     // One chart, two series with a point per layer, the ranked table with a row per layer.
     assert_eq!(page.matches("<svg").count(), 1);
-    for series in ["accumulated", "own"] {
+    // The compiled model's series: a point per tensor it keeps under the QDQ model's name.
+    let compiled_rows: Vec<&serde_json::Value> = layers.iter().filter(|l| !l["compiled_db"].is_null()).collect();
+    assert!(compiled_rows.len() + 2 >= layers.len(), "{layers:?}");
+    for (series, count) in [("accumulated", layers.len()), ("own", layers.len()), ("compiled", compiled_rows.len())] {
         let line = page.split(&format!("<polyline class=\"{series}\"")).nth(1).expect("a series");
         let points = line.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
-        assert_eq!(points.split(' ').count(), layers.len(), "{series}");
+        assert_eq!(points.split(' ').count(), count, "{series}");
+    }
+    // The default compile is exact: each integer tensor dequantizes to the QDQ model's values
+    // (up to rounding ties).
+    for l in compiled_rows {
+        assert!((l["compiled_db"].as_f64().unwrap() - l["accumulated_db"].as_f64().unwrap()).abs() < 0.01, "{l}");
     }
     for l in layers {
         let row = format!("<tr><td>{}</td><td>{}</td>", l["rank"], l["tensor"].as_str().unwrap());
