@@ -252,7 +252,8 @@ fn chart(layers: &[LayerReport]) -> String {
         }
     }
     // Lines: accumulated, own, and the compiled model's (dashed, through the tensors it has).
-    let series: [(fn(&LayerReport) -> Option<f64>, &str, &str, &str); 3] = [
+    type Series = (fn(&LayerReport) -> Option<f64>, &'static str, &'static str, &'static str);
+    let series: [Series; 3] = [
         (|l| Some(l.accumulated_db), "#1f5fbf", "accumulated", ""),
         (|l| Some(l.own_db), "#e07b00", "own", ""),
         (|l| l.compiled_db, "#6a3d9a", "compiled", " stroke-dasharray=\"5 3\""),
