@@ -57,6 +57,18 @@ macro_rules! ops {
                 Op::Other(Box::new(OtherOp { domain: domain.to_string(), op_type: op_type.to_string() }))
             }
 
+            /// Whether `self` and `other` are one operator: equal, or `Other` ops of one type in the
+            /// ai.onnx domain however the model writes it (`""` or `"ai.onnx"`).
+            pub fn same(&self, other: &Op) -> bool {
+                let onnx = |d: &str| d.is_empty() || d == "ai.onnx";
+                match (self, other) {
+                    (Op::Other(a), Op::Other(b)) => {
+                        a.op_type == b.op_type && (a.domain == b.domain || onnx(&a.domain) && onnx(&b.domain))
+                    }
+                    _ => self == other,
+                }
+            }
+
             /// The ONNX `op_type`.
             pub fn name(&self) -> &str {
                 match self {

@@ -3,7 +3,7 @@
 //! Pattern syntax (egg-compatible, so an e-graph engine can reuse the same strings):
 //!
 //! ```text
-//! pattern := '(' OP ('@' NAME)? arg* ')'   OP: an op name, e.g. QuantizeLinear
+//! pattern := '(' OP ('@' NAME)? arg* ')'   OP: an op name, e.g. QuantizeLinear (any ai.onnx op)
 //! arg     := '?' NAME                     binds any operand (constants and omitted inputs too)
 //!          | '?' NAME '...'               binds every remaining input as a list (last only)
 //!          | pattern
@@ -109,12 +109,15 @@ fn parse_expr(tokens: &[&str], pos: &mut usize) -> Result<Pattern, String> {
     }
 }
 
-/// A known op of ai.onnx or com.microsoft by its bare name.
+/// An op by its bare name: one the IR models (of ai.onnx or com.microsoft), or else any other
+/// ai.onnx operator, as an [`Op::Other`] matched by its name ([`Op::same`]). A name that is
+/// neither is refused, so a misspelt op does not make a rule that never fires.
 fn known_op(name: &str) -> Option<Op> {
     [qdqc_ir::op::ONNX_DOMAIN, qdqc_ir::op::MS_DOMAIN]
         .into_iter()
         .map(|d| Op::from_onnx(d, name))
         .find(|op| !matches!(op, Op::Other(_)))
+        .or_else(|| qdqc_ir::validate::schema(name).map(|_| Op::other(qdqc_ir::op::ONNX_DOMAIN, name)))
 }
 
 impl fmt::Display for Pattern {
@@ -219,7 +222,7 @@ fn no_extra_inputs(inputs: &[Operand], args: &[Pattern]) -> bool {
 fn ops_match(graph: &Graph, pattern: &Pattern, id: NodeId) -> bool {
     let Pattern::Node { op, args, .. } = pattern else { return true };
     let node = graph.node(id);
-    &node.op == op
+    node.op.same(op)
         && no_extra_inputs(node.inputs(), args)
         && args.iter().enumerate().all(|(i, arg)| match (arg, node.input(i)) {
             (Pattern::Var(_) | Pattern::Rest(_), _) => true,
@@ -231,7 +234,7 @@ fn ops_match(graph: &Graph, pattern: &Pattern, id: NodeId) -> bool {
 fn match_node(graph: &Graph, pattern: &Pattern, id: NodeId, m: &mut Match) -> bool {
     let Pattern::Node { op, name, args } = pattern else { return false };
     let node = graph.node(id);
-    if &node.op != op || !no_extra_inputs(node.inputs(), args) {
+    if !node.op.same(op) || !no_extra_inputs(node.inputs(), args) {
         return false;
     }
     m.nodes.push(id);

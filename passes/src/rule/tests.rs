@@ -59,6 +59,27 @@ fn matcher_follows_producers_and_binds_operands() {
 }
 
 #[test]
+fn ops_the_ir_does_not_model_match_by_name() {
+    let p = Pattern::parse("(ArgMax (DequantizeLinear ?x ?s ?z))").unwrap();
+    assert_eq!(p.root_op(), Some(&Op::other("", "ArgMax")));
+    let text = |domain: &str| {
+        format!(
+            "graph \"g\" opset(ai.onnx=17) {{\n  input %x: u8[4]\n  const %s: f32[] 0.5\n  const %z: u8[] 128\n  \
+             %d = DequantizeLinear(%x, %s, %z)\n  %i = {domain}ArgMax(%d)\n  %j = ArgMin(%d)\n  output %i\n  output %j\n}}\n"
+        )
+    };
+    for domain in ["", "ai.onnx."] {
+        let g = parse(&text(domain)).unwrap();
+        let node = |name: &str| match g.lookup(name) {
+            Some(Operand::Value(o)) => o.node,
+            _ => panic!(),
+        };
+        assert!(match_at(&g, &p, node("i")).is_some(), "{domain}ArgMax");
+        assert!(match_at(&g, &p, node("j")).is_none(), "ArgMin is another op");
+    }
+}
+
+#[test]
 fn a_patch_that_fails_its_check_changes_nothing() {
     let mut g = parse(G).unwrap();
     let before = qdqc_ir::text::print(&g);

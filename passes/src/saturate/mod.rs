@@ -23,7 +23,7 @@ use crate::rule::RuleSet;
 use crate::{Config, Pass, PassError, Remark, RemarkKind, Remarks};
 use egg::{Id, Language};
 use lang::QNode;
-use qdqc_ir::{Graph, Op, TensorType};
+use qdqc_ir::{Graph, TensorType};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::time::{Duration, Instant};
 
@@ -85,9 +85,10 @@ pub fn saturate(graph: &Graph, set: &RuleSet, limits: Limits) -> Result<(Graph, 
     let mut report = Report::default();
     let mut low = lower::lower(graph)?;
     report.lower_time = start.elapsed();
-    let mut by_op: HashMap<&Op, Vec<usize>> = HashMap::default();
+    // By the root's op name (an `Other` op is one by name and domain: `search` checks that).
+    let mut by_op: HashMap<&str, Vec<usize>> = HashMap::default();
     for (i, r) in rules.iter().enumerate().filter(|&(i, _)| set.is_active(i)) {
-        by_op.entry(r.pattern.root_op().expect("rule roots are ops")).or_default().push(i);
+        by_op.entry(r.pattern.root_op().expect("rule roots are ops").name()).or_default().push(i);
     }
     let mut tried: HashSet<(usize, Vec<QNode>)> = HashSet::default();
     report.stop = "saturated".into();
@@ -101,7 +102,7 @@ pub fn saturate(graph: &Graph, set: &RuleSet, limits: Limits) -> Result<(Graph, 
         for class in eg.classes() {
             for node in &class.nodes {
                 let QNode::Op { tmpl, .. } = node else { continue };
-                let Some(rs) = by_op.get(&eg.analysis.tables.templates[*tmpl as usize].op) else { continue };
+                let Some(rs) = by_op.get(eg.analysis.tables.templates[*tmpl as usize].op.name()) else { continue };
                 for &r in rs {
                     for f in rewrite::search(eg, &rules[r].pattern, class.id, node, omitted) {
                         if tried.insert(f.key(r)) {

@@ -68,7 +68,7 @@ fn candidates(eg: &EGraph, class: Id, op: &Op) -> Vec<(Id, QNode)> {
 pub fn search(eg: &EGraph, pattern: &Pattern, class: Id, root: &QNode, omitted: Id) -> Vec<Found> {
     let Pattern::Node { op, args, .. } = pattern else { return vec![] };
     let QNode::Op { tmpl, .. } = root else { return vec![] };
-    if eg.analysis.tables.templates[*tmpl as usize].op != *op {
+    if !eg.analysis.tables.templates[*tmpl as usize].op.same(op) {
         return vec![];
     }
     extend(eg, args, class, root, class, vec![Found::default()], omitted)
