@@ -18,6 +18,11 @@
 //!   dropping the bounds the Q already saturates to. Exact because Q is nondecreasing for a
 //!   positive scale.
 //!
+//! - `argmax-int`, `argmin-int`: `ArgMax(DQ(x, s, z))` ⇒ `ArgMax(x)` (and ArgMin): the indices
+//!   are the same, since a per-tensor DQ with a positive, finite scale maps distinct 8- or 16-bit
+//!   integers to distinct floats in the same order (no product overflows, and neighbours differ
+//!   by far more than a float32 rounding), so ties stay ties.
+//!
 //! GlobalMaxPool has no integer form in ONNX (onnxruntime rejects int8/uint8), so it is not here.
 
 use super::common::{self, int_scalar, QParams};
@@ -66,6 +71,10 @@ pub fn rules() -> Vec<Rule> {
         Rule::new("q-earlier-concat", "(QuantizeLinear (Concat@op ?xs...) ?s ?z)", op_has_no_other_use, q_earlier)
             .defers_to(&["dq-later-concat"]),
     );
+    for (name, op) in [("argmax-int", "ArgMax"), ("argmin-int", "ArgMin")] {
+        let pattern = format!("({op} (DequantizeLinear@dq ?x ?s ?z))");
+        rules.push(Rule::new(name, &pattern, dq_keeps_the_order, read_integers));
+    }
     rules.push(Rule::new("q-earlier-relu", "(QuantizeLinear (Relu@op ?x) ?s ?z)", op_has_no_other_use, q_relu));
     rules.push(Rule::new("q-earlier-clip", "(QuantizeLinear (Clip@op ?x ?lo ?hi) ?s ?z)", op_has_no_other_use, q_clip));
     rules
@@ -305,6 +314,39 @@ fn dq_later(g: &Graph, m: &Match, dqs: Vec<NodeId>) -> Result<Patch, Refusal> {
 /// The op of the node `node`, with its name and attributes, reading `inputs`.
 fn moved_op(node: &qdqc_ir::Node, inputs: Vec<PatchOperand>) -> PatchNode {
     PatchNode::new(node.op.clone(), inputs).named(node.name()).attrs(node.attrs.clone())
+}
+
+// ---- argmax-int, argmin-int --------------------------------------------------------------
+
+/// The DQ maps distinct integers to distinct floats in the same order: per tensor, a positive
+/// finite scale, an integer type of at most 16 bits (exact in float32 after `x - z`) whose whole
+/// range times the scale stays finite.
+fn dq_keeps_the_order(g: &Graph, m: &Match) -> Result<(), Refusal> {
+    let p = common::of_node(g, m.node("dq"))?;
+    ensure!(p.axis.is_none(), "per-axis scales (axis {}) do not keep the order across channels", p.axis.unwrap());
+    check_scales(&p, true)?;
+    let (lo, hi) = p.dtype.int_range().ok_or_else(|| Refusal::new(format!("{} is not an integer type", p.dtype)))?;
+    ensure!(hi - lo <= 65535, "{} integers are not all exact in float32", p.dtype);
+    ensure!(
+        (p.scale[0] * (hi - lo) as f32).is_finite(),
+        "scale {} overflows float32 over the {} range",
+        p.scale[0],
+        p.dtype
+    );
+    Ok(())
+}
+
+/// The op reads the DQ's integers.
+fn read_integers(g: &Graph, m: &Match, (): ()) -> Result<Patch, Refusal> {
+    let id = m.root();
+    let node = g.node(id);
+    let mut patch = Patch::new();
+    let out = &node.outputs[0].name;
+    let op = patch.add(moved_op(node, vec![m.get("x").into()]).output(format!("{out}_int")));
+    patch.replace(Outlet::new(id, 0), op);
+    patch.remove(id);
+    patch.remove(m.node("dq")); // kept when it has other consumers
+    Ok(patch)
 }
 
 // ---- q-earlier ---------------------------------------------------------------------------
