@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
@@ -266,7 +267,8 @@ def _compile(
         "float_model": None if float_model is None else os.fspath(float_model),
         "check_speed": check_speed,
         "fallback": fallback,
-        "python": python,
+        # The interpreter running this package (it has onnxruntime if the caller measures with it).
+        "python": python or os.environ.get("QDQC_PYTHON") or sys.executable,
         "threads": threads,
         "batch": batch,
         "speed_rounds": speed_rounds,
@@ -304,9 +306,9 @@ _COMPILE_DOC = """
       (dB) an output may have against the input model (default 15).
     - ``keep_float``: tensors or nodes to leave in float; ``float_model``: the float model their
       weights come from.
-    - ``check_speed``: time the output against the input in onnxruntime (``python`` with
-      onnxruntime, ``threads``, ``batch``, ``speed_rounds``); ``fallback``: keep the input when
-      the output is slower.
+    - ``check_speed``: time the output against the input in onnxruntime (run by ``python``:
+      ``$QDQC_PYTHON``, else this interpreter; ``threads``, ``batch``, ``speed_rounds``);
+      ``fallback``: keep the input when the output is slower.
     - ``max_tensor_bytes``: the interpreter's per-tensor limit; ``follow_symlinks``: read external
       data through symlinks that leave the model's folder.
 """

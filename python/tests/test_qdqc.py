@@ -231,6 +231,13 @@ def test_bad_calibration_data_names_the_sample():
         qdqc.compile(str(TRT), calibrate=Reader([]))
 
 
+def test_check_speed_measures_in_onnxruntime_with_this_interpreter(tmp_path):
+    _, report = qdqc.compile(str(RESNET), check_speed=True, speed_rounds=3, return_report=True)
+    speed = report["speed"]
+    assert speed["input_s"] > 0 and speed["output_s"] > 0 and speed["rounds"] == 3, speed
+    assert speed["ratio_p10"] <= speed["ratio"] <= speed["ratio_p90"], speed
+
+
 def test_stats_show_run_and_passes():
     s = qdqc.stats(str(RESNET))
     assert s["schema_version"] == 1 and s["quantize_linear"] > 0 and "predicted" in s
