@@ -16,7 +16,12 @@ NAME.u8.pt.onnx):
      same with the reference interpreter; each output's `sqnr_db` must agree within --tolerance dB
      (default 0.01).
 
-Prints one line per model and output, then "N passed, M failed". Exit status 0 if all agree, 1 if
+  4. the layer ranking (`--layers`, --rank-samples random samples, default 48) for seeds 0, 1 and 2:
+     its three best-ranked tensors must be the same set for the three seeds, and keeping them in
+     float together must give a higher output SQNR than each of the three random triples the
+     report measures.
+
+Prints one line per model and output (and per model for the ranking), then "N passed, M failed". Exit status 0 if all agree, 1 if
 any differs, 2 on bad usage or when a tool is missing.
 """
 
@@ -108,6 +113,35 @@ def check(qdqc: str, fixtures: Path, name: str, samples: int, seed: int, tol: fl
     return results
 
 
+def ranking(qdqc: str, fixtures: Path, name: str, samples: int) -> list[tuple[str, bool, str]]:
+    float_path, qdq_path = fixtures / f"{name}.float.onnx", fixtures / f"{name}.u8.pt.onnx"
+    tops, results = [], []
+    for seed in (0, 1, 2):
+        with tempfile.TemporaryDirectory() as tmp:
+            report = Path(tmp) / "accuracy.json"
+            cmd = [qdqc, "-q", "accuracy", str(qdq_path), "--float", str(float_path), "--samples", str(samples)]
+            cmd += ["--seed", str(seed), "--layers", "--json", str(report)]
+            run = subprocess.run(cmd, capture_output=True, text=True)
+            if run.returncode != 0:
+                return [("ranking", False, f"qdqc accuracy --layers exited {run.returncode}: {run.stderr.strip()}")]
+            data = json.loads(report.read_text())
+        layers = sorted(data["layers"], key=lambda l: l["rank"])
+        tops.append(frozenset(l["tensor"] for l in layers[:3]))
+        check = data["keep_float_check"]
+        chosen, random = check["top3"]["sqnr_db"], [k["sqnr_db"] for k in check["random3"]]
+        results.append(
+            (
+                f"keep-float, seed {seed}",
+                chosen > max(random),
+                f"top 3 kept in float {chosen:.2f} dB, random triples {', '.join(f'{r:.2f}' for r in random)} dB, "
+                f"none {check['base_db']:.2f} dB",
+            )
+        )
+    same = all(t == tops[0] for t in tops)
+    results.append(("top 3 over seeds 0-2", same, ", ".join(sorted(tops[0])) if same else str([sorted(t) for t in tops])))
+    return results
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--qdqc", default="target/release/qdqc")
@@ -115,6 +149,7 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tolerance", type=float, default=0.01, help="largest SQNR difference in dB")
+    ap.add_argument("--rank-samples", type=int, default=48, help="random samples of the ranking check")
     args = ap.parse_args()
     if args.samples < 1:
         print("accuracy_check: --samples must be at least 1", file=sys.stderr)
@@ -124,7 +159,9 @@ def main() -> int:
         return 2
     passed = failed = 0
     for name in MODELS:
-        for output, ok, msg in check(args.qdqc, args.fixtures, name, args.samples, args.seed, args.tolerance):
+        results = check(args.qdqc, args.fixtures, name, args.samples, args.seed, args.tolerance)
+        results += ranking(args.qdqc, args.fixtures, name, args.rank_samples)
+        for output, ok, msg in results:
             print(f"{'ok  ' if ok else 'FAIL'} {name} {output}: {msg}")
             passed += ok
             failed += not ok
