@@ -146,6 +146,23 @@ def test_errors_carry_the_message_the_file_and_the_node(tmp_path):
         qdqc.compile(str(RESNET), force=True)
 
 
+def test_damaged_models_raise_errors_not_panics():
+    data = RESNET.read_bytes()
+    rng = np.random.default_rng(0)
+    damaged = [data[:n] for n in range(0, len(data), max(1, len(data) // 40))]
+    for _ in range(40):
+        b = bytearray(data)
+        for i in rng.integers(0, len(b), size=8):
+            b[i] = int(rng.integers(0, 256))
+        damaged.append(bytes(b))
+    for d in damaged:
+        try:
+            qdqc.compile(d, verify=1)
+        except qdqc.Error as e:
+            assert e.exit_code in (1, 2) and e.message, e
+        # Anything else (a panic surfaces as pyo3's PanicException, a BaseException) fails the test.
+
+
 def test_verify_tells_a_changed_model_apart(tmp_path):
     compiled = qdqc.compile(str(RESNET))
     assert qdqc.verify(str(RESNET), compiled, samples=2)["passed"] is True
