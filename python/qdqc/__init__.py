@@ -350,43 +350,15 @@ def compile(
     A model given by path may have external data; the result holds its tensors in memory, so it
     must stay under protobuf's 2 GiB (use :func:`compile_file` beyond).
     """
+    options = {k: v for k, v in locals().items() if k not in ("model", "return_report")}
     names = _Names()
     with tempfile.TemporaryDirectory(prefix="qdqc-") as d:
         tmp = Path(d)
         src = _model_path(model, tmp, "input", names, "model")
         dst = tmp / "compiled.onnx"
         names.names[str(dst)] = "<compiled model>"
-        report = _compile(
-            src,
-            dst,
-            names,
-            opt_level=opt_level,
-            target=target,
-            passes=passes,
-            approx=approx,
-            ort_level=ort_level,
-            verify=verify,
-            verify_inputs=verify_inputs,
-            seed=seed,
-            force=force,
-            input_dist=input_dist,
-            calibrate=calibrate,
-            calib_method=calib_method,
-            min_sqnr=min_sqnr,
-            keep_float=keep_float,
-            float_model=float_model,
-            check_speed=check_speed,
-            fallback=fallback,
-            python=python,
-            threads=threads,
-            batch=batch,
-            speed_rounds=speed_rounds,
-            external_data="inline",
-            external_threshold=1024,
-            in_place=False,
-            follow_symlinks=follow_symlinks,
-            max_tensor_bytes=max_tensor_bytes,
-        )
+        # In memory: one protobuf, the tensors inline.
+        report = _compile(src, dst, names, external_data="inline", external_threshold=1024, in_place=False, **options)
         out = onnx.load_model_from_string(dst.read_bytes())
     return (out, report) if return_report else out
 
@@ -430,41 +402,12 @@ def compile_file(
     ``DST.data``), ``"inline"``, or ``"file"`` (every tensor of ``external_threshold`` bytes or
     more goes to ``DST.data``).
     """
+    options = {k: v for k, v in locals().items() if k not in ("src", "dst")}
     if dst is None:
         if not in_place:
             raise UsageError("compile_file: give dst, or in_place=True to replace src")
         dst = src
-    return _compile(
-        Path(src),
-        Path(dst),
-        _Names(),
-        opt_level=opt_level,
-        target=target,
-        passes=passes,
-        approx=approx,
-        ort_level=ort_level,
-        verify=verify,
-        verify_inputs=verify_inputs,
-        seed=seed,
-        force=force,
-        input_dist=input_dist,
-        calibrate=calibrate,
-        calib_method=calib_method,
-        min_sqnr=min_sqnr,
-        keep_float=keep_float,
-        float_model=float_model,
-        check_speed=check_speed,
-        fallback=fallback,
-        python=python,
-        threads=threads,
-        batch=batch,
-        speed_rounds=speed_rounds,
-        external_data=external_data,
-        external_threshold=external_threshold,
-        in_place=in_place,
-        follow_symlinks=follow_symlinks,
-        max_tensor_bytes=max_tensor_bytes,
-    )
+    return _compile(Path(src), Path(dst), _Names(), **options)
 
 
 compile.__doc__ = (compile.__doc__ or "") + _COMPILE_DOC
