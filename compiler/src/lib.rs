@@ -75,6 +75,17 @@ pub struct Options {
     pub float_model: Option<PathBuf>,
 }
 
+/// The approximations a compile allows ([`Options::approx`]): those `spec` names (`--approx`),
+/// else every one when calibrating (calibration changes the numerics already and is measured
+/// against the input model), else none.
+pub fn approx(spec: Option<&str>, calibrating: bool) -> Result<Approx, Error> {
+    match spec {
+        Some(spec) => Approx::parse(spec).map_err(Error::UnknownPass),
+        None if calibrating => Ok(Approx::All),
+        None => Ok(Approx::None),
+    }
+}
+
 /// The version of the layout of compile's `--report`, `--remarks --json`, `stats --json` and
 /// `verify --json` (docs/json.md); `accuracy --json` has its own
 /// ([`accuracy::SCHEMA_VERSION`]).

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use qdqc::accuracy::{AccuracyOptions, Samples};
 use qdqc::ir::onnx::{ExternalData, LoadOptions, SaveOptions};
-use qdqc::passes::{Approx, Instrument, OrtLevel, Target};
+use qdqc::passes::{Instrument, OrtLevel, Target};
 use qdqc::{Error, Options, VerifyOptions};
 use std::path::PathBuf;
 
@@ -106,7 +106,8 @@ struct CompileArgs {
     float_model: Option<PathBuf>,
     check_speed: bool,
     fallback: bool,
-    python: Option<PathBuf>,
+    /// The package resolves it (`python=`, `$QDQC_PYTHON`, else its own interpreter).
+    python: PathBuf,
     threads: usize,
     batch: usize,
     speed_rounds: usize,
@@ -148,11 +149,7 @@ fn compile_file<'py>(
     let max_tensor_bytes = args.max_tensor_bytes;
     let calibrate =
         calib_samples.map(|samples| qdqc::calibrate::CalibrateOptions { samples, method, max_tensor_bytes });
-    let approx = match &args.approx {
-        Some(spec) => Approx::parse(spec).map_err(|e| raise(Error::UnknownPass(e)))?,
-        None if calibrate.is_some() => Approx::All,
-        None => Approx::None,
-    };
+    let approx = qdqc::approx(args.approx.as_deref(), calibrate.is_some()).map_err(raise)?;
     let opts = Options {
         passes: args.passes,
         opt_level: args.opt_level,
@@ -177,11 +174,8 @@ fn compile_file<'py>(
         dists,
         ..Default::default()
     });
-    let speed = args.check_speed.then(|| qdqc::speed::SpeedOptions {
-        python: args
-            .python
-            .or_else(|| std::env::var_os("QDQC_PYTHON").map(PathBuf::from))
-            .unwrap_or_else(|| "python3".into()),
+    let speed = args.check_speed.then_some(qdqc::speed::SpeedOptions {
+        python: args.python,
         level: ort_level,
         threads: args.threads,
         batch: args.batch,

@@ -486,11 +486,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             let calibrate =
                 calib_samples.map(|samples| qdqc::calibrate::CalibrateOptions { samples, method, max_tensor_bytes });
-            let approx = match approx {
-                Some(spec) => qdqc::passes::Approx::parse(&spec).map_err(Error::UnknownPass)?,
-                None if calibrate.is_some() => qdqc::passes::Approx::All,
-                None => qdqc::passes::Approx::None,
-            };
+            let approx = qdqc::approx(approx.as_deref(), calibrate.is_some())?;
             let ort_level = match ort_level {
                 OrtLevelArg::All => qdqc::passes::OrtLevel::All,
                 OrtLevelArg::Disable => qdqc::passes::OrtLevel::DisableAll,
