@@ -138,6 +138,13 @@ class _Names:
             raise self.error(e.args) from None
 
 
+def _at_least(**bounds: Tuple[Optional[int], int]) -> None:
+    """Refuses an integer option below its least value (as the command line's parser does)."""
+    for name, (value, least) in bounds.items():
+        if value is not None and value < least:
+            raise UsageError(f"{name}={value}: give at least {least}")
+
+
 def _model_path(model: ModelLike, tmp: Path, stem: str, names: _Names, what: str) -> Path:
     """The path of `model`: a path as given, or a temporary file holding it."""
     if isinstance(model, (str, os.PathLike)):
@@ -226,8 +233,15 @@ def _compile(
     verifying = verify > 0 or verify_inputs is not None
     if (force or min_sqnr is not None) and not verifying:
         raise UsageError("force and min_sqnr need verification: give verify=N or verify_inputs")
-    if verify < 0:
-        raise UsageError(f"verify={verify}: give the number of random samples, or 0 for none")
+    _at_least(
+        verify=(verify, 0),
+        seed=(seed, 0),
+        threads=(threads, 1),
+        batch=(batch, 1),
+        speed_rounds=(speed_rounds, 3),
+        external_threshold=(external_threshold, 0),
+        max_tensor_bytes=(max_tensor_bytes, 1),
+    )
     if fallback and not check_speed:
         raise UsageError("fallback needs check_speed=True")
     if isinstance(passes, (list, tuple)):
@@ -429,8 +443,7 @@ def verify(
     or the given ``inputs``) and compares every tensor they share, as ``qdqc verify`` does.
     Returns the ``qdqc verify --json`` document; ``report["passed"]`` says whether every tensor
     stayed within tolerance and ``report["first_failure"]`` names the first that did not."""
-    if samples < 1:
-        raise UsageError(f"samples={samples}: verification needs at least one sample")
+    _at_least(samples=(samples, 1), seed=(seed, 0), dim=(dim, 1), max_tensor_bytes=(max_tensor_bytes, 1))
     names = _Names()
     with tempfile.TemporaryDirectory(prefix="qdqc-") as d:
         tmp = Path(d)
@@ -465,8 +478,7 @@ def accuracy(
     (``topk``) top-1/top-5 agreement; ``layers`` adds every quantized tensor and the gain of
     keeping each in float; ``labels`` (a ``.npy`` of class indices) adds task accuracy.
     Returns the ``qdqc accuracy --json`` document; ``html`` also writes the report page."""
-    if samples < 1:
-        raise UsageError(f"samples={samples}: give at least one sample")
+    _at_least(samples=(samples, 1), seed=(seed, 0), dim=(dim, 1), max_tensor_bytes=(max_tensor_bytes, 1))
     names = _Names()
     with tempfile.TemporaryDirectory(prefix="qdqc-") as d:
         tmp = Path(d)
@@ -522,6 +534,7 @@ def run(
 ) -> Dict[str, np.ndarray]:
     """Runs a model in qdqc's reference interpreter on ``inputs`` (``{name: array}``; seeded random
     inputs when ``None``) and returns its outputs by name, as ``qdqc run`` does."""
+    _at_least(seed=(seed, 0), dim=(dim, 1), max_tensor_bytes=(max_tensor_bytes, 1))
     given = None if inputs is None else _sample(inputs)
     outs = _with_path(model, _qdqc.run, given, seed, dim, follow_symlinks, max_tensor_bytes)
     return {name: np.load(io.BytesIO(npy), allow_pickle=False) for name, npy in outs}

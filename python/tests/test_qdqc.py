@@ -140,8 +140,11 @@ def test_errors_carry_the_message_the_file_and_the_node(tmp_path):
     assert o.returncode == e.value.exit_code
     assert e.value.message in o.stderr
 
+    for bad in ({"target": "tpu"}, {"seed": -1}, {"verify": -2}, {"threads": 0}, {"max_tensor_bytes": 0}):
+        with pytest.raises(qdqc.UsageError):
+            qdqc.compile(str(RESNET), **bad)
     with pytest.raises(qdqc.UsageError):
-        qdqc.compile(str(RESNET), target="tpu")
+        qdqc.run(str(RESNET), dim=0)
     with pytest.raises(qdqc.UsageError):
         qdqc.compile(str(RESNET), force=True)
 
