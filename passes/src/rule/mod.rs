@@ -105,7 +105,10 @@ pub enum Choice {
 }
 
 type Check = Box<dyn Fn(&Graph, &Match) -> Result<(), Refusal> + Send + Sync>;
-type Build = Box<dyn Fn(&Graph, &Match) -> Result<Patch, Refusal> + Send + Sync>;
+/// Checks, then runs the decision it is given (cost, approximation), then builds: the check's
+/// decoded value goes to the build without being decoded twice.
+type Build =
+    Box<dyn Fn(&Graph, &Match, &mut dyn FnMut() -> Result<(), Refusal>) -> Result<Patch, Refusal> + Send + Sync>;
 
 /// A named rewrite.
 pub struct Rule {
@@ -140,7 +143,11 @@ impl Rule {
             choice: Choice::Always,
             defers_to: &[],
             check: Box::new(move |g, m| check(g, m).map(drop)),
-            rewrite: Box::new(move |g, m| check(g, m).and_then(|t| build(g, m, t))),
+            rewrite: Box::new(move |g, m, decide| {
+                let t = check(g, m)?;
+                decide()?;
+                build(g, m, t)
+            }),
         }
     }
 
@@ -184,23 +191,23 @@ impl Rule {
     /// approximation that `config` does not allow, and builds its patch. The patch comes with the
     /// approximation it makes, if any (its name and why).
     pub fn rewrite(&self, graph: &Graph, m: &Match, config: &Config) -> Result<Rewrite, Refusal> {
-        let precheck = matches!(self.choice, Choice::ByCost(_)) || !matches!(self.numerics, Numerics::Exact);
-        if precheck {
-            self.check(graph, m)?;
-        }
-        if let Choice::ByCost(prefers) = self.choice {
-            prefers(graph, m, &crate::cost::Costs::of(config))?;
-        }
-        let approximation = self.numerics.approximation(graph, m);
-        if let Some((name, why)) = &approximation {
-            if !config.approx.allows(name) {
-                let why = if why.is_empty() { String::new() } else { format!(": {why}") };
-                return Err(Refusal::new(format!(
-                    "the rewrite is the approximation '{name}'{why} (--approx {name} allows it)"
-                )));
+        let mut approximation = None;
+        let mut decide = || {
+            if let Choice::ByCost(prefers) = self.choice {
+                prefers(graph, m, &crate::cost::Costs::of(config))?;
             }
-        }
-        let patch = (self.rewrite)(graph, m)?;
+            approximation = self.numerics.approximation(graph, m);
+            if let Some((name, why)) = &approximation {
+                if !config.approx.allows(name) {
+                    let why = if why.is_empty() { String::new() } else { format!(": {why}") };
+                    return Err(Refusal::new(format!(
+                        "the rewrite is the approximation '{name}'{why} (--approx {name} allows it)"
+                    )));
+                }
+            }
+            Ok(())
+        };
+        let patch = (self.rewrite)(graph, m, &mut decide)?;
         Ok(Rewrite { patch, approximation })
     }
 }

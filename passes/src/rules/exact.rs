@@ -155,17 +155,24 @@ pub(crate) fn binary(
     y: Q,
     span: Span,
 ) -> Result<Proof, String> {
-    let av = a_values.unwrap_or_else(|| a.values());
-    let bv = b_values.unwrap_or_else(|| b.values());
     let mut key = vec![if op == Op::QLinearAdd { 0 } else { 1 }, span as u8];
     for q in [a, b, y] {
         q.key(&mut key);
     }
-    for vals in [&av, &bv] {
-        key.extend((vals.len() as u64).to_le_bytes());
-        key.extend(vals.iter().flat_map(|v| v.to_le_bytes()));
+    // An activation's values (every value of its type) are named by its `Q` alone.
+    for vals in [&a_values, &b_values] {
+        match vals {
+            None => key.push(0),
+            Some(v) => {
+                key.push(1);
+                key.extend((v.len() as u64).to_le_bytes());
+                key.extend(v.iter().flat_map(|v| v.to_le_bytes()));
+            }
+        }
     }
     cached(key, || {
+        let av = a_values.unwrap_or_else(|| a.values());
+        let bv = b_values.unwrap_or_else(|| b.values());
         // Every pair, in shapes that give the kernel the form `span`: a single value is written
         // twice, so that no operand is a scalar by accident.
         let twice = |v: Vec<i64>| if v.len() == 1 { vec![v[0]; 2] } else { v };
