@@ -21,6 +21,7 @@ pub use pattern::{match_at, Match, Pattern, PatternError};
 
 use crate::{Config, Target};
 use qdqc_ir::{Graph, NodeId};
+use std::any::Any;
 use std::fmt;
 
 /// Why a rule did not fire.
@@ -69,26 +70,28 @@ macro_rules! ensure {
     };
 }
 
-/// How a rewrite's result relates to the QDQ model's exactly rounded result (`docs/exactness.md`).
-#[derive(Clone, Copy, Debug)]
+/// How a rule's result relates to the QDQ model's exactly rounded result (`docs/exactness.md`).
 pub enum Numerics {
     /// Computes what the matched QDQ nodes compute.
     Exact,
     /// Close to it, not equal: the approximation of [`crate::APPROXIMATIONS`] with this name.
     Approx(&'static str),
-    /// Exact where the function finds it so (a proof over the whole input domain, or an error
-    /// bound within the tie tolerance); elsewhere the approximation `name`, and the function
-    /// says why.
-    ExactWhere(&'static str, fn(&Graph, &Match) -> Result<(), String>),
+    /// Exact where the proof finds it so (over the whole input domain, or an error bound within
+    /// the tie tolerance); elsewhere the approximation `name`, and the proof says why.
+    ExactWhere(&'static str, Proof),
 }
 
+/// A proof of exactness at a match, given what the rule's check decoded ([`Rule::exact_where`]).
+pub type Proof = Box<dyn Fn(&Graph, &Match, &dyn Any) -> Result<(), String> + Send + Sync>;
+
 impl Numerics {
-    /// `None` where the rewrite is exact at match `m`; else the approximation's name and why.
-    pub fn approximation(&self, graph: &Graph, m: &Match) -> Option<(&'static str, String)> {
-        match *self {
+    /// `None` where the rewrite is exact at match `m` (whose check decoded `decoded`); else the
+    /// approximation's name and why.
+    fn approximation(&self, graph: &Graph, m: &Match, decoded: &dyn Any) -> Option<(&'static str, String)> {
+        match self {
             Numerics::Exact => None,
             Numerics::Approx(name) => Some((name, String::new())),
-            Numerics::ExactWhere(name, exact) => exact(graph, m).err().map(|why| (name, why)),
+            Numerics::ExactWhere(name, exact) => exact(graph, m, decoded).err().map(|why| (*name, why)),
         }
     }
 }
@@ -105,10 +108,11 @@ pub enum Choice {
 }
 
 type Check = Box<dyn Fn(&Graph, &Match) -> Result<(), Refusal> + Send + Sync>;
-/// Checks, then runs the decision it is given (cost, approximation), then builds: the check's
-/// decoded value goes to the build without being decoded twice.
-type Build =
-    Box<dyn Fn(&Graph, &Match, &mut dyn FnMut() -> Result<(), Refusal>) -> Result<Patch, Refusal> + Send + Sync>;
+/// Checks, then runs the decision it is given (cost, approximation) on what the check decoded,
+/// then builds from it: nothing is decoded twice.
+type Build = Box<
+    dyn Fn(&Graph, &Match, &mut dyn FnMut(&dyn Any) -> Result<(), Refusal>) -> Result<Patch, Refusal> + Send + Sync,
+>;
 
 /// A named rewrite.
 pub struct Rule {
@@ -145,7 +149,7 @@ impl Rule {
             check: Box::new(move |g, m| check(g, m).map(drop)),
             rewrite: Box::new(move |g, m, decide| {
                 let t = check(g, m)?;
-                decide()?;
+                decide(&t)?;
                 build(g, m, t)
             }),
         }
@@ -164,8 +168,23 @@ impl Rule {
     }
 
     /// Declares the rule exact where `exact` finds it so, and the approximation `name` elsewhere.
-    pub fn exact_where(mut self, name: &'static str, exact: fn(&Graph, &Match) -> Result<(), String>) -> Rule {
-        self.numerics = Numerics::ExactWhere(name, exact);
+    /// `exact` is given what the rule's check returned: its `T` must be the check's (a rule table
+    /// bug panics the first time the rule matches and passes its check, in the family's tests).
+    pub fn exact_where<T: 'static>(
+        mut self,
+        name: &'static str,
+        exact: fn(&Graph, &Match, &T) -> Result<(), String>,
+    ) -> Rule {
+        let rule = self.name;
+        self.numerics = Numerics::ExactWhere(
+            name,
+            Box::new(move |g, m, decoded| {
+                let decoded = decoded.downcast_ref::<T>().unwrap_or_else(|| {
+                    panic!("rule {rule}: its proof takes {}, not what its check returns", std::any::type_name::<T>())
+                });
+                exact(g, m, decoded)
+            }),
+        );
         self
     }
 
@@ -192,11 +211,11 @@ impl Rule {
     /// approximation it makes, if any (its name and why).
     pub fn rewrite(&self, graph: &Graph, m: &Match, config: &Config) -> Result<Rewrite, Refusal> {
         let mut approximation = None;
-        let mut decide = || {
+        let mut decide = |decoded: &dyn Any| {
             if let Choice::ByCost(prefers) = self.choice {
                 prefers(graph, m, &crate::cost::Costs::of(config))?;
             }
-            approximation = self.numerics.approximation(graph, m);
+            approximation = self.numerics.approximation(graph, m, decoded);
             if let Some((name, why)) = &approximation {
                 if !config.approx.allows(name) {
                     let why = if why.is_empty() { String::new() } else { format!(": {why}") };

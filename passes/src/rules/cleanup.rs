@@ -107,7 +107,8 @@ fn fold_q(g: &Graph, m: &Match, (values, p): (Vec<f32>, QParams)) -> Result<Patc
 /// An earlier QuantizeLinear (in graph order) computes exactly what this one computes.
 fn earlier_twin(g: &Graph, m: &Match) -> Result<NodeId, Refusal> {
     let (Operand::Value(x), me) = (m.get("x"), g.node(m.root())) else { return Err(Refusal::NotApplicable) };
-    let twin = g.consumers(x).into_iter().map(|(c, _)| c).find(|&c| {
+    // (The first in node order, without collecting the consumers.)
+    let twin = g.uses(x.node).filter(|(_, e)| e.slot == x.slot).map(|(c, _)| c).filter(|&c| {
         let n = g.node(c);
         c != m.root()
             && n.op == Op::QuantizeLinear
@@ -117,7 +118,7 @@ fn earlier_twin(g: &Graph, m: &Match) -> Result<NodeId, Refusal> {
             && n.outputs[0].ty == me.outputs[0].ty
             && n.order() < me.order()
     });
-    let twin = twin.ok_or(Refusal::NotApplicable)?;
+    let twin = twin.min().ok_or(Refusal::NotApplicable)?;
     ensure!(
         !g.is_output(Operand::Value(out0(m))),
         "its result is graph output '{}', a copy of QuantizeLinear '{}'",

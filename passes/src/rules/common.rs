@@ -76,8 +76,7 @@ pub(crate) fn of_node(graph: &Graph, id: NodeId) -> Result<QParams, Refusal> {
         None
     } else {
         let rank = graph
-            .operand_type(node.input(0))
-            .and_then(|t| t.rank())
+            .operand_rank(node.input(0))
             .ok_or_else(|| Refusal::new(format!("{} is per-axis but its input's rank is unknown", who())))?;
         let a = attr::int(&node.attrs, "axis").unwrap_or(1);
         let a = if a < 0 { a + rank as i64 } else { a };
@@ -148,11 +147,6 @@ fn channels(dims: &[i64], p: &QParams) -> Result<(usize, usize), Refusal> {
 
 /// The tie tolerance, in output quantization steps ([`qdqc_eval::exactness`]).
 pub(crate) use qdqc_eval::exactness::TIE;
-
-/// The check of a rule whose build checks everything.
-pub(crate) fn any(_: &Graph, _: &Match) -> Result<(), Refusal> {
-    Ok(())
-}
 
 /// QuantizeLinear of one value as onnxruntime computes it: `clamp(v / s, lo - z, hi - z)` (NaN to
 /// the low end), rounded half to even, plus `z`.

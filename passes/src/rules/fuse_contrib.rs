@@ -227,7 +227,7 @@ fn known_shape(g: &Graph, o: Operand) -> Option<Vec<usize>> {
 /// QLinearAdd/QLinearMul is exact where a proof over every pair of inputs (a constant operand's
 /// own values) finds no result off, in the broadcast form the shapes give (each form when a shape
 /// is unknown).
-fn binary_exact(g: &Graph, m: &Match) -> Result<(), String> {
+fn binary_exact(g: &Graph, m: &Match, _: &Vec<NodeId>) -> Result<(), String> {
     let op = contrib_op(&g.node(m.node("op")).op);
     let (a, b, y) = (proof_q(g, m.node("adq"))?, proof_q(g, m.node("bdq"))?, proof_q(g, m.root())?);
     let (av, bv) = (constant_values(g, m.get("a"))?, constant_values(g, m.get("b"))?);
@@ -240,7 +240,7 @@ fn binary_exact(g: &Graph, m: &Match) -> Result<(), String> {
 
 /// QLinearSigmoid/QLinearLeakyRelu is exact where a proof over every input value finds no
 /// result off.
-fn lookup_exact(g: &Graph, m: &Match) -> Result<(), String> {
+fn lookup_exact(g: &Graph, m: &Match, _: &Vec<NodeId>) -> Result<(), String> {
     let float = g.node(m.node("op"));
     let alpha = attr::view::leaky_relu_alpha(&float.attrs);
     let (x, y) = (proof_q(g, m.node("xdq"))?, proof_q(g, m.root())?);
@@ -249,7 +249,7 @@ fn lookup_exact(g: &Graph, m: &Match) -> Result<(), String> {
 
 /// QLinearConcat requantizes each input through a table: exact where a proof over every value of
 /// each input finds no result off.
-fn concat_exact(g: &Graph, m: &Match) -> Result<(), String> {
+fn concat_exact(g: &Graph, m: &Match, _: &Vec<NodeId>) -> Result<(), String> {
     let y = proof_q(g, m.root())?;
     for (i, &x) in m.list("xs").iter().enumerate() {
         let Operand::Value(v) = x else { continue };

@@ -89,9 +89,8 @@ fn channel_count(g: &Graph, m: &Match) -> Result<(usize, usize), Refusal> {
 }
 
 /// Exact when every channel has an exact integer form.
-fn qbn_exact(g: &Graph, m: &Match) -> Result<(), String> {
-    let Ok(q) = qbn_fits(g, m) else { return Ok(()) };
-    let form = form(&q);
+fn qbn_exact(_: &Graph, _: &Match, q: &Qbn) -> Result<(), String> {
+    let form = form(q);
     match form.inexact {
         0 => Ok(()),
         n => Err(format!(

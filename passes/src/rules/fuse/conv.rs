@@ -27,20 +27,21 @@ use crate::rule::{Match, Patch, PatchNode, PatchOperand, Refusal, Rule};
 use crate::rules::common::{self, QParams};
 use crate::rules::Who;
 use qdqc_ir::{attr, DType, Graph, NodeId, Op, Operand, Outlet, Tensor};
+use std::cell::OnceCell;
 
 const CONV: &str = "(Conv@conv (DequantizeLinear@xdq ?x ?xs ?xz) (DequantizeLinear@wdq ?w ?ws ?wz) ?b)";
 
 /// The rule table.
 pub fn rules() -> Vec<Rule> {
     vec![
-        Rule::new("qlinearconv", &format!("(QuantizeLinear {CONV} ?ys ?yz)"), common::any, build_qlinearconv)
+        Rule::new("qlinearconv", &format!("(QuantizeLinear {CONV} ?ys ?yz)"), decode, build_qlinearconv)
             .exact_where("bias-int32", bias_exact),
-        Rule::new("qconv-relu", &format!("(QuantizeLinear (Relu@act {CONV}) ?ys ?yz)"), common::any, build_qlinearconv)
+        Rule::new("qconv-relu", &format!("(QuantizeLinear (Relu@act {CONV}) ?ys ?yz)"), decode, build_qlinearconv)
             .exact_where("bias-int32", bias_exact),
         Rule::new(
             "qconv-clip",
             &format!("(QuantizeLinear (Clip@act {CONV} ?lo ?hi) ?ys ?yz)"),
-            common::any,
+            decode,
             build_qlinearconv,
         )
         .exact_where("bias-int32", bias_exact),
@@ -229,8 +230,19 @@ fn activation_bounds(g: &Graph, m: &Match, y: &QParams) -> Result<Option<(i64, i
     Ok((lo > qmin || hi < qmax).then_some((lo, hi)))
 }
 
-fn build_qlinearconv(g: &Graph, m: &Match, (): ()) -> Result<Patch, Refusal> {
-    let cq = read_conv(g, m)?;
+/// The conv as [`read_conv`] reads it, read at most once per match: by the exactness proof or
+/// else by the build.
+type Decoded = OnceCell<Result<ConvQ, Refusal>>;
+
+/// The QLinearConv rules accept every match and leave a conv they cannot read to their build,
+/// which refuses it with the reason (so `conv-integer` gives way to every match of theirs, and
+/// asking whether it does reads nothing).
+fn decode(_: &Graph, _: &Match) -> Result<Decoded, Refusal> {
+    Ok(OnceCell::new())
+}
+
+fn build_qlinearconv(g: &Graph, m: &Match, cq: Decoded) -> Result<Patch, Refusal> {
+    let cq = cq.into_inner().unwrap_or_else(|| read_conv(g, m))?;
     let who = Who(g, cq.conv);
     // Single-use chain: Conv → [Relu/Clip →] Q.
     let chain: Vec<NodeId> = [Some(m.root()), m.try_node("act"), Some(cq.conv)].into_iter().flatten().collect();
@@ -306,9 +318,9 @@ fn build_qlinearconv(g: &Graph, m: &Match, (): ()) -> Result<Patch, Refusal> {
 /// A float bias rounded to int32 at `xs·ws[c]` keeps the QLinearConv exact when the rounding moves
 /// the output by no more than half the tie tolerance. (A conv the build refuses is exact here: its
 /// refusal says why.)
-fn bias_exact(g: &Graph, m: &Match) -> Result<(), String> {
-    let (Ok(cq), Ok(y)) = (read_conv(g, m), common::of_node(g, m.root())) else { return Ok(()) };
-    match (&cq.bias, int32_bias(&cq)) {
+fn bias_exact(g: &Graph, m: &Match, cq: &Decoded) -> Result<(), String> {
+    let (Ok(cq), Ok(y)) = (cq.get_or_init(|| read_conv(g, m)), common::of_node(g, m.root())) else { return Ok(()) };
+    match (&cq.bias, int32_bias(cq)) {
         (Bias::Float(v), Some(b)) => {
             let v: Vec<f64> = v.iter().map(|&x| x as f64).collect();
             super::bias_within_tie(&v, &b, &cq.acc_scale, y.scale[0])

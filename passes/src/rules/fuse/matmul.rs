@@ -341,12 +341,12 @@ fn bias_int32(g: &Graph, c: Operand, beta: f32, acc_scale: &[f32], y_scale: Opti
 /// A bias rounded to int32 at the accumulator scale keeps the fused op exact when the rounding moves
 /// the output by no more than half the tie tolerance. (A match the build refuses is exact here: its
 /// refusal says why.)
-fn bias_exact(g: &Graph, m: &Match) -> Result<(), String> {
-    let Ok(Parts { a, b, y: Some(y), fc }) = fc_fits(g, m) else { return Ok(()) };
+fn bias_exact(g: &Graph, _: &Match, Parts { a, b, y, fc }: &Parts) -> Result<(), String> {
+    let Some(y) = y else { return Ok(()) };
     if fc.c == Operand::None {
         return Ok(());
     }
-    let Ok(n) = out_cols(&b, &fc) else { return Ok(()) };
+    let Ok(n) = out_cols(b, fc) else { return Ok(()) };
     let s: Vec<f32> = per_col(&b.p, n).iter().map(|&bs| fc.alpha * a.p.scale[0] * bs).collect();
     let Ok(v) = bias_values(g, fc.c, n) else { return Ok(()) };
     let v: Vec<f64> = v.into_iter().map(|x| fc.beta as f64 * x).collect();
