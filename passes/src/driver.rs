@@ -11,6 +11,7 @@
 use crate::rule::{Pattern, Refusal, Rule, RuleSet};
 use crate::{Config, Pass, PassError, Remark, RemarkKind, Remarks, Target};
 use qdqc_ir::{Graph, GraphError, NodeId, Op, OpKind, Operand};
+use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 use std::collections::VecDeque;
 
@@ -62,39 +63,66 @@ type Approximations = Vec<(&'static str, String, String, String)>;
 /// The rules that may match at a node, in table order: those rooted at its op whose first
 /// argument, when it is a nested pattern, names the op of the node's first input. Ops are compared
 /// by kind, read from the graph's table of kinds: a sweep passes over the nodes no rule is
-/// rooted at without reading them, and tries only the patterns that can match. (A sweep visits
-/// every node, and a QuantizeLinear is the root of a dozen rules per family.)
+/// rooted at without reading them, and looks up the patterns that can match instead of scanning
+/// its op's rules. (A sweep visits every node, and a QuantizeLinear is the root of a dozen rules
+/// per family.)
 struct Dispatch<'r> {
     set: &'r RuleSet,
-    /// By the root's kind: each rule (its index in `set`) and the kind its first argument's
-    /// pattern needs.
-    by_root: Vec<Vec<(usize, Option<OpKind>)>>,
+    /// By the root's kind (`None`: no rule is rooted there).
+    by_root: Vec<Option<Rooted>>,
+}
+
+/// The rules rooted at one kind of op, by the kind of the node's first input.
+struct Rooted {
+    /// Those whose first argument is not a nested pattern: what may match whatever the first
+    /// input is.
+    any: Vec<usize>,
+    /// For each kind that some rule's first argument names: those rules and the `any` ones, in
+    /// table order.
+    by_first: FxHashMap<OpKind, Vec<usize>>,
 }
 
 impl<'r> Dispatch<'r> {
     fn new(set: &'r RuleSet) -> Dispatch<'r> {
-        let mut by_root = vec![Vec::new(); OpKind::COUNT];
-        for (i, r) in set.rules().iter().enumerate() {
+        let mut by_root: Vec<Option<Rooted>> = (0..OpKind::COUNT).map(|_| None).collect();
+        let keyed = set.rules().iter().enumerate().map(|(i, r)| {
             let Pattern::Node { op, args, .. } = &r.pattern else { unreachable!("rule roots are ops") };
-            let first = args.first().and_then(Pattern::root_op).map(Op::kind);
-            by_root[op.kind() as usize].push((i, first));
+            (i, op.kind(), args.first().and_then(Pattern::root_op).map(Op::kind))
+        });
+        let keyed: Vec<(usize, OpKind, Option<OpKind>)> = keyed.collect();
+        for &(i, root, first) in &keyed {
+            let rooted = by_root[root as usize]
+                .get_or_insert_with(|| Rooted { any: Vec::new(), by_first: FxHashMap::default() });
+            match first {
+                None => rooted.any.push(i),
+                Some(k) => {
+                    // The rules of this root, in table order, that a first input of kind `k` admits.
+                    rooted.by_first.entry(k).or_insert_with(|| {
+                        keyed
+                            .iter()
+                            .filter(|&&(_, r, f)| r == root && f.is_none_or(|f| f == k))
+                            .map(|&(j, ..)| j)
+                            .collect()
+                    });
+                }
+            }
         }
         Dispatch { set, by_root }
     }
 
     /// Whether some rule is rooted at node `id` (false for a removed node).
     fn roots(&self, graph: &Graph, id: NodeId) -> bool {
-        graph.kind(id).is_some_and(|k| !self.by_root[k as usize].is_empty())
+        graph.kind(id).is_some_and(|k| self.by_root[k as usize].is_some())
     }
 
     /// The indices of the rules that may match at `id`.
-    fn at<'a>(&'a self, graph: &'a Graph, id: NodeId) -> impl Iterator<Item = usize> + 'a {
-        let rules = graph.kind(id).map_or(&[][..], |k| self.by_root[k as usize].as_slice());
+    fn at(&self, graph: &Graph, id: NodeId) -> &[usize] {
+        let Some(rooted) = graph.kind(id).and_then(|k| self.by_root[k as usize].as_ref()) else { return &[] };
         let first = match graph.node(id).input(0) {
             Operand::Value(o) if o.slot == 0 => graph.kind(o.node),
             _ => None,
         };
-        rules.iter().filter(move |(_, k)| k.is_none_or(|k| first == Some(k))).map(|&(r, _)| r)
+        first.and_then(|k| rooted.by_first.get(&k)).unwrap_or(&rooted.any)
     }
 }
 
@@ -113,7 +141,7 @@ fn sweep(graph: &mut Graph, rules: &Dispatch, target: Target) -> Result<(usize, 
         if !rules.roots(graph, id) {
             continue;
         }
-        let candidates: SmallVec<[usize; 8]> = rules.at(graph, id).collect();
+        let candidates: SmallVec<[usize; 8]> = rules.at(graph, id).into();
         for i in candidates {
             let rule: &Rule = &rules.set.rules()[i];
             let refusal = match rules.set.try_at(i, graph, id) {

@@ -21,6 +21,7 @@ pub use pattern::{match_at, Match, Pattern, PatternError};
 
 use crate::{Config, Target};
 use qdqc_ir::{Graph, NodeId};
+use smallvec::SmallVec;
 use std::any::Any;
 use std::fmt;
 
@@ -245,6 +246,8 @@ pub struct RuleSet {
     config: Config,
     /// Per rule, the indices of the rules it gives way to.
     defers: Vec<Vec<usize>>,
+    /// Per rule, its pattern's depth ([`Pattern::depth`]).
+    depths: Vec<usize>,
     /// Per rule, whether it may fire ([`RuleSet::for_target`]); an inactive rule is still asked
     /// by the rules that defer to it.
     active: Vec<bool>,
@@ -268,7 +271,8 @@ impl RuleSet {
             })
             .collect();
         let active = vec![true; rules.len()];
-        RuleSet { rules, config: Config::default(), defers, active }
+        let depths = rules.iter().map(|r| r.pattern.depth()).collect();
+        RuleSet { rules, config: Config::default(), defers, depths, active }
     }
 
     /// The same rules under `config`: they may make the approximations it allows and ask its
@@ -315,20 +319,25 @@ impl RuleSet {
     /// far up as that rule's pattern is deep), with a match that shares a node with `m`, and
     /// passes its check.
     fn gives_way(&self, i: usize, graph: &Graph, m: &Match) -> bool {
-        self.defers[i].iter().any(|&d| {
-            let other = &self.rules[d];
-            let mut roots: Vec<NodeId> = m.nodes().to_vec();
-            let mut frontier = vec![m.root()];
-            for _ in 1..other.pattern.depth() {
-                frontier = frontier.iter().flat_map(|&n| graph.uses(n).map(|(c, _)| c)).collect();
-                frontier.sort_unstable();
-                frontier.dedup();
-                roots.extend(&frontier);
-            }
-            roots.iter().any(|&r| {
-                match_at(graph, &other.pattern, r).is_some_and(|m2| {
-                    m2.nodes().iter().any(|n| m.nodes().contains(n)) && other.check(graph, &m2).is_ok()
-                })
+        let defers = &self.defers[i];
+        let Some(depth) = defers.iter().map(|&d| self.depths[d]).max() else { return false };
+        // The candidate roots with their level: the match's nodes (0), then their consumers, one
+        // level further up each time, as far as the deepest of those patterns reaches.
+        let mut roots: SmallVec<[(NodeId, usize); 16]> = m.nodes().iter().map(|&n| (n, 0)).collect();
+        let mut frontier: SmallVec<[NodeId; 8]> = smallvec::smallvec![m.root()];
+        for level in 1..depth {
+            frontier = frontier.iter().flat_map(|&n| graph.uses(n).map(|(c, _)| c)).collect();
+            frontier.sort_unstable();
+            frontier.dedup();
+            roots.extend(frontier.iter().map(|&n| (n, level)));
+        }
+        defers.iter().any(|&d| {
+            let (other, depth) = (&self.rules[d], self.depths[d]);
+            roots.iter().any(|&(r, level)| {
+                level < depth
+                    && match_at(graph, &other.pattern, r).is_some_and(|m2| {
+                        m2.nodes().iter().any(|n| m.nodes().contains(n)) && other.check(graph, &m2).is_ok()
+                    })
             })
         })
     }

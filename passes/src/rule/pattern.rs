@@ -22,7 +22,8 @@ use std::sync::Arc;
 /// A parsed pattern.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Pattern {
-    /// `?x`. (`Arc`: every match attempt binds it, and cloning must not allocate.)
+    /// `?x`. (`Arc`: every match attempt binds it, and cloning must not allocate. The parser
+    /// gives every `?x` of a pattern one `Arc`, so a match compares variables by pointer.)
     Var(Arc<str>),
     /// `?xs...`: the remaining inputs.
     Rest(Arc<str>),
@@ -44,7 +45,7 @@ impl Pattern {
         let spaced = text.replace('(', " ( ").replace(')', " ) ");
         let tokens: Vec<&str> = spaced.split_whitespace().collect();
         let mut pos = 0;
-        let p = parse_expr(&tokens, &mut pos).map_err(err)?;
+        let p = parse_expr(&tokens, &mut pos, &mut Vec::new()).map_err(err)?;
         if pos != tokens.len() {
             return Err(err(format!("unexpected `{}` after the pattern", tokens[pos])));
         }
@@ -71,7 +72,18 @@ impl Pattern {
     }
 }
 
-fn parse_expr(tokens: &[&str], pos: &mut usize) -> Result<Pattern, String> {
+/// The one `Arc` of a variable's name in the pattern being parsed (`names`: those seen so far).
+fn intern(names: &mut Vec<Arc<str>>, name: &str) -> Arc<str> {
+    match names.iter().find(|n| &***n == name) {
+        Some(n) => n.clone(),
+        None => {
+            names.push(name.into());
+            names[names.len() - 1].clone()
+        }
+    }
+}
+
+fn parse_expr(tokens: &[&str], pos: &mut usize, names: &mut Vec<Arc<str>>) -> Result<Pattern, String> {
     let tok = *tokens.get(*pos).ok_or("unexpected end of the pattern")?;
     *pos += 1;
     match tok {
@@ -98,13 +110,13 @@ fn parse_expr(tokens: &[&str], pos: &mut usize) -> Result<Pattern, String> {
                         }
                         return Ok(Pattern::Node { op, name: bind, args });
                     }
-                    Some(_) => args.push(parse_expr(tokens, pos)?),
+                    Some(_) => args.push(parse_expr(tokens, pos, names)?),
                 }
             }
         }
         ")" => Err("unexpected `)`".into()),
         v if v.len() > 4 && v.starts_with('?') && v.ends_with("...") => Ok(Pattern::Rest(v[1..v.len() - 3].into())),
-        v if v.len() > 1 && v.starts_with('?') && !v.ends_with('.') => Ok(Pattern::Var(v[1..].into())),
+        v if v.len() > 1 && v.starts_with('?') && !v.ends_with('.') => Ok(Pattern::Var(intern(names, &v[1..]))),
         other => Err(format!("expected `(` or a `?variable`, found `{other}`")),
     }
 }
@@ -244,7 +256,7 @@ fn match_node(graph: &Graph, pattern: &Pattern, id: NodeId, m: &mut Match) -> bo
     args.iter().enumerate().all(|(i, arg)| match arg {
         Pattern::Var(v) => {
             let operand = node.input(i);
-            match m.bindings.iter().find(|(b, _)| b == v) {
+            match m.bindings.iter().find(|(b, _)| Arc::ptr_eq(b, v)) {
                 Some((_, bound)) => *bound == operand,
                 None => {
                     m.bindings.push((v.clone(), operand));

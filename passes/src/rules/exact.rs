@@ -12,7 +12,7 @@ use qdqc_eval::exactness::{judge, Judgement};
 use qdqc_eval::{RunOptions, Span, Value};
 use qdqc_ir::builder::GraphBuilder;
 use qdqc_ir::{attr, DType, Op, Operand};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::{Mutex, OnceLock};
 
 /// What a proof found over an input domain.

@@ -96,11 +96,19 @@ fn single_use(g: &Graph, id: NodeId, q: NodeId) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// A checked island: its DQs in input order, their parameters and the Q's.
+struct Island {
+    dqs: Vec<NodeId>,
+    x: Vec<QParams>,
+    y: QParams,
+}
+
 /// The DQs and the Q are per tensor, of one 8-bit type, and the float op feeds only the Q.
-fn check_island(g: &Graph, q: NodeId, op_node: NodeId, dqs: &[NodeId]) -> Result<(), Refusal> {
+fn check_island(g: &Graph, q: NodeId, op_node: NodeId, dqs: Vec<NodeId>) -> Result<Island, Refusal> {
     let op = contrib_op(&g.node(op_node).op);
     let y = per_tensor(g, q, &op)?;
-    for &dq in dqs {
+    let mut xs = Vec::with_capacity(dqs.len());
+    for &dq in &dqs {
         let x = per_tensor(g, dq, &op)?;
         ensure!(
             x.dtype == y.dtype,
@@ -109,8 +117,10 @@ fn check_island(g: &Graph, q: NodeId, op_node: NodeId, dqs: &[NodeId]) -> Result
             x.dtype,
             y.dtype
         );
+        xs.push(x);
     }
-    single_use(g, op_node, q)
+    single_use(g, op_node, q)?;
+    Ok(Island { dqs, x: xs, y })
 }
 
 /// The DQs of a unary or binary island, in input order.
@@ -118,31 +128,28 @@ fn island_dqs(m: &Match) -> Vec<NodeId> {
     ["xdq", "adq", "bdq"].iter().filter_map(|n| m.try_node(n)).collect()
 }
 
-/// The island is fusable: the DQs it reads.
-fn fusable(g: &Graph, m: &Match) -> Result<Vec<NodeId>, Refusal> {
-    let dqs = island_dqs(m);
-    check_island(g, m.root(), m.node("op"), &dqs)?;
-    Ok(dqs)
+/// The island is fusable.
+fn fusable(g: &Graph, m: &Match) -> Result<Island, Refusal> {
+    check_island(g, m.root(), m.node("op"), island_dqs(m))
 }
 
 /// A fusable pool, of an input of rank ≥ 3.
-fn pool_fusable(g: &Graph, m: &Match) -> Result<Vec<NodeId>, Refusal> {
-    let dqs = fusable(g, m)?;
+fn pool_fusable(g: &Graph, m: &Match) -> Result<Island, Refusal> {
+    let island = fusable(g, m)?;
     let rank = g.operand_type(m.get("x")).and_then(|t| t.rank());
     let op = contrib_op(&g.node(m.node("op")).op);
     let got = rank.map_or("an unknown rank".to_string(), |r| format!("rank {r}"));
     ensure!(rank.is_some_and(|r| r >= 3), "{op} needs an input of rank ≥ 3 (N, C, spatial...), got {got}");
-    global_pool_factor_fits(g, m)?;
-    Ok(dqs)
+    global_pool_factor_fits(g, m, &island)?;
+    Ok(island)
 }
 
 /// onnxruntime averages a whole image in integers with one f32 factor `x_scale / (y_scale · n)`
 /// (n the image's element count), and refuses the op at run time for n ≥ 2²⁴ or a factor outside
 /// [2⁻³², 256) (an AveragePool whose window is the whole image takes the same path). With n
 /// unknown, every n below 2²⁴ must fit.
-fn global_pool_factor_fits(g: &Graph, m: &Match) -> Result<(), Refusal> {
-    let (x, y) = (common::of_node(g, m.node("xdq"))?, common::of_node(g, m.root())?);
-    let (xs, ys) = (x.scale[0], y.scale[0]);
+fn global_pool_factor_fits(g: &Graph, m: &Match, island: &Island) -> Result<(), Refusal> {
+    let (xs, ys) = (island.x[0].scale[0], island.y.scale[0]);
     let shape = g.operand_type(m.get("x")).and_then(|t| t.shape);
     let image: Option<i64> =
         shape.and_then(|s| s[2..].iter().try_fold(1i64, |n, d| d.known().and_then(|k| n.checked_mul(k))));
@@ -163,11 +170,11 @@ fn global_pool_factor_fits(g: &Graph, m: &Match) -> Result<(), Refusal> {
 }
 
 /// A fusable pool without dilations (the contrib op has none).
-fn average_pool_fusable(g: &Graph, m: &Match) -> Result<Vec<NodeId>, Refusal> {
-    let dqs = pool_fusable(g, m)?;
+fn average_pool_fusable(g: &Graph, m: &Match) -> Result<Island, Refusal> {
+    let island = pool_fusable(g, m)?;
     let d = attr::ints(&g.node(m.node("op")).attrs, "dilations").unwrap_or(&[]);
     ensure!(d.iter().all(|&v| v == 1), "dilations {d:?} are not supported by QLinearAveragePool");
-    Ok(dqs)
+    Ok(island)
 }
 
 /// The Concat's DQ inputs.
@@ -190,18 +197,16 @@ fn concat_island(g: &Graph, m: &Match) -> Result<(NodeId, Vec<NodeId>), Refusal>
     Ok((m.node("op"), dqs))
 }
 
-fn concat_fusable(g: &Graph, m: &Match) -> Result<Vec<NodeId>, Refusal> {
+fn concat_fusable(g: &Graph, m: &Match) -> Result<Island, Refusal> {
     let (concat, dqs) = concat_island(g, m)?;
     ensure!(attr::int(&g.node(concat).attrs, "axis").is_some(), "Concat {} has no axis", g.node(concat).label());
-    check_island(g, m.root(), concat, &dqs)?;
-    Ok(dqs)
+    check_island(g, m.root(), concat, dqs)
 }
 
 // ---- exactness ----------------------------------------------------------------------------
 
-/// The parameters of a Q or DQ the check has accepted, for a proof.
-fn proof_q(g: &Graph, id: NodeId) -> Result<exact::Q, String> {
-    let p = common::of_node(g, id).map_err(|r| r.to_string())?;
+/// The parameters of a Q or DQ the check has accepted (per tensor), for a proof.
+fn proof_q(p: &QParams) -> Result<exact::Q, String> {
     exact::Q::new(p.scale[0], p.zero_point[0], p.dtype)
 }
 
@@ -227,9 +232,9 @@ fn known_shape(g: &Graph, o: Operand) -> Option<Vec<usize>> {
 /// QLinearAdd/QLinearMul is exact where a proof over every pair of inputs (a constant operand's
 /// own values) finds no result off, in the broadcast form the shapes give (each form when a shape
 /// is unknown).
-fn binary_exact(g: &Graph, m: &Match, _: &Vec<NodeId>) -> Result<(), String> {
+fn binary_exact(g: &Graph, m: &Match, island: &Island) -> Result<(), String> {
     let op = contrib_op(&g.node(m.node("op")).op);
-    let (a, b, y) = (proof_q(g, m.node("adq"))?, proof_q(g, m.node("bdq"))?, proof_q(g, m.root())?);
+    let (a, b, y) = (proof_q(&island.x[0])?, proof_q(&island.x[1])?, proof_q(&island.y)?);
     let (av, bv) = (constant_values(g, m.get("a"))?, constant_values(g, m.get("b"))?);
     let (ash, bsh) = (known_shape(g, m.get("a")), known_shape(g, m.get("b")));
     for span in exact::spans(ash.as_deref(), bsh.as_deref()) {
@@ -240,20 +245,19 @@ fn binary_exact(g: &Graph, m: &Match, _: &Vec<NodeId>) -> Result<(), String> {
 
 /// QLinearSigmoid/QLinearLeakyRelu is exact where a proof over every input value finds no
 /// result off.
-fn lookup_exact(g: &Graph, m: &Match, _: &Vec<NodeId>) -> Result<(), String> {
+fn lookup_exact(g: &Graph, m: &Match, island: &Island) -> Result<(), String> {
     let float = g.node(m.node("op"));
     let alpha = attr::view::leaky_relu_alpha(&float.attrs);
-    let (x, y) = (proof_q(g, m.node("xdq"))?, proof_q(g, m.root())?);
+    let (x, y) = (proof_q(&island.x[0])?, proof_q(&island.y)?);
     exact::lookup(contrib_op(&float.op), alpha, x, y)?.verdict()
 }
 
 /// QLinearConcat requantizes each input through a table: exact where a proof over every value of
 /// each input finds no result off.
-fn concat_exact(g: &Graph, m: &Match, _: &Vec<NodeId>) -> Result<(), String> {
-    let y = proof_q(g, m.root())?;
-    for (i, &x) in m.list("xs").iter().enumerate() {
-        let Operand::Value(v) = x else { continue };
-        let x = proof_q(g, v.node)?;
+fn concat_exact(_: &Graph, _: &Match, island: &Island) -> Result<(), String> {
+    let y = proof_q(&island.y)?;
+    for (i, x) in island.x.iter().enumerate() {
+        let x = proof_q(x)?;
         exact::lookup(Op::QLinearConcat, 0.0, x, y)?.verdict().map_err(|why| format!("input {i}: {why}"))?;
     }
     Ok(())
@@ -291,12 +295,10 @@ fn finish(g: &Graph, m: &Match, mut p: Patch, op_node: NodeId, dqs: &[NodeId], i
 }
 
 /// The inputs `vars` of the match, with an omitted zero point (`?xz` for `?x`) made an explicit 0
-/// of the island's integer type: QLinearGlobalAveragePool requires both of its zero points and
+/// of the island's integer type `dtype`: QLinearGlobalAveragePool requires both of its zero points and
 /// QLinearSoftmax its output's.
-fn island_inputs(g: &Graph, m: &Match, p: &mut Patch, vars: &[&str]) -> Result<Vec<PatchOperand>, Refusal> {
-    let dtype = common::of_node(g, m.root())?.dtype;
-    Ok(vars
-        .iter()
+fn island_inputs(g: &Graph, m: &Match, p: &mut Patch, dtype: DType, vars: &[&str]) -> Vec<PatchOperand> {
+    vars.iter()
         .map(|&v| match v {
             "xz" | "az" | "bz" => {
                 zero_point_or_new(p, m.get(v), dtype, 1, || format!("{}_zero_point", g.operand_name(m.get(&v[..1]))))
@@ -306,24 +308,24 @@ fn island_inputs(g: &Graph, m: &Match, p: &mut Patch, vars: &[&str]) -> Result<V
             }),
             _ => m.get(v).into(),
         })
-        .collect())
+        .collect()
 }
 
-fn build_unary(g: &Graph, m: &Match, dqs: Vec<NodeId>) -> Result<Patch, Refusal> {
+fn build_unary(g: &Graph, m: &Match, island: Island) -> Result<Patch, Refusal> {
     let mut p = Patch::new();
-    let inputs = island_inputs(g, m, &mut p, &["x", "xs", "xz", "ys", "yz"])?;
-    Ok(finish(g, m, p, m.node("op"), &dqs, inputs))
+    let inputs = island_inputs(g, m, &mut p, island.y.dtype, &["x", "xs", "xz", "ys", "yz"]);
+    Ok(finish(g, m, p, m.node("op"), &island.dqs, inputs))
 }
 
-fn build_binary(g: &Graph, m: &Match, dqs: Vec<NodeId>) -> Result<Patch, Refusal> {
+fn build_binary(g: &Graph, m: &Match, island: Island) -> Result<Patch, Refusal> {
     let mut p = Patch::new();
-    let inputs = island_inputs(g, m, &mut p, &["a", "as", "az", "b", "bs", "bz", "ys", "yz"])?;
-    Ok(finish(g, m, p, m.node("op"), &dqs, inputs))
+    let inputs = island_inputs(g, m, &mut p, island.y.dtype, &["a", "as", "az", "b", "bs", "bz", "ys", "yz"]);
+    Ok(finish(g, m, p, m.node("op"), &island.dqs, inputs))
 }
 
-fn build_concat(g: &Graph, m: &Match, dqs: Vec<NodeId>) -> Result<Patch, Refusal> {
+fn build_concat(g: &Graph, m: &Match, Island { dqs, y, .. }: Island) -> Result<Patch, Refusal> {
     let concat = m.node("op");
-    let dtype = common::of_node(g, m.root())?.dtype;
+    let dtype = y.dtype;
     // QLinearConcat's zero points are not optional: an omitted one becomes an explicit 0.
     let mut p = Patch::new();
     let mut zero: Option<PatchOperand> = None;
