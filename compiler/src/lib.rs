@@ -671,11 +671,12 @@ pub fn verify_files(
     Ok((report, fail))
 }
 
-/// Runs a model on the given inputs (or seeded random ones when `inputs` is `None`).
+/// Runs a model on the given sample, checked against the model's inputs first
+/// ([`inputs::check_sample`]), or on seeded random inputs when `sample` is `None`.
 pub fn run_file(
     path: &Path,
     load: &LoadOptions,
-    inputs: Option<verify::Inputs>,
+    sample: Option<inputs::Sample>,
     seed: u64,
     dim: usize,
     max_tensor_bytes: Option<usize>,
@@ -683,8 +684,11 @@ pub fn run_file(
     let model = load_with(path, load)?;
     let err = |error| Error::Run { path: path.to_path_buf(), error };
     let opts = qdqc_eval::RunOptions { max_tensor_bytes, ..Default::default() };
-    let inputs = match inputs {
-        Some(i) => i,
+    let inputs = match sample {
+        Some(s) => {
+            inputs::check_sample(&model.graph, &s)?;
+            s.inputs
+        }
         None => verify::random_inputs_with_limit(&model.graph, seed, dim, opts.limit()).map_err(err)?,
     };
     let r = qdqc_eval::run(&model.graph, &inputs, &opts).map_err(|e| err(verify::VerifyError::Eval(e)))?;

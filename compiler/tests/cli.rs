@@ -311,6 +311,21 @@ fn run_writes_one_npy_per_output_and_is_deterministic() {
     let o = qdqc(&["run", m.to_str().unwrap(), "--out", a.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "missing inputs without --random must be refused");
     assert!(stderr(&o).contains("input"), "{}", stderr(&o));
+    // A given input is checked against the model's declaration: the error names its file.
+    let bad = dir.path().join("bad.npy");
+    std::fs::write(&bad, qdqc::eval::Value::from_i64(qdqc::ir::DType::I64, &[2], &[1, 2]).unwrap().to_npy().unwrap())
+        .unwrap();
+    let o = qdqc(&[
+        "run",
+        m.to_str().unwrap(),
+        "--input",
+        &format!("input={}", bad.display()),
+        "--out",
+        a.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("bad.npy") && e.contains("is i64, the model takes f32"), "{e}");
 }
 
 #[test]

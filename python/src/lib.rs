@@ -136,7 +136,7 @@ fn compile_file<'py>(
         "file" => ExternalData::File { threshold: args.external_threshold },
         other => return Err(usage(format!("external_data '{other}': give 'keep', 'inline' or 'file'"))),
     };
-    let method = qdqc::calibrate::Method::parse(&args.calib_method).map_err(|m| raise(Error::Usage(m)))?;
+    let method = qdqc::calibrate::Method::parse(&args.calib_method).map_err(usage)?;
     let dists = qdqc::accuracy::parse_dists(&args.input_dist).map_err(raise)?;
     let calib_samples = match (calibrate, args.calibrate_random) {
         (Some(given), _) => {
@@ -310,11 +310,7 @@ fn run<'py>(
     let outputs = py
         .detach(|| {
             let load = LoadOptions { follow_symlinks };
-            if let Some(s) = &given {
-                let model = qdqc::load_with(&path, &load)?;
-                qdqc::inputs::check_sample(&model.graph, s)?;
-            }
-            let outputs = qdqc::run_file(&path, &load, given.map(|s| s.inputs), seed, dim, max_tensor_bytes)?;
+            let outputs = qdqc::run_file(&path, &load, given, seed, dim, max_tensor_bytes)?;
             outputs
                 .into_iter()
                 .map(|(name, value)| {

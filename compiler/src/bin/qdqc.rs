@@ -2,7 +2,6 @@
 //! Exit status: 0 success, 1 verification failure (or a pass failing), 2 bad input or usage.
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
-use qdqc::eval::Value;
 use qdqc::ir::escape;
 use qdqc::ir::onnx::{ExternalData, LoadOptions, SaveOptions};
 use qdqc::{Error, Options, VerifyOptions};
@@ -629,7 +628,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
         }
         Command::Run { model, inputs, random, seed, dim, out } => {
-            let given = if inputs.is_empty() && random { None } else { Some(parse_inputs(&inputs)?) };
+            let given = if inputs.is_empty() && random { None } else { Some(parse_inputs(&model, &inputs)?) };
             let outputs = qdqc::run_file(&model, &load, given, seed, dim, max_tensor_bytes)?;
             std::fs::create_dir_all(&out).map_err(|e| Error::File { path: out.clone(), msg: plain_io(&e) })?;
             for (name, value) in outputs {
@@ -778,15 +777,17 @@ impl Bar {
 }
 
 /// `NAME=FILE.npy` arguments.
-fn parse_inputs(args: &[String]) -> Result<Vec<(String, Value)>, Error> {
-    args.iter()
-        .map(|a| {
-            let (name, file) = a
-                .split_once('=')
-                .ok_or_else(|| Error::File { path: PathBuf::from(a), msg: "expected NAME=FILE.npy".into() })?;
-            Ok((name.to_string(), qdqc::read_npy(std::path::Path::new(file))?))
-        })
-        .collect()
+/// `run`'s `NAME=FILE.npy` arguments as a sample of `model` (which names an input that is missing).
+fn parse_inputs(model: &std::path::Path, args: &[String]) -> Result<qdqc::inputs::Sample, Error> {
+    let mut sample = qdqc::inputs::Sample { path: model.to_path_buf(), inputs: Vec::new(), files: Vec::new() };
+    for a in args {
+        let (name, file) = a
+            .split_once('=')
+            .ok_or_else(|| Error::File { path: PathBuf::from(a), msg: "expected NAME=FILE.npy".into() })?;
+        sample.inputs.push((name.to_string(), qdqc::read_npy(std::path::Path::new(file))?));
+        sample.files.push(PathBuf::from(file));
+    }
+    Ok(sample)
 }
 
 /// A file name for a tensor name (ONNX names may hold `/` or `:`).
