@@ -251,7 +251,7 @@ fn chart(layers: &[LayerReport]) -> String {
             );
         }
     }
-    // Lines: accumulated, own, and the compiled model's (dashed, through the tensors it has).
+    // Lines: accumulated, own, and the compiled model's (dashed; broken where it has no tensor).
     type Series = (fn(&LayerReport) -> Option<f64>, &'static str, &'static str, &'static str);
     let series: [Series; 3] = [
         (|l| Some(l.accumulated_db), "#1f5fbf", "accumulated", ""),
@@ -259,16 +259,17 @@ fn chart(layers: &[LayerReport]) -> String {
         (|l| l.compiled_db, "#6a3d9a", "compiled", " stroke-dasharray=\"5 3\""),
     ];
     for (value, color, label, dash) in series {
-        let pts: Vec<String> =
-            layers.iter().enumerate().filter_map(|(i, l)| Some(format!("{:.1},{:.1}", x(i), y(value(l)?)))).collect();
-        if pts.is_empty() {
-            continue;
+        // One line per run of consecutive layers that have a value (a lone point is its circle).
+        let pts: Vec<Option<String>> =
+            layers.iter().enumerate().map(|(i, l)| Some(format!("{:.1},{:.1}", x(i), y(value(l)?)))).collect();
+        for run in pts.split(Option::is_none).filter(|r| r.len() >= 2) {
+            let run: Vec<&str> = run.iter().flatten().map(String::as_str).collect();
+            let _ = writeln!(
+                s,
+                "<polyline class=\"{label}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"{dash} points=\"{}\"/>",
+                run.join(" ")
+            );
         }
-        let _ = writeln!(
-            s,
-            "<polyline class=\"{label}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"{dash} points=\"{}\"/>",
-            pts.join(" ")
-        );
         for (i, l) in layers.iter().enumerate() {
             let Some(v) = value(l) else { continue };
             let _ = writeln!(
@@ -328,5 +329,32 @@ mod tests {
     #[test]
     fn names_are_escaped() {
         assert_eq!(esc("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c&#39;");
+    }
+
+    #[test]
+    fn a_series_breaks_where_a_layer_has_no_value() {
+        let layer = |i: usize, compiled: Option<f64>| LayerReport {
+            tensor: format!("t{i}"),
+            op: "Conv".into(),
+            elements: 1,
+            accumulated_db: 30.0,
+            own_db: 40.0,
+            compiled_db: compiled,
+            keep_float_gain_db: None,
+            rank: i + 1,
+        };
+        let c = [Some(30.0), Some(31.0), None, Some(29.0), None, Some(28.0), Some(27.0), Some(26.0)];
+        let layers: Vec<LayerReport> = c.iter().enumerate().map(|(i, &v)| layer(i, v)).collect();
+        let svg = chart(&layers);
+        let lines = |class: &str| -> Vec<usize> {
+            svg.split(&format!("<polyline class=\"{class}\""))
+                .skip(1)
+                .map(|l| l.split("points=\"").nth(1).unwrap().split('"').next().unwrap().split(' ').count())
+                .collect()
+        };
+        // Runs of 2 and 3 layers; the lone layer 3 is a point only.
+        assert_eq!(lines("compiled"), [2, 3]);
+        assert_eq!(svg.matches("(compiled): ").count(), 6);
+        assert_eq!(lines("accumulated"), [8]);
     }
 }

@@ -1488,10 +1488,19 @@ fn accuracy_html_is_one_self_contained_page_charting_every_layer() {
     // The compiled model's series: a point per tensor it keeps under the QDQ model's name.
     let compiled_rows: Vec<&serde_json::Value> = layers.iter().filter(|l| !l["compiled_db"].is_null()).collect();
     assert!(compiled_rows.len() + 2 >= layers.len(), "{layers:?}");
-    for (series, count) in [("accumulated", layers.len()), ("own", layers.len()), ("compiled", compiled_rows.len())] {
-        let line = page.split(&format!("<polyline class=\"{series}\"")).nth(1).expect("a series");
-        let points = line.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
-        assert_eq!(points.split(' ').count(), count, "{series}");
+    // A series is drawn as one line per run of consecutive layers that have a value (so the
+    // compiled one breaks where the compiled model has no tensor), and a point per value.
+    let has = |series: &str, l: &serde_json::Value| series != "compiled" || !l["compiled_db"].is_null();
+    for series in ["accumulated", "own", "compiled"] {
+        let flags: Vec<bool> = layers.iter().map(|l| has(series, l)).collect();
+        let runs: Vec<usize> = flags.split(|&f| !f).map(<[bool]>::len).filter(|&n| n >= 2).collect();
+        let lines: Vec<usize> = page
+            .split(&format!("<polyline class=\"{series}\""))
+            .skip(1)
+            .map(|line| line.split("points=\"").nth(1).unwrap().split('"').next().unwrap().split(' ').count())
+            .collect();
+        assert_eq!(lines, runs, "{series}");
+        assert_eq!(page.matches(&format!("({series}): ")).count(), flags.iter().filter(|&&f| f).count(), "{series}");
     }
     // The default compile is exact: each integer tensor dequantizes to the QDQ model's values
     // (up to rounding ties).
