@@ -22,8 +22,8 @@ use std::sync::Arc;
 /// A parsed pattern.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Pattern {
-    /// `?x`. (`Arc`: every match attempt binds it, and cloning must not allocate. The parser
-    /// gives every `?x` of a pattern one `Arc`, so a match compares variables by pointer.)
+    /// `?x`. (The parser gives every `?x` of a pattern one `Arc`, so a match, which borrows
+    /// the names, compares variables by pointer.)
     Var(Arc<str>),
     /// `?xs...`: the remaining inputs.
     Rest(Arc<str>),
@@ -154,16 +154,16 @@ impl fmt::Display for Pattern {
 /// A match of a pattern rooted at a node: the operands bound to the `?vars`, the nodes bound to
 /// `@names`, and every matched node (root first, then nested patterns in pre-order).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Match {
-    /// (Inline: every node of every sweep is matched against its op's patterns, so a match
-    /// attempt allocates nothing.)
+pub struct Match<'p> {
+    /// (Inline, and names borrowed from the pattern: every node of every sweep is matched
+    /// against its op's patterns, so a match attempt allocates and counts nothing.)
     nodes: SmallVec<[NodeId; 6]>,
-    named: SmallVec<[(Arc<str>, NodeId); 4]>,
-    bindings: SmallVec<[(Arc<str>, Operand); 8]>,
-    rest: Option<(Arc<str>, Vec<Operand>)>,
+    named: SmallVec<[(&'p str, NodeId); 4]>,
+    bindings: SmallVec<[(&'p str, Operand); 8]>,
+    rest: Option<(&'p str, Vec<Operand>)>,
 }
 
-impl Match {
+impl Match<'_> {
     pub fn root(&self) -> NodeId {
         self.nodes[0]
     }
@@ -215,7 +215,7 @@ impl Match {
 }
 
 /// Matches `pattern` rooted at node `id`.
-pub fn match_at(graph: &Graph, pattern: &Pattern, id: NodeId) -> Option<Match> {
+pub fn match_at<'p>(graph: &Graph, pattern: &'p Pattern, id: NodeId) -> Option<Match<'p>> {
     // Most attempts fail on an op below the root: find that out before building a `Match` (a
     // few hundred bytes, copied on its way out, for every attempt at every node of every sweep).
     if !ops_match(graph, pattern, id) {
@@ -243,7 +243,7 @@ fn ops_match(graph: &Graph, pattern: &Pattern, id: NodeId) -> bool {
         })
 }
 
-fn match_node(graph: &Graph, pattern: &Pattern, id: NodeId, m: &mut Match) -> bool {
+fn match_node<'p>(graph: &Graph, pattern: &'p Pattern, id: NodeId, m: &mut Match<'p>) -> bool {
     let Pattern::Node { op, name, args } = pattern else { return false };
     let node = graph.node(id);
     if !node.op.same(op) || !no_extra_inputs(node.inputs(), args) {
@@ -251,21 +251,21 @@ fn match_node(graph: &Graph, pattern: &Pattern, id: NodeId, m: &mut Match) -> bo
     }
     m.nodes.push(id);
     if let Some(n) = name {
-        m.named.push((n.clone(), id));
+        m.named.push((n, id));
     }
     args.iter().enumerate().all(|(i, arg)| match arg {
         Pattern::Var(v) => {
             let operand = node.input(i);
-            match m.bindings.iter().find(|(b, _)| Arc::ptr_eq(b, v)) {
+            match m.bindings.iter().find(|(b, _)| std::ptr::eq(*b, &**v)) {
                 Some((_, bound)) => *bound == operand,
                 None => {
-                    m.bindings.push((v.clone(), operand));
+                    m.bindings.push((v, operand));
                     true
                 }
             }
         }
         Pattern::Rest(v) => {
-            m.rest = Some((v.clone(), node.inputs().get(i..).unwrap_or_default().to_vec()));
+            m.rest = Some((v, node.inputs().get(i..).unwrap_or_default().to_vec()));
             true
         }
         Pattern::Node { .. } => match node.input(i) {

@@ -108,7 +108,8 @@ fn named_nodes_and_lists_bind() {
     // A list binds every remaining input, however many.
     let concat = parse("graph {\n  input %a: f32[1]\n  %c = Concat[axis=0](%a, %a, %a, %a)\n  output %c\n}\n").unwrap();
     let Some(Operand::Value(c)) = concat.lookup("c") else { panic!() };
-    let m = match_at(&concat, &Pattern::parse("(Concat ?first ?more...)").unwrap(), c.node).unwrap();
+    let pattern = Pattern::parse("(Concat ?first ?more...)").unwrap();
+    let m = match_at(&concat, &pattern, c.node).unwrap();
     assert_eq!(m.list("more").len(), 3);
     let err = |t: &str| Pattern::parse(t).unwrap_err().msg;
     assert_eq!(err("(Concat ?xs... ?y)"), "a `?rest...` argument must be the last");
