@@ -314,6 +314,14 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// The dims of a constant input (`None` for any other input), without building a shape.
+    pub fn const_dims(&self, i: usize) -> Option<&'a [i64]> {
+        match self.node.input(i) {
+            Operand::Const(c) => Some(self.g.constant(c).dims()),
+            _ => None,
+        }
+    }
+
     pub fn rank(&self, i: usize) -> Option<usize> {
         self.g.operand_rank(self.node.input(i))
     }

@@ -18,6 +18,12 @@ fn per_tensor(scale: &[Dim]) -> bool {
 /// same shapes; per-tensor, per-axis (1-D, one value per slice of `axis`) or blocked
 /// (`block_size`: the input's rank, `ceil(size / block_size)` values along `axis`).
 fn check_qparams(ctx: &Ctx) -> R<()> {
+    // The usual case: constant per-tensor parameters, not blocked. Nothing to compare (and no
+    // shape to build).
+    let const_per_tensor = |i| ctx.const_dims(i).is_some_and(|d| d.len() <= 1 && d.iter().all(|&x| x == 1));
+    if const_per_tensor(1) && (!ctx.has(2) || const_per_tensor(2)) && ctx.attr_int("block_size").unwrap_or(0) == 0 {
+        return Ok(());
+    }
     let (xs, ss) = (ctx.shape(0), ctx.shape(1));
     if let (Some(s), Some(z)) = (&ss, ctx.has(2).then(|| ctx.shape(2)).flatten()) {
         // onnxruntime's quantizer writes [1] scales with scalar zero points: both per tensor.
