@@ -259,6 +259,45 @@ def build_transformer_block() -> onnx.ModelProto:
     )
 
 
+def build_mobilenetv3_block() -> onnx.ModelProto:
+    """MobileNetV3 / PP-LCNet style: HardSwish written out as exporters write it
+    (`x * Clip(x + 3, 0, 6) / 6`) and as the op, a squeeze-and-excitation block ending in
+    HardSigmoid, depthwise and pointwise convs with BN, a residual Add."""
+    b = Builder(_seed("mobilenetv3_block"))
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 32, 32])
+    three = b.init("hswish.three", np.array(3.0, np.float32))
+    six = b.init("hswish.six", np.array(6.0, np.float32))
+    zero = b.init("hswish.zero", np.array(0.0, np.float32))
+
+    def hardswish_written_out(h):
+        r = b.node("Clip", [b.node("Add", [h, three]), zero, six])
+        return b.node("Div", [b.node("Mul", [h, r]), six])
+
+    # stem: 3x3 s2 conv + BN + HardSwish (written out)
+    h = hardswish_written_out(b.bn(b.conv("input", 3, 16, 3, stride=2, bias=False), 16))  # [N,16,16,16]
+    skip = h
+    # depthwise 3x3 + BN + HardSwish (the op)
+    h = b.node("HardSwish", [b.bn(b.conv(h, 16, 16, 3, group=16, bias=False, prefix="dw"), 16)])
+    # squeeze-and-excitation: GAP, 1x1 reduce + Relu, 1x1 expand + HardSigmoid, Mul
+    s = b.node("GlobalAveragePool", [h])
+    s = b.relu(b.conv(s, 16, 8, 1, bias=True, prefix="se_reduce"))
+    s = b.node("HardSigmoid", [b.conv(s, 8, 16, 1, bias=True, prefix="se_expand")], alpha=1.0 / 6, beta=0.5)
+    h = b.node("Mul", [h, s])
+    # pointwise 1x1 + BN (linear), residual Add, HardSwish (written out)
+    h = b.bn(b.conv(h, 16, 16, 1, bias=False, prefix="pw"), 16)
+    h = hardswish_written_out(b.node("Add", [h, skip]))
+    # head: GAP, Flatten, Gemm
+    h = b.node("Flatten", [b.node("GlobalAveragePool", [h])], axis=1)
+    w = b.init("fc.weight", b.he((10, 16), 16))
+    bias = b.init("fc.bias", b.small((10,), 0.05))
+    b.node("Gemm", [h, w, bias], ["logits"], name="fc", alpha=1.0, beta=1.0, transB=1)
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])
+    return b.model(
+        "mobilenetv3_block", [x], [y],
+        doc="MobileNetV3 block (HardSwish as x*Clip(x+3,0,6)/6 and as the op, SE with HardSigmoid, depthwise Conv, BN, Add)",
+    )
+
+
 # CNNs also quantized with symmetric int8 activations (`<name>.i8.sym.onnx`).
 SYMMETRIC_VARIANTS = ("resnet_block", "mobilenet_block")
 
@@ -266,6 +305,7 @@ FLOAT_MODELS = {
     "resnet_block": build_resnet_block,
     "mobilenet_block": build_mobilenet_block,
     "transformer_block": build_transformer_block,
+    "mobilenetv3_block": build_mobilenetv3_block,
 }
 
 
