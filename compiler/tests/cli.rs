@@ -384,7 +384,7 @@ fn compile_pipelines_diffs_dumps_stop_after_and_remarks() {
     let o = qdqc(&["compile", m, "-o", out, "-O0"]);
     assert!(stdout(&o).contains("passes: none"), "{}", stdout(&o));
     let o = qdqc(&["compile", m, "-o", out, "-O3"]);
-    assert!(stdout(&o).contains("passes: unique-dq"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("passes: fold-bn (0 changes), saturate ("), "{}", stdout(&o));
     assert!(stdout(&o).contains("saturate ("), "{}", stdout(&o));
     let o = qdqc(&["compile", m, "-o", out, "--search", "saturate"]);
     assert!(stdout(&o).contains("saturate ("), "{}", stdout(&o));

@@ -1,6 +1,6 @@
 //! Times the `saturate` pass on one model, phase by phase, and compares the cost of its result
 //! with greedy's (`propagate, cleanup, fuse, fuse-contrib` to a fixed point), both after
-//! `unique-dq, fold-bn`:
+//! `fold-bn` (as `-O3` runs it first):
 //! `cargo run --release -p qdqc-passes --example sat_probe -- MODEL [ort|onnx]`.
 
 use qdqc_passes::saturate::{rule_table, saturate, Limits};
@@ -16,7 +16,7 @@ fn main() {
     let mut g = qdqc_ir::onnx::load(std::path::Path::new(&args[1])).unwrap().graph;
     let target = Target::parse(args.get(2).map_or("ort", String::as_str)).unwrap();
     eprintln!("load {:?}, {} ops", t.elapsed(), g.op_count());
-    PassManager::from_names(&["unique-dq", "fold-bn"]).unwrap().for_target(target).run(&mut g).unwrap();
+    PassManager::from_names(&["fold-bn"]).unwrap().for_target(target).run(&mut g).unwrap();
     let mut greedy = g.clone();
     let t = std::time::Instant::now();
     let pm = PassManager::from_names(&["propagate", "cleanup", "fuse", "fuse-contrib"]).unwrap().for_target(target);

@@ -40,7 +40,7 @@ const fn own(name: &'static str, pass: MakePass, o2: bool, o3: bool) -> Entry {
 ///
 /// | pass | what | -O2 | -O3 |
 /// |---|---|---|---|
-/// | `unique-dq` | a weight DQ per consumer (the e-graph keeps DQs apart by name) | | pass |
+/// | `unique-dq` | a weight DQ per consumer (onnxruntime's form; by name only) | | |
 /// | `fold-bn` | BatchNormalization into the Conv/Gemm before it | pass | pass, and in the e-graph |
 /// | `fold-bn-qdq` | the same through the quantizer's own Q→DQ (an approximation) | | |
 /// | `propagate` | DQ later and Q earlier through data movement | pass | in the e-graph |
@@ -51,7 +51,7 @@ const fn own(name: &'static str, pass: MakePass, o2: bool, o3: bool) -> Entry {
 /// | `int8-to-uint8` | int8 activations to uint8 | pass | pass |
 /// | `dedup-consts`, `dce` | equal constants merged, dead nodes removed | pass | pass |
 pub const PASSES: &[Entry] = &[
-    own("unique-dq", |_| Box::new(UniqueDq), false, true),
+    own("unique-dq", |_| Box::new(UniqueDq), false, false),
     family("fold-bn", rules::bn_fold::rules, true, true, true),
     family("fold-bn-qdq", rules::bn_fold::qdq_rules, false, false, false),
     family("propagate", rules::propagate::rules, true, false, true),
@@ -125,10 +125,7 @@ mod tests {
             pipeline("O2").unwrap(),
             ["fold-bn", "propagate", "cleanup", "fuse", "fuse-contrib", "int8-to-uint8", "dedup-consts", "dce"]
         );
-        assert_eq!(
-            pipeline("3").unwrap(),
-            ["unique-dq", "fold-bn", "saturate", "int8-to-uint8", "dedup-consts", "dce"]
-        );
+        assert_eq!(pipeline("3").unwrap(), ["fold-bn", "saturate", "int8-to-uint8", "dedup-consts", "dce"]);
         assert!(pipeline("O0").unwrap().is_empty() && pipeline("O1").is_none());
         let fallback: Vec<_> = saturate_fallback().map(|e| e.name).collect();
         assert_eq!(fallback, ["propagate", "cleanup", "fuse", "fuse-contrib"]);

@@ -1,10 +1,10 @@
 //! `unique-dq`: every consumer of a DequantizeLinear of a constant (a weight or bias DQ) gets a
-//! DQ of its own, as onnxruntime's `EnsureUniqueDQForNodeUnit` does. `-O3` runs it first, so that
-//! each consumer's DQ is its own e-node in the saturation e-graph. `-O2` does not: its rules read
-//! a shared DQ's inputs and leave the DQ to its other consumers (a patch removes only what became
-//! dead), and with edge removal O(1) a DQ shared by tens of thousands of convs costs nothing more
-//! (`benches/` `gen_synthetic`, 16 shared weight DQs: the same output with and without it, 10 %
-//! faster without at 1M ops).
+//! DQ of its own, as onnxruntime's `EnsureUniqueDQForNodeUnit` does. No pipeline runs it; it runs
+//! when named in `--passes`. `-O2`'s rules read a shared DQ's inputs and leave the DQ to its
+//! other consumers (a patch removes only what became dead), and with edge removal O(1) a DQ
+//! shared by tens of thousands of convs costs nothing more. In `-O3`'s e-graph the copies are one
+//! e-node again (same node, same inputs), and `saturate` would share them again: a pipeline
+//! that ran both would undo and redo them on every repetition without converging.
 //!
 //! The copies read the same constants (one tensor, no data copied); a copy left unfused is one
 //! more small node. The consumers are rewired head first in the graph's edge lists, so that each

@@ -100,7 +100,7 @@ impl Graph {
 
     /// Makes room for about `nodes` more nodes, their edges and names, in one allocation each,
     /// with room for as many nodes again in the node and edge tables: the passes add nodes (a
-    /// patch its new nodes; unique-dq, in -O3, one per extra consumer of a DQ) before they remove
+    /// patch its new nodes; unique-dq one per extra consumer of a DQ) before they remove
     /// the ones they replace. A
     /// million-node graph that grows by doubling copies hundreds of megabytes and faults in the
     /// fresh pages of every copy (a twentieth of a large compile). Node and edge room is only

@@ -3,8 +3,9 @@
 //!
 //! - [`QNode::Op`] `{tmpl, args}`: `tmpl` indexes the [`Tables::templates`] table of node
 //!   templates (op, attributes, the rest of the `NodeProto` with its name, and the number of
-//!   outputs), so attributes and names are part of an e-node's identity (two DequantizeLinear of
-//!   the same input with different names stay two e-nodes, as `unique-dq` made them). A
+//!   outputs), so attributes and node names are part of an e-node's identity (two
+//!   DequantizeLinear of the same input with different node names stay two e-nodes; copies of
+//!   one node, as `unique-dq` makes them, are one). A
 //!   single-output op's e-node is its value's e-class; a multi-output op's e-class is a *tuple*
 //!   whose values are projected by [`QNode::Get`] (the explicit encoding of multi-output ops).
 //! - [`QNode::Const`] indexes [`Tables::consts`], interned by value (dtype, dims, bytes), so equal
