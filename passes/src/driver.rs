@@ -142,9 +142,10 @@ fn sweep(graph: &mut Graph, rules: &Dispatch, target: Target) -> Result<(usize, 
             continue;
         }
         let candidates: SmallVec<[usize; 8]> = rules.at(graph, id).into();
+        let mut last = None;
         for i in candidates {
             let rule: &Rule = &rules.set.rules()[i];
-            let refusal = match rules.set.try_at(i, graph, id) {
+            let refusal = match rules.set.try_at_after(i, graph, id, &mut last) {
                 None => continue,
                 Some(Ok(_)) if !rule.targets.contains(&target) => Some(Refusal::new(format!(
                     "the rewrite needs --target {} (this is --target {target})",

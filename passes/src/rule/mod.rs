@@ -239,6 +239,10 @@ pub struct Rewrite {
     pub approximation: Option<(&'static str, String)>,
 }
 
+/// The last match made at a node ([`RuleSet::try_at_after`]): the rule whose pattern made it, and
+/// the match, if any.
+pub type LastMatch<'s> = Option<(usize, Option<Match<'s>>)>;
+
 /// A table of rules with their `defers_to` resolved: what the greedy driver and the e-graph run.
 pub struct RuleSet {
     rules: Vec<Rule>,
@@ -248,6 +252,8 @@ pub struct RuleSet {
     defers: Vec<Vec<usize>>,
     /// Per rule, its pattern's depth ([`Pattern::depth`]).
     depths: Vec<usize>,
+    /// Per rule, the first rule of the set whose pattern equals its own (itself if none).
+    first_equal: Vec<usize>,
     /// Per rule, whether it may fire ([`RuleSet::for_target`]); an inactive rule is still asked
     /// by the rules that defer to it.
     active: Vec<bool>,
@@ -272,7 +278,9 @@ impl RuleSet {
             .collect();
         let active = vec![true; rules.len()];
         let depths = rules.iter().map(|r| r.pattern.depth()).collect();
-        RuleSet { rules, config: Config::default(), defers, depths, active }
+        let first_equal =
+            rules.iter().map(|r| rules.iter().position(|o| o.pattern == r.pattern).expect("the rule itself")).collect();
+        RuleSet { rules, config: Config::default(), defers, depths, first_equal, active }
     }
 
     /// The same rules under `config`: they may make the approximations it allows and ask its
@@ -307,12 +315,29 @@ impl RuleSet {
     /// builds (one-element parameters of the new fused ops become scalars: [`Patch::scalar_params`]). `None`: the pattern does not match; `Some(Err(_))`: it matches but gives way, or
     /// its check or build refused.
     pub fn try_at(&self, i: usize, graph: &Graph, id: NodeId) -> Option<Result<Rewrite, Refusal>> {
+        self.try_at_after(i, graph, id, &mut None)
+    }
+
+    /// [`RuleSet::try_at`] for the rules tried in turn at one node of an unchanged graph: `last`
+    /// keeps the last match made there, so rules with equal patterns (`q-of-const` and `q-twin`
+    /// both match every QuantizeLinear) match once.
+    pub fn try_at_after<'s>(
+        &'s self,
+        i: usize,
+        graph: &Graph,
+        id: NodeId,
+        last: &mut LastMatch<'s>,
+    ) -> Option<Result<Rewrite, Refusal>> {
         let rule = &self.rules[i];
-        let m = match_at(graph, &rule.pattern, id)?;
-        if self.gives_way(i, graph, &m) {
+        let key = self.first_equal[i];
+        if !matches!(last, Some((k, _)) if *k == key) {
+            *last = Some((key, match_at(graph, &self.rules[key].pattern, id)));
+        }
+        let m = last.as_ref().and_then(|(_, m)| m.as_ref())?;
+        if self.gives_way(i, graph, m) {
             return Some(Err(Refusal::NotApplicable));
         }
-        Some(rule.rewrite(graph, &m, &self.config).map(|r| Rewrite { patch: r.patch.scalar_params(graph), ..r }))
+        Some(rule.rewrite(graph, m, &self.config).map(|r| Rewrite { patch: r.patch.scalar_params(graph), ..r }))
     }
 
     /// Whether a rule that rule `i` defers to matches at a node of `m` or above its root (as
