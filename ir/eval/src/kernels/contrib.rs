@@ -85,11 +85,12 @@ pub enum Span {
 
 /// The span form of operands of shapes `a` and `b` broadcast to `out`.
 pub fn span_kind(a: &[usize], b: &[usize], out: &[usize]) -> Span {
-    let numel = |s: &[usize]| s.iter().product::<usize>();
-    if numel(a) == 1 {
+    // One element: every dim is 1 (a product of the dims could overflow on a model's claims).
+    let single = |s: &[usize]| s.iter().all(|&d| d == 1);
+    if single(a) {
         return Span::ScalarA;
     }
-    if numel(b) == 1 {
+    if single(b) {
         return Span::ScalarB;
     }
     let r = out.len();
@@ -611,6 +612,10 @@ mod tests {
         assert_eq!(span_kind(&[2, 1, 4], &[2, 3, 4], &[2, 3, 4]), Span::Both);
         assert_eq!(span_kind(&[1], &[5], &[5]), Span::ScalarA);
         assert_eq!(span_kind(&[5], &[], &[5]), Span::ScalarB);
+        // Shapes a model may claim whose element count overflows (found by fuzzing the pipeline).
+        let huge = 1usize << 40;
+        assert_eq!(span_kind(&[huge, huge], &[huge, 1], &[huge, huge]), Span::ScalarB);
+        assert_eq!(span_kind(&[huge, huge], &[huge, huge], &[huge, huge]), Span::Both);
     }
 
     #[test]
