@@ -140,7 +140,10 @@ fn channels(dims: &[i64], p: &QParams) -> Result<(usize, usize), Refusal> {
                 "{} scales for axis {a} of dims {dims:?}",
                 p.scale.len()
             );
-            Ok((p.scale.len(), dims[a + 1..].iter().product::<i64>().max(1) as usize))
+            let inner = dims[a + 1..].iter().try_fold(1i64, |n, &d| n.checked_mul(d));
+            let inner =
+                inner.ok_or_else(|| Refusal::new(format!("dims {dims:?} hold more elements than fit in 64 bits")))?;
+            Ok((p.scale.len(), inner.max(1) as usize))
         }
     }
 }

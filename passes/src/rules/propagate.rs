@@ -107,7 +107,8 @@ fn check_scales(p: &QParams, positive: bool) -> Result<(), Refusal> {
 /// Where quantization axis `a` (of length `len`) of a tensor of shape `from` lands in `to`, when a
 /// reshape keeps it as its own dim: same length and same number of elements after it.
 fn axis_through_reshape(from: &[Dim], to: &[Dim], a: usize, len: usize) -> Option<usize> {
-    let inner = |dims: &[Dim]| dims.iter().map(Dim::known).product::<Option<i64>>();
+    // (`None` for an unknown dim, or a count that overflows: a model's claims are not trusted.)
+    let inner = |dims: &[Dim]| dims.iter().try_fold(1i64, |n, d| n.checked_mul(d.known()?));
     if from.get(a)?.known()? != len as i64 {
         return None;
     }
