@@ -12,7 +12,6 @@ use crate::rule::{Pattern, Refusal, Rule, RuleSet};
 use crate::{Config, Pass, PassError, Remark, RemarkKind, Remarks, Target};
 use qdqc_ir::{Graph, GraphError, NodeId, Op, OpKind, Operand};
 use rustc_hash::FxHashMap;
-use smallvec::SmallVec;
 use std::collections::VecDeque;
 
 /// Sweeps after which the driver gives up converging (each sweep is linear in the graph).
@@ -141,9 +140,9 @@ fn sweep(graph: &mut Graph, rules: &Dispatch, target: Target) -> Result<(usize, 
         if !rules.roots(graph, id) {
             continue;
         }
-        let candidates: SmallVec<[usize; 8]> = rules.at(graph, id).into();
+        // (The candidates borrow the dispatch table, not the graph that a rewrite edits.)
         let mut last = None;
-        for i in candidates {
+        for &i in rules.at(graph, id) {
             let rule: &Rule = &rules.set.rules()[i];
             let refusal = match rules.set.try_at_after(i, graph, id, &mut last) {
                 None => continue,
