@@ -1,6 +1,6 @@
 //! Op histogram and quantization summary of a model (`qdqc stats`).
 
-use qdqc_ir::{Graph, Op};
+use qdqc_ir::{Graph, Op, OpKind};
 use rustc_hash::FxHashMap as HashMap;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -39,20 +39,23 @@ pub fn stats(graph: &Graph) -> Stats {
         float_mac: 0,
         integer_compute: 0,
     };
-    // Counted by op and named once per op, not once per node.
-    let mut by_op: HashMap<&Op, usize> = HashMap::default();
+    // Counted by kind (an array) or, for the ops qdqc does not model, by op, and named once per
+    // op, not once per node.
+    let mut by_kind: Vec<Option<(&Op, usize)>> = vec![None; OpKind::COUNT];
+    let mut other: HashMap<&Op, usize> = HashMap::default();
     for id in graph.node_ids() {
         let node = graph.node(id);
-        if node.op == Op::Input {
-            continue;
+        match node.op.kind() {
+            OpKind::Input => continue,
+            OpKind::Other => *other.entry(&node.op).or_default() += 1,
+            k => by_kind[k as usize].get_or_insert((&node.op, 0)).1 += 1,
         }
-        *by_op.entry(&node.op).or_default() += 1;
         if computes_in_float(node) {
             s.float_compute += 1;
             s.float_mac += node.op.is_mac_heavy() as usize;
         }
     }
-    for (op, n) in by_op {
+    for (op, n) in by_kind.into_iter().flatten().chain(other) {
         *s.ops.entry(op.to_string()).or_default() += n;
         s.quantize_linear += n * (*op == Op::QuantizeLinear) as usize;
         s.dequantize_linear += n * (*op == Op::DequantizeLinear) as usize;
