@@ -59,6 +59,7 @@ pub const PASSES: &[Entry] = &[
     family("fuse", rules::fuse::rules, true, false, true),
     family("fuse-contrib", rules::fuse_contrib::rules, true, false, true),
     own("saturate", |config| Box::new(crate::saturate::Saturate { config: config.clone() }), false, true),
+    family("table", rules::table::rules, true, true, false),
     own("int8-to-uint8", |_| Box::new(Int8ToUint8), true, true),
     own("dedup-consts", |_| Box::new(DedupConsts), true, true),
     own("dce", |_| Box::new(DeadCodeElimination), true, true),
@@ -123,9 +124,19 @@ mod tests {
     fn pipelines_come_from_the_table() {
         assert_eq!(
             pipeline("O2").unwrap(),
-            ["fold-bn", "propagate", "cleanup", "fuse", "fuse-contrib", "int8-to-uint8", "dedup-consts", "dce"]
+            [
+                "fold-bn",
+                "propagate",
+                "cleanup",
+                "fuse",
+                "fuse-contrib",
+                "table",
+                "int8-to-uint8",
+                "dedup-consts",
+                "dce"
+            ]
         );
-        assert_eq!(pipeline("3").unwrap(), ["fold-bn", "saturate", "int8-to-uint8", "dedup-consts", "dce"]);
+        assert_eq!(pipeline("3").unwrap(), ["fold-bn", "saturate", "table", "int8-to-uint8", "dedup-consts", "dce"]);
         assert!(pipeline("O0").unwrap().is_empty() && pipeline("O1").is_none());
         let fallback: Vec<_> = saturate_fallback().map(|e| e.name).collect();
         assert_eq!(fallback, ["propagate", "cleanup", "fuse", "fuse-contrib"]);

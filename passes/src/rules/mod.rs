@@ -8,6 +8,7 @@ pub(crate) mod exact;
 pub mod fuse;
 pub mod fuse_contrib;
 pub mod propagate;
+pub mod table;
 
 use qdqc_ir::{Graph, NodeId};
 
