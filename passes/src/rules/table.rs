@@ -6,23 +6,28 @@
 //!   Max/Min by constants, Relu/Clip, an inference BatchNormalization, `x * g(x)`, a residual Add,
 //!   an SE block's scaling Mul) ⇒ `Gather(table, position)`. The output is a function of the 256
 //!   values of `x` (per channel when the chain's constants vary along one axis), or of the 65,536
-//!   pairs of `a` and `b`: the table holds, for each, what the island computes, so the rewrite is
-//!   exact by construction. The position is `Cast<int32>(x)` plus an offset: 128 for int8, and
-//!   `c·256` for channel `c` of a per-channel table (flat, `[C·256]`); for two inputs,
-//!   `256·a + b` (numpy broadcasting, as the float ops broadcast) plus the offsets of int8 inputs.
-//!   Standard ops only (Cast, Mul, Add, Gather), which integer-only hardware runs; onnxruntime runs
-//!   a Gather about 14× slower than a depthwise QLinearConv over the same tensor, and slower than
-//!   the float island, so the rule is `--target onnx` only.
+//!   pairs of `a` and `b`: the table holds, for each, what the island computes. The position is
+//!   `Cast<int32>(x)` plus an offset: 128 for int8, and `c·256` for channel `c` of a per-channel
+//!   table (flat, `[C·256]`); for two inputs, `256·a + b` (numpy broadcasting, as the float ops
+//!   broadcast) plus the offsets of int8 inputs. Standard ops only (Cast, Mul, Add, Gather), which
+//!   integer-only hardware runs; onnxruntime runs a Gather about 14× slower than a depthwise
+//!   QLinearConv over the same tensor, and slower than the float island, so the rule is
+//!   `--target onnx` only.
 //!
 //! The table is computed by running the island on every input value in the interpreter: the
-//! DequantizeLinear, the chain's ops with their attributes and constants, and the
-//! QuantizeLinear, at the model's opset.
+//! DequantizeLinears, the chain's ops with their attributes and constants, and the QuantizeLinear,
+//! at the model's opset, in float32 as the model computes it. Every entry is then judged against
+//! its reference (`docs/exactness.md`): the same island run in f64 (dequantized inputs and
+//! constants in f64, the value the QuantizeLinear reads divided by its scale). A table with an
+//! entry off is refused: the float32 island itself rounds away from the exact result there (a
+//! cancellation, say), and the remark says for how many inputs.
 
 use super::common::{self, QParams};
 use super::Who;
 use crate::ensure;
 use crate::rule::{Match, Patch, PatchNode, Refusal, Rule};
 use crate::Target;
+use qdqc_eval::exactness::{judge, Judgement};
 use qdqc_eval::{RunOptions, Value};
 use qdqc_ir::builder::GraphBuilder;
 use qdqc_ir::{attr, ConstId, DType, Dim, Graph, NodeId, Op, Operand, Outlet, Tensor, TensorType};
@@ -239,73 +244,45 @@ fn channel(g: &Graph, ops: &[NodeId], shapes: &[Arc<[Dim]>], rank: usize) -> Res
 }
 
 /// The island's output for every input value, or pair of values: channel-major `[C·256]`, or
-/// `[256·256]` with the first input's value major.
+/// `[256·256]` with the first input's value major. Each entry is judged against the reference
+/// (the island in f64, `docs/exactness.md`): a table with an entry off is refused.
 fn table(g: &Graph, m: &Match, island: &Island) -> Result<Vec<i64>, Refusal> {
     // The inputs' shapes: one input has every value along its last axis (the one before it when
     // the constants vary along the last) and each channel along the channel axis; two inputs
     // have theirs along the last two axes, so that the output holds every pair.
-    let r = island.rank.max(island.sources.len());
+    let n = island.sources.len();
+    let r = island.rank.max(n);
     let values_axis = match island.channel {
         Some((a, _)) if a == r - 1 => r - 2,
         _ => r - 1,
     };
-    let shapes: Vec<Vec<usize>> = (0..island.sources.len())
-        .map(|i| {
-            let mut dims = vec![1usize; r];
-            dims[values_axis - (island.sources.len() - 1 - i)] = 256;
-            if let Some((a, c)) = island.channel {
-                dims[a] = c;
-            }
-            dims
-        })
-        .collect();
-
-    let mut b = GraphBuilder::new(g.opset());
-    let mut values: FxHashMap<Outlet, Operand> = FxHashMap::default();
-    let mut consts: FxHashMap<ConstId, Operand> = FxHashMap::default();
-    let mut operand = |b: &mut GraphBuilder, values: &FxHashMap<Outlet, Operand>, o: Operand| match o {
-        Operand::Value(v) => values[&v],
-        Operand::Const(c) => *consts
-            .entry(c)
-            .or_insert_with(|| b.tensor(&format!("c{}", c.0), g.const_tensor(o).expect("checked").clone())),
-        Operand::None => Operand::None,
-    };
-    let copy = |b: &mut GraphBuilder, id: NodeId, inputs: Vec<Operand>| {
-        let n = g.node(id);
-        b.node(n.op.clone(), &inputs).attrs(n.attrs.iter().cloned()).out1()
-    };
     let mut given = Vec::new();
-    let mut inputs_of = Vec::new();
-    for (i, (&(_, dtype), dims)) in island.sources.iter().zip(&shapes).enumerate() {
-        let name = format!("x{i}");
-        let shape: Vec<Dim> = dims.iter().map(|&d| Dim::Known(d as i64)).collect();
-        inputs_of.push(b.input_typed(&name, Some(TensorType { dtype, shape: Some(shape.into()) })));
+    let mut shapes = Vec::new();
+    for (i, &(_, dtype)) in island.sources.iter().enumerate() {
+        let mut dims = vec![1usize; r];
+        let axis = values_axis - (n - 1 - i);
+        dims[axis] = 256;
+        if let Some((a, c)) = island.channel {
+            dims[a] = c;
+        }
         // Every value of the type along this input's values axis.
         let lo = dtype.int_range().expect("8-bit").0;
-        let step: usize = dims[values_axis - (island.sources.len() - 1 - i) + 1..].iter().product();
+        let step: usize = dims[axis + 1..].iter().product();
         let count: usize = dims.iter().product();
         let data: Vec<i64> = (0..count).map(|e| lo + ((e / step) % 256) as i64).collect();
-        let value = Value::from_i64(dtype, dims, &data).map_err(|e| Refusal::new(format!("the table's input: {e}")))?;
-        given.push((name, value));
+        let value =
+            Value::from_i64(dtype, &dims, &data).map_err(|e| Refusal::new(format!("the table's input: {e}")))?;
+        given.push((format!("x{i}"), value));
+        shapes.push(dims);
     }
-    for &dq in &island.dqs {
-        let source = island.sources.iter().position(|&(s, _)| s == g.node(dq).input(0)).expect("a source");
-        let mut inputs = vec![inputs_of[source]];
-        inputs.extend(g.node(dq).inputs()[1..].iter().map(|&o| operand(&mut b, &values, o)));
-        values.insert(Outlet::new(dq, 0), copy(&mut b, dq, inputs));
-    }
-    for &id in &island.ops {
-        let inputs: Vec<Operand> = g.node(id).inputs().iter().map(|&o| operand(&mut b, &values, o)).collect();
-        values.insert(Outlet::new(id, 0), copy(&mut b, id, inputs));
-    }
-    let inputs: Vec<Operand> = g.node(m.root()).inputs().iter().map(|&o| operand(&mut b, &values, o)).collect();
-    let y = copy(&mut b, m.root(), inputs);
-    b.output(y);
-    let fail = |what: &str, e: String| Refusal::new(format!("the table's {what}: {e}"));
-    let island_graph = b.finish().map_err(|e| fail("graph", e.to_string()))?;
-    let run = qdqc_eval::run(&island_graph, &given, &RunOptions::default()).map_err(|e| fail("run", e.to_string()))?;
-    let (out_shape, out) =
-        (run.outputs[0].1.shape().to_vec(), run.outputs[0].1.to_i64_vec().map_err(|e| fail("output", e.to_string()))?);
+    let run = |precise: bool| -> Result<Value, Refusal> {
+        let what = if precise { "reference" } else { "table" };
+        let fail = |e: String| Refusal::new(format!("the {what}'s run: {e}"));
+        let graph = island_graph(g, m, island, &shapes, precise).map_err(|e| fail(e.to_string()))?;
+        let out = qdqc_eval::run(&graph, &given, &RunOptions::default()).map_err(|e| fail(e.to_string()))?;
+        Ok(out.outputs.into_iter().next().expect("one output").1)
+    };
+    let (out, reference) = (run(false)?, run(true)?);
     // The output's shape is the inputs' broadcast: values (and channels) where the inputs put them.
     let mut want = vec![1usize; r];
     for dims in &shapes {
@@ -313,13 +290,29 @@ fn table(g: &Graph, m: &Match, island: &Island) -> Result<Vec<i64>, Refusal> {
             *w = (*w).max(d);
         }
     }
-    ensure!(out_shape == want, "the table's run gave shape {out_shape:?}, not {want:?}");
+    for v in [&out, &reference] {
+        ensure!(v.shape() == want, "the island's run gave shape {:?}, not {want:?}", v.shape());
+    }
+    let out = out.to_i64_vec().map_err(|e| Refusal::new(format!("the table's output: {e}")))?;
+    let reference = reference.to_f64_vec().map_err(|e| Refusal::new(format!("the reference: {e}")))?;
+    let y = &island.y;
+    let (lo, hi) = y.dtype.int_range().expect("8-bit");
+    let off = out
+        .iter()
+        .zip(&reference)
+        .filter(|&(&q, &v)| judge(q, v / y.scale[0] as f64, y.zero_point[0], lo, hi) == Judgement::Off)
+        .count();
+    ensure!(
+        off == 0,
+        "the island in float32 rounds {off} of {} inputs away from the exactly rounded result",
+        out.len()
+    );
     let strides: Vec<usize> = (0..r).map(|i| want[i + 1..].iter().product()).collect();
     let channels = island.channel.map_or(1, |(_, c)| c);
-    let mut table = vec![0; channels * 256usize.pow(island.sources.len() as u32)];
+    let mut table = vec![0; channels * 256usize.pow(n as u32)];
     for (e, &v) in out.iter().enumerate() {
         let at = |axis: usize| (e / strides[axis]) % want[axis];
-        let entry = match (island.sources.len(), island.channel) {
+        let entry = match (n, island.channel) {
             (1, None) => at(values_axis),
             (1, Some((a, _))) => at(a) * 256 + at(values_axis),
             _ => at(values_axis - 1) * 256 + at(values_axis),
@@ -327,6 +320,106 @@ fn table(g: &Graph, m: &Match, island: &Island) -> Result<Vec<i64>, Refusal> {
         table[entry] = v;
     }
     Ok(table)
+}
+
+/// The island alone, reading inputs `x0` (and `x1`) of `shapes`: as the model computes it, or,
+/// `precise`, its reference: every DequantizeLinear and float constant in f64 and the value the
+/// QuantizeLinear reads as the output.
+fn island_graph(
+    g: &Graph,
+    m: &Match,
+    island: &Island,
+    shapes: &[Vec<usize>],
+    precise: bool,
+) -> Result<Graph, qdqc_ir::GraphError> {
+    let mut b = GraphBuilder::new(g.opset());
+    let mut values: FxHashMap<Outlet, Operand> = FxHashMap::default();
+    let mut consts: FxHashMap<ConstId, Operand> = FxHashMap::default();
+    let mut operand = |b: &mut GraphBuilder, values: &FxHashMap<Outlet, Operand>, o: Operand| match o {
+        Operand::Value(v) => values[&v],
+        Operand::Const(c) => *consts.entry(c).or_insert_with(|| {
+            let t = g.const_tensor(o).expect("checked");
+            let t = match (precise, common::floats(g, o)) {
+                (true, Some(Ok(v))) if t.dtype().is_ok_and(|d| d.is_float()) => {
+                    f64_tensor(t.dims(), v.iter().map(|&x| x as f64))
+                }
+                _ => t.clone(),
+            };
+            b.tensor(&format!("c{}", c.0), t)
+        }),
+        Operand::None => Operand::None,
+    };
+    let copy = |b: &mut GraphBuilder, id: NodeId, inputs: Vec<Operand>| {
+        let n = g.node(id);
+        b.node(n.op.clone(), &inputs).attrs(n.attrs.iter().cloned()).out1()
+    };
+    let mut inputs_of = Vec::new();
+    for (i, (&(_, dtype), dims)) in island.sources.iter().zip(shapes).enumerate() {
+        let shape: Vec<Dim> = dims.iter().map(|&d| Dim::Known(d as i64)).collect();
+        inputs_of.push(b.input_typed(&format!("x{i}"), Some(TensorType { dtype, shape: Some(shape.into()) })));
+    }
+    let to_f64 = vec![attr::make_int("to", DType::F64.to_onnx() as i64)];
+    for &dq in &island.dqs {
+        let source = island.sources.iter().position(|&(s, _)| s == g.node(dq).input(0)).expect("a source");
+        let x = inputs_of[source];
+        let value = if precise {
+            let p = common::of_node(g, dq).expect("checked");
+            let (z, s) = (p.zero_point[0] as f64, p.scale[0] as f64);
+            let cast = b.node(Op::Cast, &[x]).attrs(to_f64.clone()).out1();
+            let (z, s) = (
+                b.tensor(&format!("z{}", dq.index()), f64_tensor(&[], [z])),
+                b.tensor(&format!("s{}", dq.index()), f64_tensor(&[], [s])),
+            );
+            let centered = b.node(Op::Sub, &[cast, z]).out1();
+            b.node(Op::Mul, &[centered, s]).out1()
+        } else {
+            let mut inputs = vec![x];
+            inputs.extend(g.node(dq).inputs()[1..].iter().map(|&o| operand(&mut b, &values, o)));
+            copy(&mut b, dq, inputs)
+        };
+        values.insert(Outlet::new(dq, 0), value);
+    }
+    for &id in &island.ops {
+        let value = match (precise, is_const_dq(g, id)) {
+            (true, true) => {
+                let (dims, v) = dequantized_f64(g, id)
+                    .ok_or_else(|| qdqc_ir::GraphError::Invariant(format!("{} cannot be read", Who(g, id))))?;
+                b.tensor(&format!("d{}", id.index()), f64_tensor(&dims, v))
+            }
+            _ => {
+                let inputs: Vec<Operand> = g.node(id).inputs().iter().map(|&o| operand(&mut b, &values, o)).collect();
+                copy(&mut b, id, inputs)
+            }
+        };
+        values.insert(Outlet::new(id, 0), value);
+    }
+    let q = g.node(m.root());
+    let y = match precise {
+        true => operand(&mut b, &values, q.input(0)),
+        false => {
+            let inputs: Vec<Operand> = q.inputs().iter().map(|&o| operand(&mut b, &values, o)).collect();
+            copy(&mut b, m.root(), inputs)
+        }
+    };
+    b.output(y);
+    b.finish()
+}
+
+/// An f64 tensor.
+fn f64_tensor(dims: &[i64], values: impl IntoIterator<Item = f64>) -> Tensor {
+    let raw: Vec<u8> = values.into_iter().flat_map(f64::to_le_bytes).collect();
+    Tensor::from_raw("", DType::F64, dims, raw.into())
+}
+
+/// The values a DequantizeLinear of a constant computes, in f64, with their dims.
+fn dequantized_f64(g: &Graph, id: NodeId) -> Option<(Vec<i64>, Vec<f64>)> {
+    let p = common::of_node(g, id).ok()?;
+    let x = g.node(id).input(0);
+    let dims = g.const_tensor(x)?.dims().to_vec();
+    let q = common::ints(g, x)?.ok()?;
+    let inner: usize = p.axis.map_or(1, |a| dims[a + 1..].iter().map(|&d| d as usize).product());
+    let c = |i: usize| if p.scale.len() == 1 { 0 } else { (i / inner.max(1)) % p.scale.len() };
+    Some((dims, q.iter().enumerate().map(|(i, &v)| (v - p.zero_point[c(i)]) as f64 * p.scale[c(i)] as f64).collect()))
 }
 
 fn build(g: &Graph, m: &Match, island: Island) -> Result<Patch, Refusal> {
