@@ -368,7 +368,7 @@ mod tests {
         }
         assert_eq!(PassManager::parse("dce").unwrap().names(), vec!["dce"]);
         let err = PassManager::parse("dce,fuse-everything").err().unwrap();
-        assert_eq!(err.to_string(), "unknown pass 'fuse-everything' (known: unique-dq, fold-bn, fold-bn-qdq, propagate, cleanup, fuse, fuse-contrib, saturate, table, int8-to-uint8, dedup-consts, dce, none)");
+        assert_eq!(err.to_string(), "unknown pass 'fuse-everything' (known: unique-dq, fold-bn, fold-bn-qdq, propagate, cleanup, fuse, fuse-contrib, saturate, elementwise, int8-to-uint8, dedup-consts, dce, none)");
         assert!(PassManager::named("O0").unwrap().names().is_empty());
         assert_eq!(PassManager::named("2").unwrap().names(), pipeline("O2").unwrap());
         assert_eq!(PassManager::parse("fuse").unwrap().for_target(Target::Onnx).target(), Target::Onnx);

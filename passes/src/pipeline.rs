@@ -59,7 +59,7 @@ pub const PASSES: &[Entry] = &[
     family("fuse", rules::fuse::rules, true, false, true),
     family("fuse-contrib", rules::fuse_contrib::rules, true, false, true),
     own("saturate", |config| Box::new(crate::saturate::Saturate { config: config.clone() }), false, true),
-    family("table", rules::table::rules, true, true, false),
+    family("elementwise", rules::elementwise::rules, true, true, false),
     own("int8-to-uint8", |_| Box::new(Int8ToUint8), true, true),
     own("dedup-consts", |_| Box::new(DedupConsts), true, true),
     own("dce", |_| Box::new(DeadCodeElimination), true, true),
@@ -130,13 +130,16 @@ mod tests {
                 "cleanup",
                 "fuse",
                 "fuse-contrib",
-                "table",
+                "elementwise",
                 "int8-to-uint8",
                 "dedup-consts",
                 "dce"
             ]
         );
-        assert_eq!(pipeline("3").unwrap(), ["fold-bn", "saturate", "table", "int8-to-uint8", "dedup-consts", "dce"]);
+        assert_eq!(
+            pipeline("3").unwrap(),
+            ["fold-bn", "saturate", "elementwise", "int8-to-uint8", "dedup-consts", "dce"]
+        );
         assert!(pipeline("O0").unwrap().is_empty() && pipeline("O1").is_none());
         let fallback: Vec<_> = saturate_fallback().map(|e| e.name).collect();
         assert_eq!(fallback, ["propagate", "cleanup", "fuse", "fuse-contrib"]);

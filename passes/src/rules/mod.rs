@@ -4,11 +4,11 @@
 pub mod bn_fold;
 pub mod cleanup;
 pub(crate) mod common;
+pub mod elementwise;
 pub(crate) mod exact;
 pub mod fuse;
 pub mod fuse_contrib;
 pub mod propagate;
-pub mod table;
 
 use qdqc_ir::{Graph, NodeId};
 

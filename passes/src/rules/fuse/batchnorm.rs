@@ -20,7 +20,7 @@
 //! conv's own rounding step and move the outputs by several steps against the QDQ model.
 
 use crate::ensure;
-use crate::rule::{Match, Patch, PatchNode, Refusal, Rule};
+use crate::rule::{Match, Patch, PatchNode, PatchOperand, Refusal, Rule};
 use crate::rules::bn_fold::Bn;
 use crate::rules::common::{self, QParams};
 use crate::rules::exact::{self, DepthwiseChannel, Q};
@@ -173,6 +173,20 @@ fn approx_channel(f: f64, o: f64, xs: f64, ys: f64) -> DepthwiseChannel {
 fn exact_channel(x: &Q, y: &Q, f: f64, o: f64) -> Option<DepthwiseChannel> {
     let a = f * x.scale as f64 / y.scale as f64;
     let bb = o / y.scale as f64;
+    exact_channel_of(x, y, |d| a * d as f64 + bb, a, bb)
+}
+
+/// The exact integer form of a channel whose reference, in output steps before the zero point, is
+/// `reference(q − z_x)` for each input value `q`, near `a·(q − z_x) + bb` where it does not
+/// saturate (the search starts there), if the search finds one. A reference that is no affine
+/// function of the input up to saturation has none.
+pub(crate) fn exact_channel_of(
+    x: &Q,
+    y: &Q,
+    reference: impl Fn(i64) -> f64,
+    a: f64,
+    bb: f64,
+) -> Option<DepthwiseChannel> {
     if !a.is_finite() || !bb.is_finite() {
         return None;
     }
@@ -185,7 +199,7 @@ fn exact_channel(x: &Q, y: &Q, f: f64, o: f64) -> Option<DepthwiseChannel> {
             .into_iter()
             .map(|q| {
                 let d = q - x.zp;
-                let (l, u) = window(a * d as f64 + bb, y, strict);
+                let (l, u) = window(reference(d), y, strict);
                 (d, l, u)
             })
             .collect();
@@ -275,11 +289,38 @@ fn build(g: &Graph, m: &Match, q: Qbn) -> Result<Patch, Refusal> {
     let acc: Vec<f32> = approx.iter().map(|&ch| (xs * form.channels[ch].sw as f64) as f32).collect();
     let float_bias: Vec<f64> = approx.iter().map(|&ch| o[ch]).collect();
     super::bias_rounding_fits(&float_bias, &bias, &acc, y.scale[0])?;
-    let w: Vec<i64> = form.channels.iter().map(|p| p.w).collect();
-    let sw: Vec<f32> = form.channels.iter().map(|p| p.sw).collect();
-    let bias: Vec<i64> = form.channels.iter().map(|p| p.b).collect();
     let mut p = Patch::new();
     let base = g.value(Outlet::new(m.node("bn"), 0)).name.clone();
+    let x_params = [m.get("x"), m.get("xs"), m.get("xz"), m.get("ys"), m.get("yz")];
+    let out = g.value(Outlet::new(m.root(), 0)).name.clone();
+    let n =
+        add_depthwise_conv(&mut p, &base, g.node(m.node("bn")).name(), &form.channels, rank, x.dtype, x_params, out);
+    p.replace(Outlet::new(m.root(), 0), n);
+    for &id in m.nodes() {
+        p.remove(id);
+    }
+    Ok(p)
+}
+
+/// Adds a depthwise 1×1 QLinearConv named `name` with `channels` (weight zero point 0) reading `x`
+/// of rank `rank` and 8-bit type `dtype` and writing `y`: `[x, x_scale, x_zero_point, y_scale,
+/// y_zero_point]` are the operands of the Q/DQ it replaces (a zero point may be omitted there);
+/// its constants are named from `base`, its output from `out`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn add_depthwise_conv(
+    p: &mut Patch,
+    base: &str,
+    name: &str,
+    channels: &[DepthwiseChannel],
+    rank: usize,
+    dtype: DType,
+    [x, xs, xz, ys, yz]: [Operand; 5],
+    out: String,
+) -> PatchOperand {
+    let c = channels.len();
+    let w: Vec<i64> = channels.iter().map(|p| p.w).collect();
+    let sw: Vec<f32> = channels.iter().map(|p| p.sw).collect();
+    let bias: Vec<i64> = channels.iter().map(|p| p.b).collect();
     let mut wdims = vec![c as i64, 1];
     wdims.extend(std::iter::repeat_n(1, rank - 2));
     let w_op = p.add_const(&format!("{base}_weight_quantized"), Tensor::from_i64("", DType::I8, &wdims, &w));
@@ -287,17 +328,11 @@ fn build(g: &Graph, m: &Match, q: Qbn) -> Result<Patch, Refusal> {
     let wz_op =
         p.add_const(&format!("{base}_weight_zero_point"), Tensor::from_i64("", DType::I8, &[c as i64], &vec![0; c]));
     let b_op = p.add_const(&format!("{base}_bias_quantized"), Tensor::from_i64("", DType::I32, &[c as i64], &bias));
-    let xz = super::zero_point_or_new(&mut p, m.get("xz"), x.dtype, 1, || format!("{base}_x_zero_point"));
-    let yz = super::zero_point_or_new(&mut p, m.get("yz"), x.dtype, 1, || format!("{base}_y_zero_point"));
+    let xz = super::zero_point_or_new(p, xz, dtype, 1, || format!("{base}_x_zero_point"));
+    let yz = super::zero_point_or_new(p, yz, dtype, 1, || format!("{base}_y_zero_point"));
     let attrs = vec![attr::make_int("group", c as i64), attr::make_ints("kernel_shape", &vec![1; rank - 2])];
-    let out = g.value(Outlet::new(m.root(), 0)).name.clone();
-    let inputs = [m.get("x").into(), m.get("xs").into(), xz, w_op, ws_op, wz_op, m.get("ys").into(), yz, b_op];
-    let n = p.add(PatchNode::new(Op::QLinearConv, inputs).named(g.node(m.node("bn")).name()).attrs(attrs).output(out));
-    p.replace(Outlet::new(m.root(), 0), n);
-    for &id in m.nodes() {
-        p.remove(id);
-    }
-    Ok(p)
+    let inputs = [x.into(), xs.into(), xz, w_op, ws_op, wz_op, ys.into(), yz, b_op];
+    p.add(PatchNode::new(Op::QLinearConv, inputs).named(name).attrs(attrs).output(out))
 }
 
 #[cfg(test)]

@@ -1,28 +1,36 @@
-//! The `table` rules: what is left of a float island after fusion, on `--target onnx`.
+//! The `elementwise` rules: what is left of a float island after fusion, when its ops are
+//! elementwise on 8-bit inputs. `Q(f(DQ x))` or `Q(f(DQ a, DQ b))`, where `f` is a chain of
+//! elementwise float ops that reads one or two 8-bit tensors (HardSwish written as
+//! `x * Clip(x + 3, 0, 6) / 6`, HardSigmoid, Sigmoid, Tanh, Gelu/Erf pieces, Add/Sub/Mul/Div/Pow/
+//! Max/Min by constants, Relu/Clip, an inference BatchNormalization, `x * g(x)`, a residual Add,
+//! an SE block's scaling Mul; constants also through a DequantizeLinear), is a function of the 256
+//! values of `x` (per channel when the chain's constants vary along one axis), or of the 65,536
+//! pairs of `a` and `b`.
 //!
-//! - `elementwise-table`: `Q(f(DQ x))` or `Q(f(DQ a, DQ b))`, where `f` is a chain of
-//!   elementwise float ops that reads one or two 8-bit tensors (HardSwish written as
-//!   `x * Clip(x + 3, 0, 6) / 6`, HardSigmoid, Sigmoid, Tanh, Gelu/Erf pieces, Add/Sub/Mul/Div/Pow/
-//!   Max/Min by constants, Relu/Clip, an inference BatchNormalization, `x * g(x)`, a residual Add,
-//!   an SE block's scaling Mul) ⇒ `Gather(table, position)`. The output is a function of the 256
-//!   values of `x` (per channel when the chain's constants vary along one axis), or of the 65,536
-//!   pairs of `a` and `b`: the table holds, for each, what the island computes. The position is
-//!   `Cast<int32>(x)` plus an offset: 128 for int8, and `c·256` for channel `c` of a per-channel
-//!   table (flat, `[C·256]`); for two inputs, `256·a + b` (numpy broadcasting, as the float ops
-//!   broadcast) plus the offsets of int8 inputs. Standard ops only (Cast, Mul, Add, Gather), which
-//!   integer-only hardware runs; onnxruntime runs a Gather about 14× slower than a depthwise
-//!   QLinearConv over the same tensor, and slower than the float island, so the rule is
-//!   `--target onnx` only.
+//! - `elementwise-as-depthwise-conv`: where that function of one input is, per channel, a
+//!   straight line up to the output's saturation (a Mul/Div/Add by constants, a BatchNormalization,
+//!   HardSigmoid when its clip is the saturation), a depthwise 1×1 QLinearConv with the searched
+//!   weight, weight scale and bias of `qbn-as-depthwise-conv` (`fuse/batchnorm.rs`), proven over
+//!   every input value. A standard op, and onnxruntime's fastest form: every target.
+//! - `elementwise-table`: else `Gather(table, position)`, the table holding the island's result
+//!   for every input. The position is `Cast<int32>(x)` plus an offset: 128 for int8, and `c·256`
+//!   for channel `c` of a per-channel table (flat, `[C·256]`); for two inputs, `256·a + b` (numpy
+//!   broadcasting, as the float ops broadcast) plus the offsets of int8 inputs. Standard ops only
+//!   (Cast, Mul, Add, Gather), which integer-only hardware runs; onnxruntime runs a Gather about
+//!   14× slower than a depthwise QLinearConv over the same tensor, and slower than the float
+//!   island, so the rule is `--target onnx` only.
 //!
-//! The table is computed by running the island on every input value in the interpreter: the
-//! DequantizeLinears, the chain's ops with their attributes and constants, and the QuantizeLinear,
-//! at the model's opset, in float32 as the model computes it. Every entry is then judged against
-//! its reference (`docs/exactness.md`): the same island run in f64 (dequantized inputs and
-//! constants in f64, the value the QuantizeLinear reads divided by its scale). A table with an
-//! entry off is refused: the float32 island itself rounds away from the exact result there (a
-//! cancellation, say), and the remark says for how many inputs.
+//! Both run the island on every input value in the interpreter: the DequantizeLinears, the
+//! chain's ops with their attributes and constants, and the QuantizeLinear, at the model's opset,
+//! in float32 as the model computes it; and again in f64 (dequantized inputs and constants in
+//! f64, the value the QuantizeLinear reads divided by its scale), which is the reference
+//! (`docs/exactness.md`). The depthwise form is searched and proven against the reference; every
+//! entry of a table is judged against it, and a table with an entry off is refused (the float32
+//! island itself rounds away from the exact result there: a cancellation, say), with the count.
 
 use super::common::{self, QParams};
+use super::exact::{self, DepthwiseChannel, Q};
+use super::fuse::batchnorm::{add_depthwise_conv, exact_channel_of};
 use super::Who;
 use crate::ensure;
 use crate::rule::{Match, Patch, PatchNode, Refusal, Rule};
@@ -42,9 +50,14 @@ const MAX_OPS: usize = 32;
 /// The most entries a table may have (4096 channels of 256 values).
 const MAX_ENTRIES: usize = 1 << 20;
 
-/// The rule table.
+/// The rule table: a depthwise QLinearConv where the island has an exact one (a standard op, and
+/// onnxruntime's fastest form of it), else a table on `--target onnx`.
 pub fn rules() -> Vec<Rule> {
-    vec![Rule::new("elementwise-table", "(QuantizeLinear ?f ?ys ?yz)", chain, build).only(ONNX)]
+    let island = "(QuantizeLinear ?f ?ys ?yz)";
+    vec![
+        Rule::new("elementwise-as-depthwise-conv", island, affine, build_depthwise),
+        Rule::new("elementwise-table", island, chain, build).only(ONNX),
+    ]
 }
 
 /// A checked island: the one or two 8-bit activations it reads (with their type) and their
@@ -243,10 +256,15 @@ fn channel(g: &Graph, ops: &[NodeId], shapes: &[Arc<[Dim]>], rank: usize) -> Res
     Ok(found)
 }
 
-/// The island's output for every input value, or pair of values: channel-major `[C·256]`, or
-/// `[256·256]` with the first input's value major. Each entry is judged against the reference
-/// (the island in f64, `docs/exactness.md`): a table with an entry off is refused.
-fn table(g: &Graph, m: &Match, island: &Island) -> Result<Vec<i64>, Refusal> {
+/// The island run on every input value, or pair of values: its float32 result and its reference
+/// (`docs/exactness.md`: the island in f64, in output steps before the zero point), each in
+/// table order — channel-major `[C·256]`, or `[256·256]` with the first input's value major.
+struct Runs {
+    out: Vec<i64>,
+    reference: Vec<f64>,
+}
+
+fn evaluate(g: &Graph, m: &Match, island: &Island) -> Result<Runs, Refusal> {
     // The inputs' shapes: one input has every value along its last axis (the one before it when
     // the constants vary along the last) and each channel along the channel axis; two inputs
     // have theirs along the last two axes, so that the output holds every pair.
@@ -271,12 +289,12 @@ fn table(g: &Graph, m: &Match, island: &Island) -> Result<Vec<i64>, Refusal> {
         let count: usize = dims.iter().product();
         let data: Vec<i64> = (0..count).map(|e| lo + ((e / step) % 256) as i64).collect();
         let value =
-            Value::from_i64(dtype, &dims, &data).map_err(|e| Refusal::new(format!("the table's input: {e}")))?;
+            Value::from_i64(dtype, &dims, &data).map_err(|e| Refusal::new(format!("the island's input: {e}")))?;
         given.push((format!("x{i}"), value));
         shapes.push(dims);
     }
     let run = |precise: bool| -> Result<Value, Refusal> {
-        let what = if precise { "reference" } else { "table" };
+        let what = if precise { "reference" } else { "island" };
         let fail = |e: String| Refusal::new(format!("the {what}'s run: {e}"));
         let graph = island_graph(g, m, island, &shapes, precise).map_err(|e| fail(e.to_string()))?;
         let out = qdqc_eval::run(&graph, &given, &RunOptions::default()).map_err(|e| fail(e.to_string()))?;
@@ -293,33 +311,44 @@ fn table(g: &Graph, m: &Match, island: &Island) -> Result<Vec<i64>, Refusal> {
     for v in [&out, &reference] {
         ensure!(v.shape() == want, "the island's run gave shape {:?}, not {want:?}", v.shape());
     }
-    let out = out.to_i64_vec().map_err(|e| Refusal::new(format!("the table's output: {e}")))?;
+    let out = out.to_i64_vec().map_err(|e| Refusal::new(format!("the island's output: {e}")))?;
     let reference = reference.to_f64_vec().map_err(|e| Refusal::new(format!("the reference: {e}")))?;
-    let y = &island.y;
-    let (lo, hi) = y.dtype.int_range().expect("8-bit");
-    let off = out
-        .iter()
-        .zip(&reference)
-        .filter(|&(&q, &v)| judge(q, v / y.scale[0] as f64, y.zero_point[0], lo, hi) == Judgement::Off)
-        .count();
-    ensure!(
-        off == 0,
-        "the island in float32 rounds {off} of {} inputs away from the exactly rounded result",
-        out.len()
-    );
     let strides: Vec<usize> = (0..r).map(|i| want[i + 1..].iter().product()).collect();
     let channels = island.channel.map_or(1, |(_, c)| c);
-    let mut table = vec![0; channels * 256usize.pow(n as u32)];
-    for (e, &v) in out.iter().enumerate() {
+    let entries = channels * 256usize.pow(n as u32);
+    let mut runs = Runs { out: vec![0; entries], reference: vec![0.0; entries] };
+    let scale = island.y.scale[0] as f64;
+    for (e, (&q, &v)) in out.iter().zip(&reference).enumerate() {
         let at = |axis: usize| (e / strides[axis]) % want[axis];
         let entry = match (n, island.channel) {
             (1, None) => at(values_axis),
             (1, Some((a, _))) => at(a) * 256 + at(values_axis),
             _ => at(values_axis - 1) * 256 + at(values_axis),
         };
-        table[entry] = v;
+        runs.out[entry] = q;
+        runs.reference[entry] = v / scale;
     }
-    Ok(table)
+    Ok(runs)
+}
+
+/// The table: the island's float32 result for every input, each judged against its reference; a
+/// table with an entry off is refused.
+fn table(g: &Graph, m: &Match, island: &Island) -> Result<Vec<i64>, Refusal> {
+    let runs = evaluate(g, m, island)?;
+    let y = &island.y;
+    let (lo, hi) = y.dtype.int_range().expect("8-bit");
+    let off = runs
+        .out
+        .iter()
+        .zip(&runs.reference)
+        .filter(|&(&q, &v)| judge(q, v, y.zero_point[0], lo, hi) == Judgement::Off)
+        .count();
+    ensure!(
+        off == 0,
+        "the island in float32 rounds {off} of {} inputs away from the exactly rounded result",
+        runs.out.len()
+    );
+    Ok(runs.out)
 }
 
 /// The island alone, reading inputs `x0` (and `x1`) of `shapes`: as the model computes it, or,
@@ -422,6 +451,103 @@ fn dequantized_f64(g: &Graph, id: NodeId) -> Option<(Vec<i64>, Vec<f64>)> {
     Some((dims, q.iter().enumerate().map(|(i, &v)| (v - p.zero_point[c(i)]) as f64 * p.scale[c(i)] as f64).collect()))
 }
 
+// ---- elementwise-as-depthwise-conv ---------------------------------------------------------
+
+/// An island that a depthwise 1×1 QLinearConv can compute: one 8-bit input of the output's type,
+/// `[N, C, spatial...]`, constants per tensor or per channel of axis 1. Returns the channel count.
+fn affine(g: &Graph, m: &Match) -> Result<(Island, usize), Refusal> {
+    let island = chain(g, m)?;
+    ensure!(island.sources.len() == 1, "a QLinearConv reads one input, the island two");
+    let (x, dtype) = island.sources[0];
+    ensure!(
+        dtype == island.y.dtype,
+        "QLinearConv needs the same 8-bit type in and out, not {dtype} → {}",
+        island.y.dtype
+    );
+    ensure!(island.rank >= 3, "the input has rank {}; a QLinearConv needs [N, C, spatial...]", island.rank);
+    ensure!(
+        island.channel.is_none_or(|(a, _)| a == 1),
+        "the constants vary along axis {}, not the channels (axis 1)",
+        island.channel.map_or(0, |(a, _)| a)
+    );
+    let c = g.operand_type(x).and_then(|t| t.shape).and_then(|s| s[1].known());
+    let c = c.filter(|&c| c > 0).ok_or_else(|| Refusal::new("the channel count is unknown"))?;
+    Ok((island, c as usize))
+}
+
+/// The straight line through the island's reference where it does not saturate: its slope and
+/// offset in output steps per input step `q − z_x` (flat when fewer than two inputs do not
+/// saturate).
+fn line(reference: &[f64], x: &Q, y: &Q) -> (f64, f64) {
+    let d = |k: usize| x.lo + k as i64 - x.zp;
+    let inside = |v: f64| {
+        v.is_finite()
+            && (v.round() as i64).saturating_add(y.zp) > y.lo
+            && (v.round() as i64).saturating_add(y.zp) < y.hi
+    };
+    let first = reference.iter().position(|&v| inside(v));
+    let last = reference.iter().rposition(|&v| inside(v));
+    match (first, last) {
+        (Some(i), Some(j)) if i < j => {
+            let a = (reference[j] - reference[i]) / (d(j) - d(i)) as f64;
+            (a, reference[i] - a * d(i) as f64)
+        }
+        _ => (0.0, reference[reference.len() / 2]),
+    }
+}
+
+/// Searches each channel's depthwise parameters against the island's reference (the search of
+/// `qbn-as-depthwise-conv`, `fuse/batchnorm.rs`), proves them over every input value, and builds
+/// the QLinearConv.
+fn build_depthwise(g: &Graph, m: &Match, (island, c): (Island, usize)) -> Result<Patch, Refusal> {
+    let runs = evaluate(g, m, &island)?;
+    let dq = island.dqs[0];
+    let xp = common::of_node(g, dq)?;
+    let x = Q::new(xp.scale[0], xp.zero_point[0], xp.dtype).map_err(Refusal::new)?;
+    let y = Q::new(island.y.scale[0], island.y.zero_point[0], island.y.dtype).map_err(Refusal::new)?;
+    // One table per channel, or one for all.
+    let tables = if island.channel.is_some() { c } else { 1 };
+    let reference = |t: usize, q: i64| runs.reference[t * 256 + (q - x.lo) as usize];
+    let mut found = Vec::with_capacity(tables);
+    for t in 0..tables {
+        let (a, b) = line(&runs.reference[t * 256..(t + 1) * 256], &x, &y);
+        let channel = exact_channel_of(&x, &y, |d| reference(t, d + x.zp), a, b).ok_or_else(|| {
+            let which = if tables == 1 { String::new() } else { format!(" in channel {t}") };
+            Refusal::new(format!("no depthwise QLinearConv with |w| ≤ 127 computes the island exactly{which}"))
+        })?;
+        found.push(channel);
+    }
+    let table_of = |ch: usize| if tables == 1 { 0 } else { ch };
+    let channels: Vec<DepthwiseChannel> = (0..c).map(|ch| found[table_of(ch)]).collect();
+    let proofs = exact::depthwise(x, y, &channels, |ch, q| reference(table_of(ch), q)).map_err(Refusal::new)?;
+    let off: usize = proofs.iter().map(|p| p.off).sum();
+    ensure!(off == 0, "the depthwise QLinearConv rounds {off} inputs away from the exactly rounded result");
+    let dq_node = g.node(dq);
+    let q = g.node(m.root());
+    let out = g.value(Outlet::new(m.root(), 0)).name.clone();
+    let params = [dq_node.input(0), dq_node.input(1), dq_node.input(2), q.input(1), q.input(2)];
+    let mut p = Patch::new();
+    // Named after the island's last op (the Q's producer), as the fused ops of `fuse-contrib` are.
+    let name = g.node(*island.ops.last().expect("an op")).name();
+    let conv = add_depthwise_conv(&mut p, &out, name, &channels, island.rank, x.dtype, params, out.clone());
+    p.replace(Outlet::new(m.root(), 0), conv);
+    remove_island(&mut p, m, &island);
+    Ok(p)
+}
+
+// ---- elementwise-table -----------------------------------------------------------------------
+
+/// Removes the Q, the float ops and the DQs (each kept when it has other consumers).
+fn remove_island(p: &mut Patch, m: &Match, island: &Island) {
+    p.remove(m.root());
+    for &id in island.ops.iter().rev() {
+        p.remove(id);
+    }
+    for &dq in &island.dqs {
+        p.remove(dq);
+    }
+}
+
 fn build(g: &Graph, m: &Match, island: Island) -> Result<Patch, Refusal> {
     let table = table(g, m, &island)?;
     let out = g.value(Outlet::new(m.root(), 0)).name.clone();
@@ -463,12 +589,6 @@ fn build(g: &Graph, m: &Match, island: Island) -> Result<Patch, Refusal> {
     let table = p.add_const(&format!("{out}_table"), Tensor::from_i64("", island.y.dtype, &[n], &table));
     let gather = p.add(PatchNode::new(Op::Gather, [table, index]).named(g.node(m.root()).name()).output(out));
     p.replace(Outlet::new(m.root(), 0), gather);
-    p.remove(m.root());
-    for &id in island.ops.iter().rev() {
-        p.remove(id);
-    }
-    for &dq in &island.dqs {
-        p.remove(dq); // kept when it has other consumers
-    }
+    remove_island(&mut p, m, &island);
     Ok(p)
 }
