@@ -456,7 +456,8 @@ fn dequantized_f64(g: &Graph, id: NodeId) -> Option<(Vec<i64>, Vec<f64>)> {
 /// An island that a depthwise 1×1 QLinearConv can compute: one 8-bit input of the output's type,
 /// `[N, C, spatial...]`, constants per tensor or per channel of axis 1. Returns the channel count.
 fn affine(g: &Graph, m: &Match) -> Result<(Island, usize), Refusal> {
-    let island = chain(g, m)?;
+    // Why a match is no elementwise island is said once, by `elementwise-table`.
+    let island = chain(g, m).map_err(|_| Refusal::NotApplicable)?;
     ensure!(island.sources.len() == 1, "a QLinearConv reads one input, the island two");
     let (x, dtype) = island.sources[0];
     ensure!(
