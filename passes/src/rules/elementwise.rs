@@ -56,7 +56,7 @@ pub fn rules() -> Vec<Rule> {
     let island = "(QuantizeLinear ?f ?ys ?yz)";
     vec![
         Rule::new("elementwise-as-depthwise-conv", island, affine, build_depthwise),
-        Rule::new("elementwise-table", island, chain, build).only(ONNX),
+        Rule::new("elementwise-table", island, chain, build_table).only(ONNX),
     ]
 }
 
@@ -65,13 +65,33 @@ pub fn rules() -> Vec<Rule> {
 /// shape of the table.
 struct Island {
     sources: Vec<(Operand, DType)>,
-    dqs: Vec<NodeId>,
+    /// Each DQ of an input, with its parameters.
+    dqs: Vec<(NodeId, QParams)>,
     ops: Vec<NodeId>,
     y: QParams,
     /// The output's rank.
     rank: usize,
     /// The axis the chain's constants vary along, and its size (`None`: one table).
     channel: Option<(usize, usize)>,
+}
+
+impl Island {
+    /// The name of the node that replaces the island: its last op's (the Q's producer), as the
+    /// fused ops of `fuse-contrib` are named after their float op.
+    fn name<'g>(&self, g: &'g Graph) -> &'g str {
+        g.node(*self.ops.last().expect("an island has an op")).name()
+    }
+}
+
+/// Removes the Q, the float ops and the DQs (each kept when it has other consumers).
+fn remove_island(p: &mut Patch, m: &Match, island: &Island) {
+    p.remove(m.root());
+    for &id in island.ops.iter().rev() {
+        p.remove(id);
+    }
+    for &(dq, _) in &island.dqs {
+        p.remove(dq);
+    }
 }
 
 /// Whether `op` computes each output element from the elements at the same position of its
@@ -156,7 +176,9 @@ fn chain(g: &Graph, m: &Match) -> Result<Island, Refusal> {
                     ensure!(o.slot == 0, "{} reads a second output", Who(g, id));
                     stack.push((o.node, false));
                 }
-                Operand::Const(_) => ensure!(g.const_tensor(i).is_some(), "a constant of {} has no data", Who(g, id)),
+                Operand::Const(_) => {
+                    ensure!(g.const_tensor(i).is_some(), "a constant of {} has no data", Who(g, id))
+                }
                 Operand::None => {}
             }
         }
@@ -180,15 +202,16 @@ fn chain(g: &Graph, m: &Match) -> Result<Island, Refusal> {
     }
     let y = eight_bit(g, q)?;
     // The activations: DQs of one tensor (the quantizer may dequantize it twice) read one.
-    let (mut sources, mut shapes) = (Vec::new(), Vec::new());
+    let (mut sources, mut shapes, mut params) = (Vec::new(), Vec::new(), Vec::with_capacity(dqs.len()));
     for &dq in &dqs {
         let x = eight_bit(g, dq)?;
-        let input = g.node(dq).input(0);
+        let (input, dtype) = (g.node(dq).input(0), x.dtype);
+        params.push((dq, x));
         if sources.iter().any(|&(s, _)| s == input) {
             continue;
         }
         ensure!(sources.len() < 2, "the float ops read more than two quantized tensors");
-        sources.push((input, x.dtype));
+        sources.push((input, dtype));
         let shape = g.operand_type(input).and_then(|t| t.shape);
         shapes.push(shape.ok_or_else(|| Refusal::new(format!("the rank of {}'s input is unknown", Who(g, dq))))?);
     }
@@ -198,7 +221,7 @@ fn chain(g: &Graph, m: &Match) -> Result<Island, Refusal> {
     ensure!(channel.is_none() || sources.len() == 1, "the constants vary along an axis and there are two inputs");
     let entries = channel.map_or(1, |(_, c)| c).saturating_mul(256);
     ensure!(entries <= MAX_ENTRIES, "a table of {entries} entries is larger than {MAX_ENTRIES}");
-    Ok(Island { sources, dqs, ops, y, rank, channel })
+    Ok(Island { sources, dqs: params, ops, y, rank, channel })
 }
 
 /// A DequantizeLinear of a constant.
@@ -331,26 +354,6 @@ fn evaluate(g: &Graph, m: &Match, island: &Island) -> Result<Runs, Refusal> {
     Ok(runs)
 }
 
-/// The table: the island's float32 result for every input, each judged against its reference; a
-/// table with an entry off is refused.
-fn table(g: &Graph, m: &Match, island: &Island) -> Result<Vec<i64>, Refusal> {
-    let runs = evaluate(g, m, island)?;
-    let y = &island.y;
-    let (lo, hi) = y.dtype.int_range().expect("8-bit");
-    let off = runs
-        .out
-        .iter()
-        .zip(&runs.reference)
-        .filter(|&(&q, &v)| judge(q, v, y.zero_point[0], lo, hi) == Judgement::Off)
-        .count();
-    ensure!(
-        off == 0,
-        "the island in float32 rounds {off} of {} inputs away from the exactly rounded result",
-        runs.out.len()
-    );
-    Ok(runs.out)
-}
-
 /// The island alone, reading inputs `x0` (and `x1`) of `shapes`: as the model computes it, or,
 /// `precise`, its reference: every DequantizeLinear and float constant in f64 and the value the
 /// QuantizeLinear reads as the output.
@@ -388,11 +391,11 @@ fn island_graph(
         inputs_of.push(b.input_typed(&format!("x{i}"), Some(TensorType { dtype, shape: Some(shape.into()) })));
     }
     let to_f64 = vec![attr::make_int("to", DType::F64.to_onnx() as i64)];
-    for &dq in &island.dqs {
+    for (dq, p) in &island.dqs {
+        let dq = *dq;
         let source = island.sources.iter().position(|&(s, _)| s == g.node(dq).input(0)).expect("a source");
         let x = inputs_of[source];
         let value = if precise {
-            let p = common::of_node(g, dq).expect("checked");
             let (z, s) = (p.zero_point[0] as f64, p.scale[0] as f64);
             let cast = b.node(Op::Cast, &[x]).attrs(to_f64.clone()).out1();
             let (z, s) = (
@@ -502,8 +505,7 @@ fn line(reference: &[f64], x: &Q, y: &Q) -> (f64, f64) {
 /// the QLinearConv.
 fn build_depthwise(g: &Graph, m: &Match, (island, c): (Island, usize)) -> Result<Patch, Refusal> {
     let runs = evaluate(g, m, &island)?;
-    let dq = island.dqs[0];
-    let xp = common::of_node(g, dq)?;
+    let (dq, xp) = &island.dqs[0];
     let x = Q::new(xp.scale[0], xp.zero_point[0], xp.dtype).map_err(Refusal::new)?;
     let y = Q::new(island.y.scale[0], island.y.zero_point[0], island.y.dtype).map_err(Refusal::new)?;
     // One table per channel, or one for all.
@@ -523,14 +525,12 @@ fn build_depthwise(g: &Graph, m: &Match, (island, c): (Island, usize)) -> Result
     let proofs = exact::depthwise(x, y, &channels, |ch, q| reference(table_of(ch), q)).map_err(Refusal::new)?;
     let off: usize = proofs.iter().map(|p| p.off).sum();
     ensure!(off == 0, "the depthwise QLinearConv rounds {off} inputs away from the exactly rounded result");
-    let dq_node = g.node(dq);
+    let dq_node = g.node(*dq);
     let q = g.node(m.root());
     let out = g.value(Outlet::new(m.root(), 0)).name.clone();
     let params = [dq_node.input(0), dq_node.input(1), dq_node.input(2), q.input(1), q.input(2)];
     let mut p = Patch::new();
-    // Named after the island's last op (the Q's producer), as the fused ops of `fuse-contrib` are.
-    let name = g.node(*island.ops.last().expect("an op")).name();
-    let conv = add_depthwise_conv(&mut p, &out, name, &channels, island.rank, x.dtype, params, out.clone());
+    let conv = add_depthwise_conv(&mut p, &out, island.name(g), &channels, island.rank, x.dtype, params, out.clone());
     p.replace(Outlet::new(m.root(), 0), conv);
     remove_island(&mut p, m, &island);
     Ok(p)
@@ -538,18 +538,27 @@ fn build_depthwise(g: &Graph, m: &Match, (island, c): (Island, usize)) -> Result
 
 // ---- elementwise-table -----------------------------------------------------------------------
 
-/// Removes the Q, the float ops and the DQs (each kept when it has other consumers).
-fn remove_island(p: &mut Patch, m: &Match, island: &Island) {
-    p.remove(m.root());
-    for &id in island.ops.iter().rev() {
-        p.remove(id);
-    }
-    for &dq in &island.dqs {
-        p.remove(dq);
-    }
+/// The table: the island's float32 result for every input, each judged against its reference; a
+/// table with an entry off is refused.
+fn table(g: &Graph, m: &Match, island: &Island) -> Result<Vec<i64>, Refusal> {
+    let runs = evaluate(g, m, island)?;
+    let y = &island.y;
+    let (lo, hi) = y.dtype.int_range().expect("8-bit");
+    let off = runs
+        .out
+        .iter()
+        .zip(&runs.reference)
+        .filter(|&(&q, &v)| judge(q, v, y.zero_point[0], lo, hi) == Judgement::Off)
+        .count();
+    ensure!(
+        off == 0,
+        "the island in float32 rounds {off} of {} inputs away from the exactly rounded result",
+        runs.out.len()
+    );
+    Ok(runs.out)
 }
 
-fn build(g: &Graph, m: &Match, island: Island) -> Result<Patch, Refusal> {
+fn build_table(g: &Graph, m: &Match, island: Island) -> Result<Patch, Refusal> {
     let table = table(g, m, &island)?;
     let out = g.value(Outlet::new(m.root(), 0)).name.clone();
     let mut p = Patch::new();
@@ -588,7 +597,7 @@ fn build(g: &Graph, m: &Match, island: Island) -> Result<Patch, Refusal> {
     };
     let n = table.len() as i64;
     let table = p.add_const(&format!("{out}_table"), Tensor::from_i64("", island.y.dtype, &[n], &table));
-    let gather = p.add(PatchNode::new(Op::Gather, [table, index]).named(g.node(m.root()).name()).output(out));
+    let gather = p.add(PatchNode::new(Op::Gather, [table, index]).named(island.name(g)).output(out));
     p.replace(Outlet::new(m.root(), 0), gather);
     remove_island(&mut p, m, &island);
     Ok(p)
