@@ -130,6 +130,18 @@ pub(crate) fn dequantize(q: &[i64], dims: &[i64], p: &QParams) -> Result<Vec<f32
         .collect())
 }
 
+/// The values `(q − z)·s` of [`dequantize`] in f64: the real values a reference computes with.
+pub(crate) fn dequantize_f64(q: &[i64], dims: &[i64], p: &QParams) -> Result<Vec<f64>, Refusal> {
+    let (len, inner) = channels(dims, p)?;
+    Ok(q.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let c = (i / inner) % len;
+            (v - p.zero_point[c]) as f64 * p.scale[c] as f64
+        })
+        .collect())
+}
+
 /// How many parameter channels and the elements per channel step.
 fn channels(dims: &[i64], p: &QParams) -> Result<(usize, usize), Refusal> {
     match p.axis {

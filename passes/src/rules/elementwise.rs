@@ -449,9 +449,8 @@ fn dequantized_f64(g: &Graph, id: NodeId) -> Option<(Vec<i64>, Vec<f64>)> {
     let x = g.node(id).input(0);
     let dims = g.const_tensor(x)?.dims().to_vec();
     let q = common::ints(g, x)?.ok()?;
-    let inner: usize = p.axis.map_or(1, |a| dims[a + 1..].iter().map(|&d| d as usize).product());
-    let c = |i: usize| if p.scale.len() == 1 { 0 } else { (i / inner.max(1)) % p.scale.len() };
-    Some((dims, q.iter().enumerate().map(|(i, &v)| (v - p.zero_point[c(i)]) as f64 * p.scale[c(i)] as f64).collect()))
+    let values = common::dequantize_f64(&q, &dims, &p).ok()?;
+    Some((dims, values))
 }
 
 // ---- elementwise-as-depthwise-conv ---------------------------------------------------------
